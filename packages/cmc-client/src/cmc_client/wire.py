@@ -212,8 +212,8 @@ class Effect(Struct):
 class TransactionData(Struct):
     """SendTransaction result: what CMC did with the sale."""
 
-    id: str
-    """Internal transaction id."""
+    id: str | None
+    """Internal transaction id; null when the POS system is not Accepted (nothing was stored)."""
     qrCodeWidget: QrCodeWidget | None
     cfsTemplate: CfsTemplate | None
     posStatus: PosStatus

@@ -1,0 +1,49 @@
+# Quickstart: `make run` serves the demo on http://127.0.0.1:8080; `make test` runs every check.
+# Both bootstrap their own environment: uv (installed with pip into .tools/ when missing) and .venv.
+
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DB ?= sqlite:///./var/cmc.db
+
+.PHONY: install run test lint typecheck pytest bench clean
+
+install: $(VENV)/.installed
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+$(VENV)/.installed: pyproject.toml uv.lock packages/cmc-client/pyproject.toml | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+run: install
+	@mkdir -p var
+	@CMC_DATABASE_URL=$(DEMO_DB) $(BIN)/cmc apply examples/demo.yaml
+	@echo
+	@echo "Demo POS system 'pax': client id 'pax-demo', secret 's3cr3t!' (location loc5, terminal term5)."
+	@echo "Once the server below is up, paste this into another terminal:"
+	@echo
+	@cat examples/curl-session.sh
+	@echo
+	CMC_DATABASE_URL=$(DEMO_DB) $(BIN)/cmc serve --host 127.0.0.1 --port 8080
+
+test: lint typecheck pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,247 @@
+"""``make bench``: the real service against the framework-free baseline, same load, same machine.
+
+Each server runs as a subprocess on loopback with one worker and a fresh SQLite file in a temp dir;
+``load.py``'s generator runs in this process against it for a bounded time. The table puts the two
+side by side with the ratio ours/baseline, which is the figure issue 2 sets a target for (at least 25%
+of the baseline's tenders/s, p99 under 50 ms at 16 connections). ``--record`` appends the figures and a
+description of the machine to ``bench/RESULTS.md``, because absolute numbers mean nothing without it.
+
+Run: ``.venv/bin/python bench/run.py [--duration 15] [--only cmc|baseline] [--record]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import load
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+"""The virtualenv's bin directory: ``cmc`` is installed next to the Python running us."""
+DEMO_REGISTRY = ROOT / "examples" / "demo.yaml"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+TARGET_RATIO = 0.25
+TARGET_P99_MS = 50.0
+SERVERS = ("cmc", "baseline")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The end of a server's log, to explain a failure."""
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_healthy(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """Poll ``GET /health`` until 200; fail early if the server exits, or after STARTUP_TIMEOUT."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}:\n{log_tail(log)}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"server not healthy after {STARTUP_TIMEOUT:.0f} s:\n{log_tail(log)}")
+
+
+@contextmanager
+def serving(argv: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[None]:
+    """Run a server subprocess until the block ends, then stop it (SIGTERM, SIGKILL if it hangs)."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(process, port, log)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT)
+
+
+def bench_cmc(tmp: Path, options: load.Options) -> load.Result:
+    """The real service: apply the demo registry to a fresh database, serve with one worker, load it."""
+    if not (BIN / "cmc").exists() or not DEMO_REGISTRY.exists():
+        raise SystemExit(f"need {BIN / 'cmc'} and {DEMO_REGISTRY}; run `make install` first")
+    env = {**os.environ, "CMC_DATABASE_URL": f"sqlite:///{tmp / 'cmc.db'}", "CMC_LOG_LEVEL": "warning"}
+    log = tmp / "cmc.log"
+    apply = subprocess.run(
+        [str(BIN / "cmc"), "apply", str(DEMO_REGISTRY)], env=env, cwd=ROOT, capture_output=True, timeout=120
+    )
+    if apply.returncode != 0:
+        raise SystemExit(f"cmc apply failed:\n{apply.stdout.decode()}{apply.stderr.decode()}")
+    port = free_port()
+    argv = [str(BIN / "cmc"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with serving(argv, env, port, log):
+        return load.run(replace(options, url=f"http://127.0.0.1:{port}"))
+
+
+def bench_baseline(tmp: Path, options: load.Options) -> load.Result:
+    """The framework-free baseline, same load."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        str(ROOT / "bench" / "baseline.py"),
+        "--port",
+        str(port),
+        "--db",
+        str(tmp / "baseline.db"),
+    ]
+    with serving(argv, dict(os.environ), port, tmp / "baseline.log"):
+        return load.run(replace(options, url=f"http://127.0.0.1:{port}"))
+
+
+def machine() -> str:
+    """One line describing where the figures were taken."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line), "?"
+    )
+    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else "MemTotal: 0 kB"
+    mem_kib = int(meminfo.split("MemTotal:", 1)[1].split()[0])
+    cores = len(os.sched_getaffinity(0))
+    return (
+        f"{model}, {cores} cores, {mem_kib / 1024**2:.1f} GiB RAM, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
+
+
+def git_revision() -> str:
+    """Short commit of the tree measured, marked when it had uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, timeout=10
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    revision = head.stdout.decode().strip() or "no commit"
+    return revision + (" + uncommitted changes" if dirty.stdout.strip() else "")
+
+
+def table(results: dict[str, load.Result]) -> list[str]:
+    """Markdown table of the figures, with the ratio ours/baseline when both ran."""
+    rows = ["| server | tenders/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
+    names = {"cmc": "cmc (1 worker)", "baseline": "baseline (raw ASGI + msgspec + sqlite3)"}
+    for name, r in results.items():
+        rows.append(
+            f"| {names[name]} | {r.tenders_per_s:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} |"
+        )
+    if len(results) == 2:
+        ours, base = results["cmc"], results["baseline"]
+        ratio = ours.tenders_per_s / base.tenders_per_s if base.tenders_per_s else 0.0
+        rows.append(
+            f"| **ours/baseline** | **{ratio:.0%}** | {_times(ours.p50_ms, base.p50_ms)} | "
+            f"{_times(ours.p99_ms, base.p99_ms)} | |"
+        )
+    return rows
+
+
+def _times(ours: float, base: float) -> str:
+    """How many times the baseline's latency ours is."""
+    return f"{ours / base:.1f}x" if base else "-"
+
+
+def verdict(results: dict[str, load.Result]) -> str | None:
+    """Issue 2's target, checked: ≥25% of the baseline's throughput and p99 < 50 ms."""
+    if len(results) != 2:
+        return None
+    ours, base = results["cmc"], results["baseline"]
+    ratio = ours.tenders_per_s / base.tenders_per_s if base.tenders_per_s else 0.0
+    met = ratio >= TARGET_RATIO and ours.p99_ms < TARGET_P99_MS
+    return (
+        f"target (>= {TARGET_RATIO:.0%} of baseline, p99 < {TARGET_P99_MS:.0f} ms): "
+        f"{'met' if met else 'NOT met'} ({ratio:.0%}, p99 {ours.p99_ms:.1f} ms); product goal 50%"
+    )
+
+
+def record(results: dict[str, load.Result], options: load.Options) -> None:
+    """Append a dated section with the machine, the load and the table to RESULTS.md."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"## {stamp} (commit {git_revision()})",
+        "",
+        f"- Machine: {machine()}",
+        f"- Load: {options.concurrency} keep-alive connections on loopback, {options.warmup:.0f} s warm-up, "
+        f"{options.duration:.0f} s measured; a tender = startInteraction + transaction (3 products, a "
+        f"customer with email and phone from a pool of {load.CUSTOMER_POOL_SIZE:,}, loyalty card for ~40%); "
+        "the load generator shares the machine's cores with the server.",
+        "",
+        *table(results),
+        "",
+    ]
+    if (note := verdict(results)) is not None:
+        lines += [f"{note}.", ""]
+    if not RESULTS.exists():
+        RESULTS.write_text(
+            "# Benchmark results\n\nWritten by `make bench` (`bench/run.py --record`); newest last.\n\n"
+        )
+    with RESULTS.open("a") as out:
+        out.write("\n".join(lines) + "\n")
+    print(f"recorded in {RESULTS.relative_to(ROOT)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Benchmark the servers one after the other; exit 1 if any tender failed."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per server")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per server first")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--terminals", default="term5", help="comma-separated terminal ids of the demo registry"
+    )
+    parser.add_argument("--only", choices=SERVERS, help="benchmark one server only")
+    parser.add_argument("--record", action="store_true", help=f"append the figures to {RESULTS.name}")
+    args = parser.parse_args(argv)
+    options = load.Options(
+        terminals=tuple(t for t in args.terminals.split(",") if t),
+        concurrency=max(1, args.concurrency),
+        duration=max(1.0, args.duration),
+        warmup=max(0.0, args.warmup),
+    )
+    benches = {"cmc": bench_cmc, "baseline": bench_baseline}
+    results: dict[str, load.Result] = {}
+    with tempfile.TemporaryDirectory(prefix="cmc-bench-") as tmp:
+        for name in [args.only] if args.only else SERVERS:
+            print(f"{name}: {options.warmup:.0f} s warm-up + {options.duration:.0f} s ...", flush=True)
+            results[name] = benches[name](Path(tmp), options)
+            print(f"{name}: {results[name].summary()}", flush=True)
+    print("\n" + "\n".join(table(results)))
+    if (note := verdict(results)) is not None:
+        print(note)
+    if args.record:
+        record(results, options)
+    return 1 if any(r.errors or not r.tenders for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""``create_app()``: the ASGI application, wired from settings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.exceptions import HTTPException
+from litestar.types import ASGIApp
+
+from cmc import logs
+from cmc.api import ops, pos, token
+from cmc.api.edge import Edge, Metrics
+from cmc.api.problems import handle_api_error, handle_http_exception, handle_unexpected
+from cmc.api.services import Services
+from cmc.auth import Tokens, signing_key
+from cmc.config import Settings
+from cmc.directory import DirectoryCache
+from cmc.errors import ApiError
+from cmc.store import migrate
+from cmc.store.database import Database
+
+ROUTES = [token.token, *pos.ROUTES, *ops.ROUTES]
+
+
+def create_app(settings: Settings | None = None) -> ASGIApp:
+    """The CMC service as an ASGI app (uvicorn's ``--factory`` target)."""
+    settings = settings or Settings.from_env()
+    logs.configure(settings.log_level)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        db = Database.open(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        await db.write(lambda conn: None)  # fail fast when the store is unreachable
+        await asyncio.to_thread(migrate.upgrade, db)
+        key = await db.write(signing_key, settings.jwt_secret)
+        directory = DirectoryCache(db, refresh=settings.registry_refresh)
+        await directory.start()
+        app.state.services = Services(
+            settings=settings, db=db, directory=directory, tokens=Tokens(key, ttl=settings.token_ttl), metrics=metrics
+        )
+        try:
+            yield
+        finally:
+            await directory.stop()
+            await db.close()
+
+    app = Litestar(
+        route_handlers=ROUTES,
+        lifespan=[lifespan],
+        exception_handlers={
+            ApiError: handle_api_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=None,
+        logging_config=None,
+    )
+    templates = [route.path for route in app.routes]
+    return Edge(app, templates=templates, metrics=metrics, access_log=settings.access_log)

@@ -1,0 +1,123 @@
+"""The ASGI edge around the app: case-insensitive paths, request ids, metrics and access logs.
+
+ClearLine's backend is ASP.NET, whose routes match case-insensitively, and its docs write both
+``/Pos/...`` and ``/pos/...``; POS integrations use either. The edge rewrites the static segments
+of a known route to their canonical case before routing (ids in the path are left as sent).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+log = structlog.get_logger("cmc.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+class Metrics:
+    """The service's Prometheus metrics, in their own registry (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cmc_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "cmc_http_request_duration_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.transactions = Counter(
+            "cmc_transactions", "SendTransaction outcomes", ["outcome"], registry=self.registry
+        )
+
+
+class PathCanon:
+    """Maps a request path to its route's canonical casing."""
+
+    def __init__(self, templates: Iterable[str]) -> None:
+        self._routes: dict[int, list[list[str | None]]] = {}
+        for template in templates:
+            parts = template.strip("/").split("/")
+            shape = [None if p.startswith("{") else p for p in parts]
+            self._routes.setdefault(len(parts), []).append(shape)
+
+    def canonical(self, path: str) -> str:
+        """``/Pos/pax/StartInteraction`` → ``/pos/pax/startInteraction``; unknown paths unchanged."""
+        parts = path.strip("/").split("/")
+        for shape in self._routes.get(len(parts), ()):
+            if all(s is None or s.lower() == p.lower() for s, p in zip(shape, parts, strict=True)):
+                fixed = [p if s is None else s for s, p in zip(shape, parts, strict=True)]
+                return "/" + "/".join(fixed)
+        return path
+
+
+class Edge:
+    """Wraps the app: rewrites paths, tags each request with an id, measures and logs it."""
+
+    def __init__(self, app: ASGIApp, *, templates: Iterable[str], metrics: Metrics, access_log: bool) -> None:
+        self.app = app
+        self.canon = PathCanon(templates)
+        self.metrics = metrics
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path = self.canon.canonical(scope["path"])
+        if path != scope["path"]:
+            scope = {**scope, "path": path, "raw_path": path.encode()}  # type: ignore[typeddict-item]
+        request_id = _request_id(scope)
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}  # type: ignore[typeddict-item]
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("path_template") or "unmatched"
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(elapsed)
+            if self.access_log:
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    route=route,
+                    status=status,
+                    ms=round(elapsed * 1000, 2),
+                )
+            structlog.contextvars.clear_contextvars()
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _REQUEST_ID.match(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+def route_templates(paths: Iterable[Any]) -> list[str]:
+    """The path templates of the app's routes (``{name:type}`` placeholders kept as ``{...}``)."""
+    return [str(p) for p in paths]

@@ -1,0 +1,132 @@
+"""The POS API: StartInteraction, SendTransaction and the settings lookup."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import msgspec
+from cmc_client import wire
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+
+from cmc import auth, interactions, transactions
+from cmc.api.body import decode_json
+from cmc.api.services import Services
+from cmc.directory import PosSystem
+from cmc.errors import Forbidden, NotFound
+
+_start_decoder = msgspec.json.Decoder(wire.StartInteractionRequest)
+_transaction_decoder = msgspec.json.Decoder(wire.TransactionRequest)
+_settings_decoder = msgspec.json.Decoder(wire.SettingsLookupRequest)
+_encode = msgspec.json.Encoder().encode
+JSON = "application/json"
+
+
+def _pos_system(services: Services, request: Request[object, object, object], pos_system_id: FromPath[str]) -> PosSystem:
+    """Authenticate the caller and return the POS system it acts for."""
+    principal = services.tokens.verify(request.headers.get("authorization"), now=time.time())
+    auth.require_pos_system(principal, pos_system_id)
+    pos = services.directory.current.pos_systems.get(principal.pos_system_id)
+    if pos is None:
+        raise NotFound(f"POS system {pos_system_id!r} is not registered with CMC.")
+    return pos
+
+
+@post("/pos/{pos_system_id:str}/startInteraction", status_code=200)
+async def start_interaction(request: Request[object, object, object], pos_system_id: FromPath[str]) -> Response[bytes]:
+    """StartInteraction: open a session for the coming transaction."""
+    services = Services.of(request)
+    pos = _pos_system(services, request, pos_system_id)
+    body = await decode_json(request, _start_decoder)
+    location = interactions.resolve_terminal(
+        services.directory.current,
+        pos,
+        location_id=body.posLocationId,
+        terminal_id=body.terminalId,
+        company_id=body.posCompanyId,
+    )
+    session_id = None
+    if pos.accepted:
+        session_id = await services.db.write(
+            interactions.start, pos, location, body.terminalId, now=datetime.now(UTC), ttl=services.settings.session_ttl
+        )
+    return Response(_encode(interactions.response(body, pos, session_id)), media_type=JSON)
+
+
+@post("/pos/{pos_system_id:str}/transaction", status_code=200)
+async def send_transaction(request: Request[object, object, object], pos_system_id: FromPath[str]) -> Response[bytes]:
+    """SendTransaction: store the sale once, resolve the customer, run marketing, answer."""
+    services = Services.of(request)
+    pos = _pos_system(services, request, pos_system_id)
+    tx = await decode_json(request, _transaction_decoder)
+    transactions.validate(tx)
+    if not pos.accepted:
+        services.metrics.transactions.labels("not-accepted").inc()
+        return Response(_encode(_not_accepted(pos)), media_type=JSON)
+    if not pos.settings.get("isTransactionsEnabled", True):
+        raise Forbidden("Transactions are disabled for this POS system (isTransactionsEnabled is false).")
+    location = interactions.resolve_terminal(
+        services.directory.current,
+        pos,
+        location_id=tx.posLocationId,
+        terminal_id=tx.terminalId,
+        company_id=tx.posCompanyId,
+    )
+    try:
+        outcome = await services.record(tx, pos=pos, location=location, now=datetime.now(UTC))
+    except Exception as exc:
+        services.metrics.transactions.labels(type(exc).__name__).inc()
+        raise
+    services.metrics.transactions.labels("replayed" if outcome.replayed else "created").inc()
+    return Response(outcome.body, media_type=JSON)
+
+
+@get("/v2/pos/{pos_system_id:str}/settings/lookup")
+async def settings_lookup(request: Request[object, object, object], pos_system_id: FromPath[str]) -> Response[bytes]:
+    """Settings lookup, guide form (no body): the POS system's feature flags."""
+    pos = _pos_system(Services.of(request), request, pos_system_id)
+    return Response(_encode(_settings(pos, company_id=None)), media_type=JSON)
+
+
+@post("/v2/pos/{pos_system_id:str}/settings/lookup", status_code=200)
+async def settings_lookup_for_company(
+    request: Request[object, object, object], pos_system_id: str
+) -> Response[bytes]:
+    """Settings lookup, API-reference form (``{"posCompanyId"}``)."""
+    services = Services.of(request)
+    pos = _pos_system(services, request, pos_system_id)
+    body = await decode_json(request, _settings_decoder)
+    known = (pos.id, body.posCompanyId) in services.directory.current.companies
+    return Response(_encode(_settings(pos, company_id=body.posCompanyId, known=known)), media_type=JSON)
+
+
+@get("/pos/{pos_system_id:str}/settings/{pos_company_id:str}")
+async def legacy_settings(
+    request: Request[object, object, object], pos_system_id: FromPath[str], pos_company_id: FromPath[str]
+) -> Response[bytes]:
+    """Legacy settings form: ``{"data": {"settings": {...}}}``."""
+    pos = _pos_system(Services.of(request), request, pos_system_id)
+    flags = msgspec.convert(pos.settings, wire.CompanySettings)
+    return Response(_encode({"data": {"settings": flags}}), media_type=JSON)
+
+
+def _settings(pos: PosSystem, *, company_id: str | None, known: bool = True) -> wire.SettingsResponse:
+    return wire.SettingsResponse(
+        data=wire.SettingsData(
+            posCompanyId=company_id,
+            accountStatus=None if company_id is None else ("Active" if known else "AccountNotFound"),
+            companySettings=msgspec.convert(pos.settings, wire.CompanySettings),
+            notificationSettings=wire.NotificationSettings(),
+        )
+    )
+
+
+def _not_accepted(pos: PosSystem) -> wire.TransactionResponse:
+    """A POS that is not Accepted gets its status back and nothing is stored."""
+    return wire.TransactionResponse(
+        data=wire.TransactionData(id=None, qrCodeWidget=None, cfsTemplate=None, posStatus=pos.status)  # type: ignore[arg-type]
+    )
+
+
+ROUTES = [start_interaction, send_transaction, settings_lookup, settings_lookup_for_company, legacy_settings]

@@ -1,0 +1,82 @@
+"""Every error becomes an RFC 9457 problem details response; nothing leaks a stack trace."""
+
+from __future__ import annotations
+
+import msgspec
+import structlog
+from cmc_client import wire
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from cmc.errors import (
+    ApiError,
+    BadRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RouteNotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+log = structlog.get_logger("cmc.api")
+MEDIA_TYPE = "application/problem+json"
+_encode = msgspec.json.Encoder().encode
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    404: RouteNotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+}
+
+
+def problem_response(error: ApiError, *, instance: str | None = None) -> Response[bytes]:
+    """The problem details response for ``error``."""
+    problem = wire.Problem(
+        type=f"urn:cmc:problem:{error.slug}",
+        title=error.title,
+        status=error.status,
+        detail=error.detail,
+        instance=instance,
+        errors=error.errors,
+    )
+    return Response(_encode(problem), status_code=error.status, media_type=MEDIA_TYPE, headers=error.headers)
+
+
+def from_validation(exc: msgspec.ValidationError) -> ValidationFailed:
+    """Turn msgspec's message (``Expected `str`, got `int` - at `$.customer.id` ``) into a field error."""
+    message, _, where = str(exc).rpartition(" - at `")
+    if not message:
+        message, where = str(exc), "$`"
+    path = where.rstrip("`").removeprefix("$").removeprefix(".")
+    missing = "missing required field `"
+    if missing in message:
+        name = message.split(missing, 1)[1].rstrip("`")
+        path = f"{path}.{name}" if path else name
+        message = "is required"
+    return ValidationFailed(errors={path or "$": [message]})
+
+
+def handle_api_error(request: Request[object, object, object], exc: ApiError) -> Response[bytes]:
+    """Domain errors carry their own status."""
+    return problem_response(exc, instance=request.url.path)
+
+
+def handle_http_exception(request: Request[object, object, object], exc: HTTPException) -> Response[bytes]:
+    """Framework errors (unknown route, wrong method, body too large) in the same shape."""
+    kind = _BY_STATUS.get(exc.status_code)
+    if kind is None:
+        kind = BadRequest if exc.status_code < 500 else ApiError
+    error = kind()
+    if exc.status_code not in _BY_STATUS:
+        error.status = exc.status_code
+    return problem_response(error, instance=request.url.path)
+
+
+def handle_unexpected(request: Request[object, object, object], exc: Exception) -> Response[bytes]:
+    """A bug: log it with the request id, answer a bare 500."""
+    log.exception("unhandled error", path=request.url.path)
+    return problem_response(ApiError("Internal error; it has been logged."), instance=request.url.path)

@@ -1,0 +1,49 @@
+"""What the routes need, built once per app: settings, store, directory, tokens, metrics, marketing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cmc_client import wire
+from litestar import Request
+from sqlalchemy.exc import IntegrityError
+
+from cmc import transactions
+from cmc.api.edge import Metrics
+from cmc.auth import Tokens
+from cmc.config import Settings
+from cmc.directory import DirectoryCache, Location, PosSystem
+from cmc.store.database import Database
+
+
+@dataclass
+class Services:
+    """The app's collaborators, kept in ``app.state.services``."""
+
+    settings: Settings
+    db: Database
+    directory: DirectoryCache
+    tokens: Tokens
+    metrics: Metrics
+    marketing: transactions.Marketing = transactions.no_marketing
+
+    @staticmethod
+    def of(request: Request[object, object, object]) -> Services:
+        """The services of the app serving ``request``."""
+        services: Services = request.app.state.services
+        return services
+
+    async def record(
+        self, tx: wire.TransactionRequest, *, pos: PosSystem, location: Location, now: datetime
+    ) -> transactions.Outcome:
+        """Record a transaction; a concurrent duplicate (unique key race) is answered as a replay."""
+        try:
+            return await self.db.write(
+                transactions.record, tx, pos=pos, location=location, now=now, marketing=self.marketing
+            )
+        except IntegrityError:
+            # Another process stored the same transaction first; the retry finds it and replays it.
+            return await self.db.write(
+                transactions.record, tx, pos=pos, location=location, now=now, marketing=self.marketing
+            )

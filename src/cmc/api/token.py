@@ -1,0 +1,34 @@
+"""``POST /connect/token``: OAuth2 client credentials, as ClearLine's identity server answers them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl
+
+import msgspec
+from cmc_client import wire
+from litestar import Request, Response, post
+
+from cmc import auth
+from cmc.api.services import Services
+from cmc.errors import UnsupportedMediaType
+
+_encode = msgspec.json.Encoder().encode
+
+
+@post("/connect/token", status_code=200)
+async def token(request: Request[object, object, object]) -> Response[bytes]:
+    """Exchange HTTP Basic client credentials for a Bearer token bound to the client's POS system."""
+    services = Services.of(request)
+    media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType("Send the token request as application/x-www-form-urlencoded.")
+    form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+    client_id, secret = auth.parse_basic(request.headers.get("authorization"))
+    scope = auth.check_grant(form)
+    pos_system_id = await services.db.read(auth.authenticate_client, client_id, secret)
+    access_token = services.tokens.issue(client_id, pos_system_id, now=datetime.now(UTC))
+    answer = wire.TokenResponse(
+        access_token=access_token, expires_in=int(services.tokens.ttl.total_seconds()), scope=scope
+    )
+    return Response(_encode(answer), media_type="application/json", headers={"Cache-Control": "no-store"})

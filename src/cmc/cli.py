@@ -1,0 +1,99 @@
+"""The ``cmc`` command: serve, migrate, apply (and more as the service grows)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from cmc import logs, registry
+from cmc.config import Settings
+from cmc.errors import CmcError
+from cmc.store import migrate
+from cmc.store.database import Database
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        command: Callable[[argparse.Namespace, Settings], int] = args.command
+        return command(args, settings)
+    except CmcError as exc:
+        print(f"cmc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cmc", description="CMC post-purchase marketing service.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP API (migrates the database first)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.set_defaults(command=_serve)
+
+    migrate_cmd = commands.add_parser("migrate", help="bring the database schema to the newest revision")
+    migrate_cmd.set_defaults(command=_migrate)
+
+    apply_cmd = commands.add_parser("apply", help="load a YAML registry file (idempotent)")
+    apply_cmd.add_argument("file", help="registry file, e.g. examples/demo.yaml")
+    apply_cmd.set_defaults(command=_apply)
+    return parser
+
+
+def _open(settings: Settings) -> Database:
+    return Database.open(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    db = _open(settings)
+    try:
+        migrate.upgrade(db)
+    finally:
+        asyncio.run(db.close())
+    print("database schema is current")
+    return 0
+
+
+def _apply(args: argparse.Namespace, settings: Settings) -> int:
+    spec = registry.load_file(args.file)
+    db = _open(settings)
+    try:
+        migrate.upgrade(db)
+        report = db.run_sync(registry.apply, spec)
+    finally:
+        asyncio.run(db.close())
+    print(report.summary())
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    if args.workers < 1:
+        raise CmcError("--workers must be at least 1")
+    logs.configure(settings.log_level)
+    _migrate(args, settings)
+    uvicorn.run(
+        "cmc.api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        log_config=None,
+        log_level=settings.log_level,
+        lifespan="on",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Settings: every ``CMC_*`` environment variable, read once into one frozen object.
+
+The object is passed explicitly to whatever needs it; nothing else reads the environment.
+The README's "Settings" table lists the same variables; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+
+from cmc.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Service settings; ``Settings.from_env()`` builds them from ``CMC_*`` variables."""
+
+    database_url: str = field(default="sqlite:///./var/cmc.db", metadata={"env": "CMC_DATABASE_URL"})
+    public_url: str = field(default="http://127.0.0.1:8080", metadata={"env": "CMC_PUBLIC_URL"})
+    jwt_secret: str | None = field(default=None, metadata={"env": "CMC_JWT_SECRET"})
+    token_ttl: timedelta = field(default=timedelta(hours=1), metadata={"env": "CMC_TOKEN_TTL_SECONDS"})
+    session_ttl: timedelta = field(default=timedelta(minutes=15), metadata={"env": "CMC_SESSION_TTL_SECONDS"})
+    max_body_bytes: int = field(default=1024 * 1024, metadata={"env": "CMC_MAX_BODY_BYTES"})
+    log_level: str = field(default="info", metadata={"env": "CMC_LOG_LEVEL"})
+    access_log: bool = field(default=True, metadata={"env": "CMC_ACCESS_LOG"})
+    registry_refresh: timedelta = field(
+        default=timedelta(seconds=1), metadata={"env": "CMC_REGISTRY_REFRESH_SECONDS"}
+    )
+    sqlite_synchronous: str = field(default="NORMAL", metadata={"env": "CMC_SQLITE_SYNCHRONOUS"})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read ``CMC_*`` variables; a malformed value is a ``ConfigError`` naming the variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(name, raw, f.default)
+        values.update(overrides)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, before anything starts."""
+        if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ConfigError("CMC_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise ConfigError("CMC_LOG_LEVEL must be debug, info, warning or error")
+        if not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError("CMC_PUBLIC_URL must be an http(s) URL")
+
+    @property
+    def base_url(self) -> str:
+        """``public_url`` without a trailing slash, for building absolute links."""
+        return self.public_url.rstrip("/")
+
+
+def env_names() -> list[str]:
+    """Every environment variable the service reads (the README documents each)."""
+    return [f.metadata["env"] for f in fields(Settings)]
+
+
+def _parse(name: str, raw: str, default: object) -> object:
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return raw.lower() in {"1", "true", "yes", "on"}
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, timedelta):
+            seconds = float(raw)
+            if seconds <= 0:
+                raise ValueError(raw)
+            return timedelta(seconds=seconds)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid value") from None
+    return raw

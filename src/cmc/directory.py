@@ -1,0 +1,155 @@
+"""The directory: POS systems, companies, locations and terminals, held in memory for the hot path.
+
+The registry changes rarely (``cmc apply``) and is read on every request, so each process keeps an
+immutable snapshot and swaps in a new one when the registry version in the database moves. A
+background task checks the version every ``CMC_REGISTRY_REFRESH_SECONDS``, so an ``apply`` reaches
+every process, on every node, within that time and without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, select
+
+from cmc import registry
+from cmc.store import tables
+from cmc.store.database import Database
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PosSystem:
+    """A POS vendor integration (the ``{posSystemId}`` path segment)."""
+
+    id: str
+    name: str
+    status: str
+    settings: dict[str, bool]
+
+    @property
+    def accepted(self) -> bool:
+        """Only an Accepted POS system may open sessions and send transactions."""
+        return self.status == "Accepted"
+
+
+@dataclass(frozen=True)
+class Location:
+    """A store of a company, with its time zone, phone region and terminals."""
+
+    pos_system_id: str
+    id: str
+    company_id: str
+    name: str
+    timezone: zoneinfo.ZoneInfo
+    country: str
+    terminals: frozenset[str]
+    cfs_terminals: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Company:
+    """A merchant account; ``config`` holds its widgets, templates and rules as applied."""
+
+    pos_system_id: str
+    id: str
+    name: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Directory:
+    """One consistent snapshot of the registry."""
+
+    version: int = 0
+    pos_systems: dict[str, PosSystem] = field(default_factory=dict)
+    companies: dict[tuple[str, str], Company] = field(default_factory=dict)
+    locations: dict[tuple[str, str], Location] = field(default_factory=dict)
+    extensions: dict[str, Any] = field(default_factory=dict)
+    """Derived per-snapshot data other modules attach (compiled rules), rebuilt with the snapshot."""
+
+
+def load(conn: Connection) -> Directory:
+    """Read the whole registry in one transaction."""
+    t = tables
+    terminals: dict[tuple[str, str], list[tuple[str, bool]]] = {}
+    for row in conn.execute(select(t.terminals)):
+        terminals.setdefault((row.pos_system_id, row.location_id), []).append((row.id, row.cfs))
+    locations = {}
+    for row in conn.execute(select(t.locations)):
+        terms = terminals.get((row.pos_system_id, row.id), [])
+        locations[(row.pos_system_id, row.id)] = Location(
+            pos_system_id=row.pos_system_id,
+            id=row.id,
+            company_id=row.company_id,
+            name=row.name,
+            timezone=zoneinfo.ZoneInfo(row.timezone),
+            country=row.country,
+            terminals=frozenset(term for term, _ in terms),
+            cfs_terminals=frozenset(term for term, cfs in terms if cfs),
+        )
+    return Directory(
+        version=registry.current_version(conn),
+        pos_systems={
+            row.id: PosSystem(id=row.id, name=row.name, status=row.status, settings=dict(row.settings))
+            for row in conn.execute(select(t.pos_systems))
+        },
+        companies={
+            (row.pos_system_id, row.id): Company(
+                pos_system_id=row.pos_system_id, id=row.id, name=row.name, config=dict(row.config or {})
+            )
+            for row in conn.execute(select(t.companies))
+        },
+        locations=locations,
+    )
+
+
+Enricher = Callable[[Directory], Directory]
+"""Builds derived data (e.g. compiled rules) into a fresh snapshot before it is published."""
+
+
+class DirectoryCache:
+    """The current snapshot, refreshed in the background when the registry version moves."""
+
+    def __init__(self, db: Database, *, refresh: timedelta, enrich: Enricher | None = None) -> None:
+        self._db = db
+        self._refresh = refresh.total_seconds()
+        self._enrich = enrich or (lambda snapshot: snapshot)
+        self.current = Directory()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load the first snapshot and start watching for changes."""
+        await self.reload()
+        self._task = asyncio.create_task(self._watch(), name="cmc-directory-refresh")
+
+    async def stop(self) -> None:
+        """Stop watching."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def reload(self) -> None:
+        """Load a fresh snapshot now."""
+        self.current = self._enrich(await self._db.read(load))
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh)
+            try:
+                version = await self._db.read(registry.current_version)
+                if version != self.current.version:
+                    await self.reload()
+                    log.info("registry reloaded", version=self.current.version)
+            except Exception:
+                # A database hiccup must not kill the watcher; the next tick tries again.
+                log.exception("registry refresh failed")

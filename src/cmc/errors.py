@@ -1,0 +1,180 @@
+"""One error tree for the whole service; each HTTP-facing error knows its status.
+
+    CmcError
+    ├── ConfigError                  bad CMC_* setting (start-up)
+    ├── RegistryError                bad registry file (``cmc apply``), names line and field
+    └── ApiError                     answered as RFC 9457 problem details
+        ├── BadRequest          400
+        │   ├── MalformedJson
+        │   ├── ValidationFailed     per-field ``errors``
+        │   └── SessionMismatch      terminal/location differ from the session's
+        ├── Unauthorized        401  (with ``WWW-Authenticate: Bearer``)
+        ├── Forbidden           403
+        ├── NotFound            404
+        │   ├── TerminalNotFound
+        │   ├── LocationNotFound
+        │   ├── SessionNotFound
+        │   └── RouteNotFound
+        ├── MethodNotAllowed    405
+        ├── Conflict            409
+        │   ├── SessionAlreadyUsed
+        │   └── TransactionConflict  same transactionId, different body
+        ├── Gone                410
+        │   └── SessionExpired
+        ├── PayloadTooLarge     413
+        └── UnsupportedMediaType 415
+
+A class's docstring is its default message. Routes never catch these: the problem-details handler
+in ``cmc.api.problems`` turns them into responses.
+"""
+
+from __future__ import annotations
+
+
+class CmcError(Exception):
+    """Something went wrong in CMC."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or (self.__doc__ or "").strip().splitlines()[0]
+        super().__init__(self.detail)
+
+
+class ConfigError(CmcError):
+    """A CMC_* setting is invalid."""
+
+
+class RegistryError(CmcError):
+    """The registry file is invalid; nothing was applied."""
+
+
+class ApiError(CmcError):
+    """The request failed."""
+
+    status: int = 500
+    title: str = "Internal Server Error"
+    slug: str = "internal"
+    headers: dict[str, str] = {}
+
+    def __init__(self, detail: str | None = None, *, errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(detail)
+        self.errors = errors
+
+
+class BadRequest(ApiError):
+    """The request is invalid."""
+
+    status, title, slug = 400, "Bad Request", "bad-request"
+
+
+class MalformedJson(BadRequest):
+    """The body is not valid JSON."""
+
+    slug = "malformed-json"
+
+
+class ValidationFailed(BadRequest):
+    """One or more fields are invalid."""
+
+    slug = "validation"
+
+
+class SessionMismatch(BadRequest):
+    """The terminal or location does not match the session's."""
+
+    slug = "session-mismatch"
+
+
+class Unauthorized(ApiError):
+    """A valid Bearer token is required."""
+
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="cmc"'}
+
+
+class InvalidClient(Unauthorized):
+    """Unknown client or wrong secret."""
+
+    slug = "invalid-client"
+    headers = {"WWW-Authenticate": 'Basic realm="cmc"'}
+
+
+class Forbidden(ApiError):
+    """This token may not act for this POS system."""
+
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(ApiError):
+    """Not found."""
+
+    status, title, slug = 404, "Not Found", "not-found"
+
+
+class RouteNotFound(NotFound):
+    """No such endpoint."""
+
+
+class TerminalNotFound(NotFound):
+    """Terminal Not Found: the terminal is not registered at this location."""
+
+    slug = "terminal-not-found"
+
+
+class LocationNotFound(NotFound):
+    """The location is not registered for this POS system."""
+
+    slug = "location-not-found"
+
+
+class SessionNotFound(NotFound):
+    """Unknown sessionId: call startInteraction first."""
+
+    slug = "session-not-found"
+
+
+class MethodNotAllowed(ApiError):
+    """This endpoint does not accept that method."""
+
+    status, title, slug = 405, "Method Not Allowed", "method-not-allowed"
+
+
+class Conflict(ApiError):
+    """The request conflicts with what CMC already holds."""
+
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class SessionAlreadyUsed(Conflict):
+    """The session already carried another transaction; start a new interaction."""
+
+    slug = "session-used"
+
+
+class TransactionConflict(Conflict):
+    """This transactionId was already sent with a different body."""
+
+    slug = "transaction-conflict"
+
+
+class Gone(ApiError):
+    """No longer available."""
+
+    status, title, slug = 410, "Gone", "gone"
+
+
+class SessionExpired(Gone):
+    """The session has expired; start a new interaction and resend with the same transactionId."""
+
+    slug = "session-expired"
+
+
+class PayloadTooLarge(ApiError):
+    """The body is larger than the limit."""
+
+    status, title, slug = 413, "Payload Too Large", "payload-too-large"
+
+
+class UnsupportedMediaType(ApiError):
+    """Send the body as application/json."""
+
+    status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"

@@ -1,0 +1,282 @@
+"""Customer profiles: recognise the customer of a sale, or create their profile.
+
+Identifiers, strongest first: loyalty card, POS customer id, email (lower-cased), phone (E.164, the
+location's country as default region). Profiles belong to one company (merchant account). The
+strongest identifier already known decides the profile; identifiers not yet known are attached to it;
+an identifier that already belongs to another profile is recorded as a conflict and left where it is
+(a claim typed at the till never merges two profiles).
+
+``identifiers_of`` and ``match`` are pure; ``resolve`` does the store calls.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import phonenumbers
+from cmc_client import wire
+from sqlalchemy import Connection, insert, select, update
+
+from cmc.store import tables
+
+KINDS = ("card", "pos", "email", "phone")
+"""Identifier kinds in matching priority order."""
+
+
+@dataclass(frozen=True)
+class Identifier:
+    """A normalized customer identifier."""
+
+    kind: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a transaction says about its customer, normalized."""
+
+    identifiers: tuple[Identifier, ...]
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+    birth_date: str | None
+    gender: str | None
+
+
+@dataclass(frozen=True)
+class Match:
+    """The outcome of matching a claim against the identifiers already known."""
+
+    profile_id: str | None
+    """The profile of the strongest known identifier; None when every identifier is new."""
+    new: tuple[Identifier, ...]
+    conflicts: tuple[tuple[Identifier, str], ...]
+    """Known identifiers pointing at another profile, with that profile's id."""
+
+
+@dataclass(frozen=True)
+class ProfileState:
+    """The resolved profile after this transaction, as the response and the rules see it."""
+
+    id: str
+    is_new: bool
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+    gender: str | None
+    birth_date: str | None
+    visit_count: int
+    lifetime_spend: Decimal
+    has_card: bool
+
+
+def normalize_email(raw: str | None) -> str | None:
+    """Lower-cased, trimmed email; None when it cannot be an address."""
+    if not raw:
+        return None
+    email = raw.strip().lower()
+    local, at, domain = email.partition("@")
+    if not at or not local or "." not in domain or " " in email:
+        return None
+    return email
+
+
+def normalize_phone(raw: str | None, region: str) -> str | None:
+    """E.164 phone number; None when it cannot be a phone number in ``region``."""
+    if not raw or not raw.strip():
+        return None
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_card(raw: str | None) -> str | None:
+    """A loyalty card number without spaces or dashes; None when empty."""
+    if not raw:
+        return None
+    card = "".join(raw.split()).replace("-", "")
+    return card or None
+
+
+def claim_of(tx: wire.TransactionRequest, *, region: str) -> Claim:
+    """Normalize what ``tx`` says about its customer."""
+    customer = tx.customer or wire.Customer()
+    emails: list[str] = []
+    phones: list[str] = []
+    for contact in customer.contacts:
+        kind = (contact.type or "").strip().lower()
+        email = contact.email or (contact.value if kind == "email" else None)
+        phone = contact.phone or (contact.value if kind == "phone" else None)
+        if (normalized := normalize_email(email)) and normalized not in emails:
+            emails.append(normalized)
+        if (normalized := normalize_phone(phone, region)) and normalized not in phones:
+            phones.append(normalized)
+    card = normalize_card(tx.loyalty.cardNumber if tx.loyalty and tx.loyalty.cardNumber else tx.cardNumber)
+    pos_id = (customer.id or "").strip() or None
+    identifiers = (
+        ([Identifier("card", card)] if card else [])
+        + ([Identifier("pos", pos_id)] if pos_id else [])
+        + [Identifier("email", e) for e in emails]
+        + [Identifier("phone", p) for p in phones]
+    )
+    return Claim(
+        identifiers=tuple(identifiers),
+        first_name=_clean(customer.firstName),
+        last_name=_clean(customer.lastName),
+        email=emails[0] if emails else None,
+        phone=phones[0] if phones else None,
+        birth_date=_date_part(customer.birthDate),
+        gender=_clean(customer.gender),
+    )
+
+
+def match(claim: Claim, known: Mapping[Identifier, str]) -> Match:
+    """Pick the profile of the strongest known identifier; classify the others (pure)."""
+    owner = next((known[i] for i in claim.identifiers if i in known), None)
+    new = tuple(i for i in claim.identifiers if i not in known)
+    conflicts = tuple((i, known[i]) for i in claim.identifiers if i in known and known[i] != owner)
+    return Match(profile_id=owner, new=new, conflicts=conflicts)
+
+
+def resolve(
+    conn: Connection,
+    claim: Claim,
+    *,
+    pos_system_id: str,
+    company_id: str,
+    transaction_id: str,
+    amount: Decimal | None,
+    is_reversal: bool,
+    now: datetime,
+) -> ProfileState | None:
+    """Find or create the profile of ``claim`` and record this transaction on it (None: anonymous)."""
+    if not claim.identifiers:
+        return None
+    scope = {"pos_system_id": pos_system_id, "company_id": company_id}
+    result = match(claim, _known(conn, claim.identifiers, **scope))
+    p = tables.profiles
+    visit = 0 if is_reversal else 1
+    spend = _spend_delta(amount, is_reversal)
+    if result.profile_id is None:
+        state = ProfileState(
+            id=str(uuid.uuid4()),
+            is_new=True,
+            first_name=claim.first_name,
+            last_name=claim.last_name,
+            email=claim.email,
+            phone=claim.phone,
+            gender=claim.gender,
+            birth_date=claim.birth_date,
+            visit_count=visit,
+            lifetime_spend=spend,
+            has_card=any(i.kind == "card" for i in claim.identifiers),
+        )
+        conn.execute(insert(p).values(**_row(state), **scope, created_at=now, updated_at=now))
+    else:
+        row = conn.execute(select(p).where(p.c.id == result.profile_id)).one()
+        state = ProfileState(
+            id=row.id,
+            is_new=False,
+            first_name=claim.first_name or row.first_name,
+            last_name=claim.last_name or row.last_name,
+            email=claim.email or row.email,
+            phone=claim.phone or row.phone,
+            gender=claim.gender or row.gender,
+            birth_date=claim.birth_date or row.birth_date,
+            visit_count=row.visit_count + visit,
+            lifetime_spend=row.lifetime_spend + spend,
+            has_card=any(i.kind == "card" for i in claim.identifiers) or row.has_card,
+        )
+        conn.execute(update(p).where(p.c.id == row.id).values(**_row(state), updated_at=now))
+    if result.new:
+        conn.execute(
+            insert(tables.profile_identifiers),
+            [{**scope, "kind": i.kind, "value": i.value, "profile_id": state.id, "first_seen": now} for i in result.new],
+        )
+    if result.conflicts:
+        conn.execute(
+            insert(tables.profile_conflicts),
+            [
+                {
+                    **scope,
+                    "transaction_id": transaction_id,
+                    "kind": ident.kind,
+                    "value": ident.value,
+                    "resolved_profile_id": state.id,
+                    "other_profile_id": other,
+                    "created_at": now,
+                }
+                for ident, other in result.conflicts
+            ],
+        )
+    return state
+
+
+def to_wire(state: ProfileState | None, *, sales_person: str | None) -> wire.Profile | None:
+    """The seed's profile block."""
+    if state is None:
+        return None
+    return wire.Profile(
+        id=state.id,
+        firstName=state.first_name,
+        lastName=state.last_name,
+        customerEmail=state.email,
+        customerPhone=state.phone,
+        salesPerson=sales_person,
+        gender=state.gender,
+    )
+
+
+def _known(
+    conn: Connection, identifiers: Sequence[Identifier], *, pos_system_id: str, company_id: str
+) -> dict[Identifier, str]:
+    i = tables.profile_identifiers
+    rows = conn.execute(
+        select(i.c.kind, i.c.value, i.c.profile_id).where(
+            i.c.pos_system_id == pos_system_id,
+            i.c.company_id == company_id,
+            i.c.value.in_({ident.value for ident in identifiers}),
+        )
+    )
+    wanted = set(identifiers)
+    return {ident: row.profile_id for row in rows if (ident := Identifier(row.kind, row.value)) in wanted}
+
+
+def _row(state: ProfileState) -> dict[str, object]:
+    return {
+        "id": state.id,
+        "first_name": state.first_name,
+        "last_name": state.last_name,
+        "email": state.email,
+        "phone": state.phone,
+        "gender": state.gender,
+        "birth_date": state.birth_date,
+        "visit_count": state.visit_count,
+        "lifetime_spend": state.lifetime_spend,
+        "has_card": state.has_card,
+    }
+
+
+def _spend_delta(amount: Decimal | None, is_reversal: bool) -> Decimal:
+    if amount is None:
+        return Decimal(0)
+    return -abs(amount) if is_reversal else amount
+
+
+def _clean(value: str | None) -> str | None:
+    return value.strip() or None if value else None
+
+
+def _date_part(value: str | None) -> str | None:
+    """``YYYY-MM-DD`` from an ISO date or date-time (the transaction validator checked the form)."""
+    return value.strip()[:10] if value and value.strip() else None

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy Core tables, the database handle and Alembic migrations."""

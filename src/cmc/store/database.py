@@ -1,0 +1,176 @@
+"""The database handle: run a unit of work, written once as sync Core code, on either engine.
+
+Store code is plain functions ``fn(conn, *args)`` over a SQLAlchemy ``Connection``. ``Database``
+runs each one inside a single database transaction:
+
+- SQLite (the embedded default) uses the stdlib driver in threads: one writer thread whose
+  transactions start with ``BEGIN IMMEDIATE`` (SQLite allows one writer; taking the lock up front
+  avoids "database is locked" upgrades), WAL so readers never block it, and ``busy_timeout`` so
+  several processes sharing the file queue instead of failing. A whole unit of work costs one
+  thread hop, not one per statement as an async SQLite driver would.
+- PostgreSQL uses asyncpg through SQLAlchemy's async engine, the same functions run via
+  ``run_sync``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import abc
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, QueuePool
+
+from cmc.errors import ConfigError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+READ_THREADS = 4
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def normalize_url(url: str) -> URL:
+    """Map a user-facing URL to the driver CMC uses: sqlite (stdlib) or postgresql+asyncpg."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigError(f"CMC_DATABASE_URL is not a database URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite")
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise ConfigError(f"CMC_DATABASE_URL: unsupported database {backend!r} (use sqlite or postgresql)")
+
+
+class Database(abc.ABC):
+    """Runs store functions in a database transaction; ``open()`` picks the engine from the URL."""
+
+    dialect: str
+
+    @staticmethod
+    def open(url: str, *, sqlite_synchronous: str = "NORMAL") -> Database:
+        """Open the database at ``url`` (no connection is made until first use)."""
+        parsed = normalize_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            return SqliteDatabase(parsed, synchronous=sqlite_synchronous)
+        return PostgresDatabase(parsed)
+
+    @abc.abstractmethod
+    async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` in a read-write transaction; commit on return."""
+
+    @abc.abstractmethod
+    async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` in a read-only transaction."""
+
+    @abc.abstractmethod
+    def run_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` in a write transaction from synchronous code (CLI, migrations)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every connection and thread."""
+
+
+class SqliteDatabase(Database):
+    """Embedded SQLite: one writer thread, a few reader threads, WAL."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: URL, *, synchronous: str) -> None:
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        elif url.database == ":memory:" or not url.database:
+            raise ConfigError("CMC_DATABASE_URL: use a SQLite file, not an in-memory database")
+        self.url = url
+        self._synchronous = synchronous.upper()
+        self._writer = self._engine(immediate=True, pool_size=1)
+        self._reader = self._engine(immediate=False, pool_size=READ_THREADS)
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="cmc-sqlite-writer")
+        self._read_threads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="cmc-sqlite-reader")
+
+    def _engine(self, *, immediate: bool, pool_size: int) -> Engine:
+        engine = create_engine(self.url, poolclass=QueuePool, pool_size=pool_size, max_overflow=0)
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_connection: Any, _record: Any) -> None:
+            # The driver's own transaction handling would issue a deferred BEGIN; we issue ours.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA synchronous={self._synchronous}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    def _run(self, engine: Engine, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        with engine.begin() as conn:
+            return fn(conn, *args, **kwargs)
+
+    async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._write_thread, self._run, self._writer, fn, args, kwargs)
+
+    async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_threads, self._run, self._reader, fn, args, kwargs)
+
+    def run_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return self._write_thread.submit(self._run, self._writer, fn, args, kwargs).result()
+
+    async def close(self) -> None:
+        self._write_thread.shutdown(wait=True)
+        self._read_threads.shutdown(wait=True)
+        self._writer.dispose()
+        self._reader.dispose()
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL through asyncpg; stateless, so any number of processes may share it."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self._engine: AsyncEngine = create_async_engine(url, pool_size=10, max_overflow=10)
+
+    async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(fn, *args, **kwargs)
+
+    async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(fn, *args, **kwargs)
+
+    def run_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        async def once() -> T:
+            engine = create_async_engine(self.url, poolclass=NullPool)
+            try:
+                async with engine.begin() as conn:
+                    return await conn.run_sync(fn, *args, **kwargs)
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(once())
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+def ping(conn: Connection) -> bool:
+    """The store answers a trivial query."""
+    return conn.execute(text("SELECT 1")).scalar() == 1

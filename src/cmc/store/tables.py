@@ -1,0 +1,207 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations create exactly this.
+
+Every tenant table leads with ``pos_system_id`` and ``company_id``: that pair is the natural
+partitioning / distribution key when one database is no longer enough.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from cmc.store.types import ExactDecimal, UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(200)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+"""Small service-wide values: the registry version, the token signing key."""
+
+# --- registry (written by `cmc apply`) -------------------------------------------------------
+
+pos_systems = Table(
+    "pos_systems",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("settings", JSON, nullable=False),
+)
+
+api_clients = Table(
+    "api_clients",
+    metadata,
+    Column("client_id", ID, primary_key=True),
+    Column("pos_system_id", ID, nullable=False),
+    Column("secret_hash", String(300), nullable=False),
+    ForeignKeyConstraint(["pos_system_id"], ["pos_systems.id"], ondelete="CASCADE"),
+)
+
+companies = Table(
+    "companies",
+    metadata,
+    Column("pos_system_id", ID, primary_key=True),
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("config", JSON, nullable=False, default=dict),
+    ForeignKeyConstraint(["pos_system_id"], ["pos_systems.id"], ondelete="CASCADE"),
+)
+"""``config`` holds the company's widgets, templates and rules as applied (recompiled at start)."""
+
+locations = Table(
+    "locations",
+    metadata,
+    Column("pos_system_id", ID, primary_key=True),
+    Column("id", ID, primary_key=True),
+    Column("company_id", ID, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("country", String(2), nullable=False),
+    ForeignKeyConstraint(
+        ["pos_system_id", "company_id"], ["companies.pos_system_id", "companies.id"], ondelete="CASCADE"
+    ),
+)
+
+terminals = Table(
+    "terminals",
+    metadata,
+    Column("pos_system_id", ID, primary_key=True),
+    Column("location_id", ID, primary_key=True),
+    Column("id", ID, primary_key=True),
+    Column("cfs", Boolean, nullable=False),
+    ForeignKeyConstraint(
+        ["pos_system_id", "location_id"], ["locations.pos_system_id", "locations.id"], ondelete="CASCADE"
+    ),
+)
+
+# --- the tender path ---------------------------------------------------------------------------
+
+interaction_sessions = Table(
+    "interaction_sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("pos_system_id", ID, nullable=False),
+    Column("company_id", ID, nullable=False),
+    Column("location_id", ID, nullable=False),
+    Column("terminal_id", ID, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("transaction_id", String(36), nullable=True),
+    Index("ix_interaction_sessions_expires_at", "expires_at"),
+)
+"""One session carries one transaction: ``transaction_id`` is set when it is consumed."""
+
+transactions = Table(
+    "transactions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("pos_system_id", ID, nullable=False),
+    Column("company_id", ID, nullable=False),
+    Column("pos_transaction_id", ID, nullable=False),
+    Column("location_id", ID, nullable=False),
+    Column("terminal_id", ID, nullable=False),
+    Column("session_id", String(36), nullable=False),
+    Column("transaction_type", String(100), nullable=False),
+    Column("is_reversal", Boolean, nullable=False),
+    Column("amount", ExactDecimal, nullable=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("profile_id", String(36), nullable=True),
+    Column("loyalty_card", String(200), nullable=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("response", LargeBinary, nullable=False),
+    UniqueConstraint("pos_system_id", "company_id", "pos_transaction_id", name="uq_transactions_pos_tx"),
+    Index("ix_transactions_profile", "profile_id", "occurred_at"),
+)
+"""``request`` is the decoded body as sent; ``response`` the exact bytes a replay answers with."""
+
+transaction_products = Table(
+    "transaction_products",
+    metadata,
+    Column("transaction_id", String(36), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("product_id", String(200), nullable=True),
+    Column("product_name", String(1000), nullable=True),
+    Column("manufacturer", String(1000), nullable=True),
+    Column("product_category", String(1000), nullable=True),
+    Column("quantity", ExactDecimal, nullable=False),
+    ForeignKeyConstraint(["transaction_id"], ["transactions.id"], ondelete="CASCADE"),
+)
+
+# --- customer profiles -------------------------------------------------------------------------
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("pos_system_id", ID, nullable=False),
+    Column("company_id", ID, nullable=False),
+    Column("first_name", String(1000), nullable=True),
+    Column("last_name", String(1000), nullable=True),
+    Column("email", String(1000), nullable=True),
+    Column("phone", String(50), nullable=True),
+    Column("birth_date", String(10), nullable=True),
+    Column("gender", String(100), nullable=True),
+    Column("sales_person", String(1000), nullable=True),
+    Column("visit_count", Integer, nullable=False),
+    Column("lifetime_spend", ExactDecimal, nullable=False),
+    Column("has_card", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+profile_identifiers = Table(
+    "profile_identifiers",
+    metadata,
+    Column("pos_system_id", ID, primary_key=True),
+    Column("company_id", ID, primary_key=True),
+    Column("value", String(1000), primary_key=True),
+    Column("kind", String(10), primary_key=True),
+    Column("profile_id", String(36), nullable=False),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Index("ix_profile_identifiers_profile", "profile_id"),
+)
+"""Every identifier ever seen for a profile: card, pos (customer id), email, phone.
+
+The key leads with ``value`` so one ``value IN (...)`` lookup serves every kind at once."""
+
+profile_conflicts = Table(
+    "profile_conflicts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pos_system_id", ID, nullable=False),
+    Column("company_id", ID, nullable=False),
+    Column("transaction_id", String(36), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("value", String(1000), nullable=False),
+    Column("resolved_profile_id", String(36), nullable=False),
+    Column("other_profile_id", String(36), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+"""Identifiers of one transaction that point at two profiles: recorded for review, never merged."""
