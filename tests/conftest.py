@@ -46,9 +46,27 @@ SEED_TRANSACTION: dict[str, Any] = {
     "transactionAmount": 23.47,
     "transactionDate": "2026-11-26T10:15:00",
     "products": [
-        {"productId": "p-1", "productName": "Gummies", "manufacturer": "Acme", "productCategory": "Edibles", "quantity": 2},
-        {"productId": "p-2", "productName": "Tea", "manufacturer": "Leafy", "productCategory": "Drinks", "quantity": 1},
-        {"productId": "p-3", "productName": "Mug", "manufacturer": "Acme", "productCategory": "Gear", "quantity": 1},
+        {
+            "productId": "p-1",
+            "productName": "Gummies",
+            "manufacturer": "Acme",
+            "productCategory": "Edibles",
+            "quantity": 2,
+        },
+        {
+            "productId": "p-2",
+            "productName": "Tea",
+            "manufacturer": "Leafy",
+            "productCategory": "Drinks",
+            "quantity": 1,
+        },
+        {
+            "productId": "p-3",
+            "productName": "Mug",
+            "manufacturer": "Acme",
+            "productCategory": "Gear",
+            "quantity": 1,
+        },
     ],
     "loyalty": {"cardNumber": "L-0001"},
 }
@@ -80,7 +98,11 @@ class Lifespan:
 
     async def __aenter__(self) -> Lifespan:
         self._task = asyncio.create_task(
-            self.app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, self._to_app.get, self._from_app.put)
+            self.app(
+                {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                self._to_app.get,
+                self._from_app.put,
+            )
         )
         await self._to_app.put({"type": "lifespan.startup"})
         message = await asyncio.wait_for(self._from_app.get(), 30)
@@ -153,7 +175,9 @@ class Api:
         headers = {"Authorization": f"Bearer {await self.token(pos)}", **kwargs.pop("headers", {})}
         return await self.http.post(path, json=body, headers=headers, **kwargs)
 
-    async def start(self, *, pos: str = "pax", terminal: str = "term5", location: str = "loc5") -> httpx2.Response:
+    async def start(
+        self, *, pos: str = "pax", terminal: str = "term5", location: str = "loc5"
+    ) -> httpx2.Response:
         return await self.post(
             f"/pos/{pos}/startInteraction", {"terminalId": terminal, "posLocationId": location}, pos=pos
         )
@@ -170,7 +194,9 @@ class Api:
     async def tender(self, body: dict[str, Any] | None = None, *, pos: str = "pax") -> httpx2.Response:
         """The real two-call tender: a new session, then the transaction with it."""
         body = seed_transaction() if body is None else body
-        body["sessionId"] = await self.session(pos=pos, terminal=body["terminalId"], location=body["posLocationId"])
+        body["sessionId"] = await self.session(
+            pos=pos, terminal=body["terminalId"], location=body["posLocationId"]
+        )
         return await self.send(body, pos=pos)
 
     def db(self) -> Database:

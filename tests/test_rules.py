@@ -478,20 +478,20 @@ def test_combinator_explanations() -> None:
 def test_priority_orders_rules_and_ties_keep_file_order() -> None:
     rules = ruleset(
         rule("low", priority=1),
-        rule("high-a", priority=10, then={"qrWidget": 2, "cfsTemplate": 8}),
+        rule("high-z", priority=10, then={"qrWidget": 2, "cfsTemplate": 8}),
         rule("default"),
         rule("mid", priority=5, then={"cfsTemplate": 7}),
         rule("high-b", priority=10, then={"qrWidget": 3}),
         rule("negative", priority=-3),
     )
-    order = ["high-a", "high-b", "mid", "low", "default", "negative"]
+    order = ["high-z", "high-b", "mid", "low", "default", "negative"]
     assert [r.name for r in rules.for_location("loc5")] == order
     result = rules.evaluate(facts())
     assert [f.rule for f in result.fired] == order
     assert result.qr_widget is not None
-    assert (result.qr_widget.rule, result.qr_widget.target) == ("high-a", "2")
+    assert (result.qr_widget.rule, result.qr_widget.target) == ("high-z", "2")
     assert result.cfs_template is not None
-    assert (result.cfs_template.rule, result.cfs_template.target) == ("high-a", "8")
+    assert (result.cfs_template.rule, result.cfs_template.target) == ("high-z", "8")
 
 
 def test_stop_on_a_fired_rule_ends_evaluation() -> None:

@@ -135,7 +135,9 @@ class Tokens:
             raise Unauthorized("The access token is invalid.") from None
         if claims.get("scope") != SCOPE:
             raise Unauthorized("The access token lacks the pos_integration scope.")
-        return Principal(client_id=str(claims["sub"]), pos_system_id=str(claims["pos"]), expires_at=claims["exp"])
+        return Principal(
+            client_id=str(claims["sub"]), pos_system_id=str(claims["pos"]), expires_at=claims["exp"]
+        )
 
 
 def require_pos_system(principal: Principal, pos_system_id: str) -> None:

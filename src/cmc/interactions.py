@@ -6,7 +6,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cmc_client import wire
 from sqlalchemy import Connection, insert, select, update
 
 from cmc.directory import Directory, Location, PosSystem
@@ -19,6 +18,7 @@ from cmc.errors import (
     TerminalNotFound,
 )
 from cmc.store import tables
+from cmc_client import wire
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,9 @@ def start(
     return session_id
 
 
-def response(request: wire.StartInteractionRequest, pos: PosSystem, session_id: str | None) -> wire.StartInteractionResponse:
+def response(
+    request: wire.StartInteractionRequest, pos: PosSystem, session_id: str | None
+) -> wire.StartInteractionResponse:
     """The seed's StartInteraction answer."""
     return wire.StartInteractionResponse(
         data=wire.StartInteractionData(
@@ -82,9 +84,9 @@ def claim(conn: Connection, pos: PosSystem, tx: wire.TransactionRequest, *, now:
     """The session ``tx`` names, checked for use by this transaction (not yet consumed)."""
     s = tables.interaction_sessions
     row = conn.execute(
-        select(s.c.id, s.c.pos_system_id, s.c.location_id, s.c.terminal_id, s.c.expires_at, s.c.transaction_id).where(
-            s.c.id == tx.sessionId
-        )
+        select(
+            s.c.id, s.c.pos_system_id, s.c.location_id, s.c.terminal_id, s.c.expires_at, s.c.transaction_id
+        ).where(s.c.id == tx.sessionId)
     ).first()
     if row is None or row.pos_system_id != pos.id:
         raise SessionNotFound(f"Unknown sessionId {tx.sessionId!r}: call startInteraction first.")
@@ -117,7 +119,9 @@ def consume(conn: Connection, session_id: str, transaction_id: str) -> None:
     """Mark the session used by ``transaction_id``; a concurrent consumer loses with 409."""
     s = tables.interaction_sessions
     done = conn.execute(
-        update(s).where(s.c.id == session_id, s.c.transaction_id.is_(None)).values(transaction_id=transaction_id)
+        update(s)
+        .where(s.c.id == session_id, s.c.transaction_id.is_(None))
+        .values(transaction_id=transaction_id)
     )
     if done.rowcount != 1:
         raise SessionAlreadyUsed()

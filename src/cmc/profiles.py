@@ -18,10 +18,10 @@ from datetime import datetime
 from decimal import Decimal
 
 import phonenumbers
-from cmc_client import wire
 from sqlalchemy import Connection, insert, select, update
 
 from cmc.store import tables
+from cmc_client import wire
 
 KINDS = ("card", "pos", "email", "phone")
 """Identifier kinds in matching priority order."""
@@ -201,7 +201,10 @@ def resolve(
     if result.new:
         conn.execute(
             insert(tables.profile_identifiers),
-            [{**scope, "kind": i.kind, "value": i.value, "profile_id": state.id, "first_seen": now} for i in result.new],
+            [
+                {**scope, "kind": i.kind, "value": i.value, "profile_id": state.id, "first_seen": now}
+                for i in result.new
+            ],
         )
     if result.conflicts:
         conn.execute(

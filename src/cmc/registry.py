@@ -103,7 +103,11 @@ class ApplyReport:
         if not self.changed:
             return "registry unchanged"
         parts = []
-        for verb, counts in (("inserted", self.inserted), ("updated", self.updated), ("deleted", self.deleted)):
+        for verb, counts in (
+            ("inserted", self.inserted),
+            ("updated", self.updated),
+            ("deleted", self.deleted),
+        ):
             parts += [f"{n} {table} {verb}" for table, n in counts.items() if n]
         return "registry updated: " + ", ".join(parts)
 
@@ -137,8 +141,9 @@ def parse(text: str, *, source: str = "<registry>") -> RegistrySpec:
         message, _, path = str(exc).rpartition(" - at `")
         path = path.rstrip("`") if message else "$"
         message = message or str(exc)
-        line = _line_of(root, path)
-        raise RegistryError(f"{source}:{line}: {path.removeprefix('$.')}: {message}") from None
+        raise RegistryError(
+            f"{source}:{_line_of(root, path)}: {path.removeprefix('$.')}: {message}"
+        ) from None
     for path, problem in _semantic_problems(spec):
         raise RegistryError(f"{source}:{_line_of(root, '$.' + path)}: {path}: {problem}")
     return spec
@@ -188,7 +193,10 @@ def bump_version(conn: Connection) -> int:
 
 
 def _sync_pos_system(
-    conn: Connection, pos: PosSystemSpec, configs: Mapping[tuple[str, str], dict[str, Any]], report: ApplyReport
+    conn: Connection,
+    pos: PosSystemSpec,
+    configs: Mapping[tuple[str, str], dict[str, Any]],
+    report: ApplyReport,
 ) -> None:
     t = tables
     settings = msgspec.to_builtins(pos.settings)
@@ -256,7 +264,9 @@ def _sync_rows(
     """Insert, update and delete rows of ``table`` within ``scope`` so that it holds ``desired``."""
     keys = [c.name for c in table.primary_key.columns]
     where = [table.c[name] == value for name, value in scope.items()]
-    existing = {tuple(row[k] for k in keys): dict(row) for row in conn.execute(select(table).where(*where)).mappings()}
+    existing = {
+        tuple(row[k] for k in keys): dict(row) for row in conn.execute(select(table).where(*where)).mappings()
+    }
     wanted = {tuple(row[k] for k in keys): row for row in desired}
     name = table.name
     report.inserted[name] = report.updated[name] = report.deleted[name] = 0

@@ -17,7 +17,6 @@ from datetime import datetime
 from decimal import Decimal
 
 import msgspec
-from cmc_client import wire
 from sqlalchemy import Connection, insert, select
 
 from cmc import interactions, profiles
@@ -25,6 +24,7 @@ from cmc.directory import Location, PosSystem
 from cmc.errors import TransactionConflict, ValidationFailed
 from cmc.ids import new_id
 from cmc.store import tables
+from cmc_client import wire
 
 REVERSAL_TYPES = frozenset({"refund", "return", "void"})
 MAX_AMOUNT = Decimal("1e12")

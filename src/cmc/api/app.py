@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.exceptions import HTTPException
-from litestar.types import ASGIApp
 
 from cmc import logs
 from cmc.api import ops, pos, token
@@ -25,7 +24,7 @@ from cmc.store.database import Database
 ROUTES = [token.token, *pos.ROUTES, *ops.ROUTES]
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+def create_app(settings: Settings | None = None) -> Edge:
     """The CMC service as an ASGI app (uvicorn's ``--factory`` target)."""
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
@@ -40,7 +39,11 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         directory = DirectoryCache(db, refresh=settings.registry_refresh)
         await directory.start()
         app.state.services = Services(
-            settings=settings, db=db, directory=directory, tokens=Tokens(key, ttl=settings.token_ttl), metrics=metrics
+            settings=settings,
+            db=db,
+            directory=directory,
+            tokens=Tokens(key, ttl=settings.token_ttl),
+            metrics=metrics,
         )
         try:
             yield

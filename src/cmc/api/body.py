@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TypeVar
 
 import msgspec
-from litestar import Request
 
+from cmc.api import HttpRequest
 from cmc.api.problems import from_validation
 from cmc.errors import MalformedJson, UnsupportedMediaType
 
@@ -22,7 +22,7 @@ def is_json(content_type: str | None) -> bool:
     return media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
 
 
-async def decode_json(request: Request[object, object, object], decoder: msgspec.json.Decoder[T]) -> T:
+async def decode_json(request: HttpRequest, decoder: msgspec.json.Decoder[T]) -> T:
     """Check the content type, read the body (size-limited by the app) and decode it."""
     if not is_json(request.headers.get("content-type")):
         raise UnsupportedMediaType("Send the body as application/json.")

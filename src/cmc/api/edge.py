@@ -10,12 +10,17 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import structlog
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]
 
 log = structlog.get_logger("cmc.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -77,7 +82,7 @@ class Edge:
         started = time.perf_counter()
         path = self.canon.canonical(scope["path"])
         if path != scope["path"]:
-            scope = {**scope, "path": path, "raw_path": path.encode()}  # type: ignore[typeddict-item]
+            scope = {**scope, "path": path, "raw_path": path.encode()}
         request_id = _request_id(scope)
         status = 500
 
@@ -87,7 +92,7 @@ class Edge:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}  # type: ignore[typeddict-item]
+                message = {**message, "headers": headers}
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -112,12 +117,7 @@ class Edge:
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
+            candidate: str = value.decode("latin-1")
             if _REQUEST_ID.match(candidate):
                 return candidate
     return uuid.uuid4().hex
-
-
-def route_templates(paths: Iterable[Any]) -> list[str]:
-    """The path templates of the app's routes (``{name:type}`` placeholders kept as ``{...}``)."""
-    return [str(p) for p in paths]

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from cmc_client import wire
 
 from cmc import __version__
+from cmc_client import wire
 
 JSON_BODY = ("application/json", "application/json-patch+json")
 
@@ -73,9 +73,9 @@ def document() -> bytes:
 
 def _operation(op: Operation, refs: dict[type, Any]) -> dict[str, Any]:
     problem = {"application/problem+json": {"schema": refs[wire.Problem]}}
-    responses: dict[str, Any] = {
-        "200": {"description": "OK", "content": {"application/json": {"schema": refs[op.response]}}}
-    }
+    responses: dict[str, Any] = {"200": {"description": "OK"}}
+    if op.response is not None:
+        responses["200"]["content"] = {"application/json": {"schema": refs[op.response]}}
     responses.update({str(code): {"description": _REASONS[code], "content": problem} for code in op.errors})
     result: dict[str, Any] = {
         "summary": op.summary,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from litestar import Request, Response, get
+from litestar import Response, get
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cmc.api import openapi
+from cmc.api import HttpRequest, openapi
 from cmc.api.services import Services
 from cmc.errors import ApiError
 from cmc.store.database import ping
@@ -24,7 +24,7 @@ async def health() -> dict[str, str]:
 
 
 @get("/ready")
-async def ready(request: Request[object, object, object]) -> dict[str, str]:
+async def ready(request: HttpRequest) -> dict[str, str]:
     """Readiness: the store answers a query."""
     try:
         await Services.of(request).db.read(ping)
@@ -34,7 +34,7 @@ async def ready(request: Request[object, object, object]) -> dict[str, str]:
 
 
 @get("/metrics")
-async def metrics(request: Request[object, object, object]) -> Response[bytes]:
+async def metrics(request: HttpRequest) -> Response[bytes]:
     """Prometheus text exposition."""
     registry = Services.of(request).metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -6,15 +6,16 @@ import time
 from datetime import UTC, datetime
 
 import msgspec
-from cmc_client import wire
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 from litestar.params import FromPath
 
 from cmc import auth, interactions, transactions
+from cmc.api import HttpRequest
 from cmc.api.body import decode_json
 from cmc.api.services import Services
 from cmc.directory import PosSystem
 from cmc.errors import Forbidden, NotFound
+from cmc_client import wire
 
 _start_decoder = msgspec.json.Decoder(wire.StartInteractionRequest)
 _transaction_decoder = msgspec.json.Decoder(wire.TransactionRequest)
@@ -23,7 +24,7 @@ _encode = msgspec.json.Encoder().encode
 JSON = "application/json"
 
 
-def _pos_system(services: Services, request: Request[object, object, object], pos_system_id: FromPath[str]) -> PosSystem:
+def _pos_system(services: Services, request: HttpRequest, pos_system_id: str) -> PosSystem:
     """Authenticate the caller and return the POS system it acts for."""
     principal = services.tokens.verify(request.headers.get("authorization"), now=time.time())
     auth.require_pos_system(principal, pos_system_id)
@@ -34,7 +35,7 @@ def _pos_system(services: Services, request: Request[object, object, object], po
 
 
 @post("/pos/{pos_system_id:str}/startInteraction", status_code=200)
-async def start_interaction(request: Request[object, object, object], pos_system_id: FromPath[str]) -> Response[bytes]:
+async def start_interaction(request: HttpRequest, pos_system_id: FromPath[str]) -> Response[bytes]:
     """StartInteraction: open a session for the coming transaction."""
     services = Services.of(request)
     pos = _pos_system(services, request, pos_system_id)
@@ -49,13 +50,18 @@ async def start_interaction(request: Request[object, object, object], pos_system
     session_id = None
     if pos.accepted:
         session_id = await services.db.write(
-            interactions.start, pos, location, body.terminalId, now=datetime.now(UTC), ttl=services.settings.session_ttl
+            interactions.start,
+            pos,
+            location,
+            body.terminalId,
+            now=datetime.now(UTC),
+            ttl=services.settings.session_ttl,
         )
     return Response(_encode(interactions.response(body, pos, session_id)), media_type=JSON)
 
 
 @post("/pos/{pos_system_id:str}/transaction", status_code=200)
-async def send_transaction(request: Request[object, object, object], pos_system_id: FromPath[str]) -> Response[bytes]:
+async def send_transaction(request: HttpRequest, pos_system_id: FromPath[str]) -> Response[bytes]:
     """SendTransaction: store the sale once, resolve the customer, run marketing, answer."""
     services = Services.of(request)
     pos = _pos_system(services, request, pos_system_id)
@@ -83,16 +89,14 @@ async def send_transaction(request: Request[object, object, object], pos_system_
 
 
 @get("/v2/pos/{pos_system_id:str}/settings/lookup")
-async def settings_lookup(request: Request[object, object, object], pos_system_id: FromPath[str]) -> Response[bytes]:
+async def settings_lookup(request: HttpRequest, pos_system_id: FromPath[str]) -> Response[bytes]:
     """Settings lookup, guide form (no body): the POS system's feature flags."""
     pos = _pos_system(Services.of(request), request, pos_system_id)
     return Response(_encode(_settings(pos, company_id=None)), media_type=JSON)
 
 
 @post("/v2/pos/{pos_system_id:str}/settings/lookup", status_code=200)
-async def settings_lookup_for_company(
-    request: Request[object, object, object], pos_system_id: str
-) -> Response[bytes]:
+async def settings_lookup_for_company(request: HttpRequest, pos_system_id: FromPath[str]) -> Response[bytes]:
     """Settings lookup, API-reference form (``{"posCompanyId"}``)."""
     services = Services.of(request)
     pos = _pos_system(services, request, pos_system_id)
@@ -103,7 +107,7 @@ async def settings_lookup_for_company(
 
 @get("/pos/{pos_system_id:str}/settings/{pos_company_id:str}")
 async def legacy_settings(
-    request: Request[object, object, object], pos_system_id: FromPath[str], pos_company_id: FromPath[str]
+    request: HttpRequest, pos_system_id: FromPath[str], pos_company_id: FromPath[str]
 ) -> Response[bytes]:
     """Legacy settings form: ``{"data": {"settings": {...}}}``."""
     pos = _pos_system(Services.of(request), request, pos_system_id)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import msgspec
 import structlog
-from cmc_client import wire
-from litestar import Request, Response
+from litestar import Response
 from litestar.exceptions import HTTPException
 
+from cmc.api import HttpRequest
 from cmc.errors import (
     ApiError,
     BadRequest,
@@ -18,6 +18,7 @@ from cmc.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from cmc_client import wire
 
 log = structlog.get_logger("cmc.api")
 MEDIA_TYPE = "application/problem+json"
@@ -60,12 +61,12 @@ def from_validation(exc: msgspec.ValidationError) -> ValidationFailed:
     return ValidationFailed(errors={path or "$": [message]})
 
 
-def handle_api_error(request: Request[object, object, object], exc: ApiError) -> Response[bytes]:
+def handle_api_error(request: HttpRequest, exc: ApiError) -> Response[bytes]:
     """Domain errors carry their own status."""
     return problem_response(exc, instance=request.url.path)
 
 
-def handle_http_exception(request: Request[object, object, object], exc: HTTPException) -> Response[bytes]:
+def handle_http_exception(request: HttpRequest, exc: HTTPException) -> Response[bytes]:
     """Framework errors (unknown route, wrong method, body too large) in the same shape."""
     kind = _BY_STATUS.get(exc.status_code)
     if kind is None:
@@ -76,7 +77,7 @@ def handle_http_exception(request: Request[object, object, object], exc: HTTPExc
     return problem_response(error, instance=request.url.path)
 
 
-def handle_unexpected(request: Request[object, object, object], exc: Exception) -> Response[bytes]:
+def handle_unexpected(request: HttpRequest, exc: Exception) -> Response[bytes]:
     """A bug: log it with the request id, answer a bare 500."""
     log.exception("unhandled error", path=request.url.path)
     return problem_response(ApiError("Internal error; it has been logged."), instance=request.url.path)

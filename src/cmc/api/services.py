@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from cmc_client import wire
-from litestar import Request
 from sqlalchemy.exc import IntegrityError
 
 from cmc import transactions
+from cmc.api import HttpRequest
 from cmc.api.edge import Metrics
 from cmc.auth import Tokens
 from cmc.config import Settings
 from cmc.directory import DirectoryCache, Location, PosSystem
 from cmc.store.database import Database
+from cmc_client import wire
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Services:
     marketing: transactions.Marketing = transactions.no_marketing
 
     @staticmethod
-    def of(request: Request[object, object, object]) -> Services:
+    def of(request: HttpRequest) -> Services:
         """The services of the app serving ``request``."""
         services: Services = request.app.state.services
         return services

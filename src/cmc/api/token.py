@@ -6,18 +6,19 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 import msgspec
-from cmc_client import wire
-from litestar import Request, Response, post
+from litestar import Response, post
 
 from cmc import auth
+from cmc.api import HttpRequest
 from cmc.api.services import Services
 from cmc.errors import UnsupportedMediaType
+from cmc_client import wire
 
 _encode = msgspec.json.Encoder().encode
 
 
 @post("/connect/token", status_code=200)
-async def token(request: Request[object, object, object]) -> Response[bytes]:
+async def token(request: HttpRequest) -> Response[bytes]:
     """Exchange HTTP Basic client credentials for a Bearer token bound to the client's POS system."""
     services = Services.of(request)
     media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()

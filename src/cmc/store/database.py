@@ -14,8 +14,8 @@ runs each one inside a single database transaction:
 
 from __future__ import annotations
 
-import asyncio
 import abc
+import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,7 +72,7 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     def run_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(conn, *args, **kwargs)`` in a write transaction from synchronous code (CLI, migrations)."""
+        """Run ``fn(conn, *args, **kwargs)`` in a write transaction from synchronous code (the CLI)."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -36,7 +36,7 @@ class TokenResponse(Struct):
     """``POST /connect/token`` answer (OAuth2 client credentials)."""
 
     access_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int = 3600
     scope: str = "pos_integration"
 
