@@ -30,6 +30,17 @@ class Settings:
         default=timedelta(seconds=1), metadata={"env": "CMC_REGISTRY_REFRESH_SECONDS"}
     )
     sqlite_synchronous: str = field(default="NORMAL", metadata={"env": "CMC_SQLITE_SYNCHRONOUS"})
+    smtp_url: str | None = field(default=None, metadata={"env": "CMC_SMTP_URL"})
+    smtp_from: str = field(default="CMC <cmc@localhost>", metadata={"env": "CMC_SMTP_FROM"})
+    sms_url: str | None = field(default=None, metadata={"env": "CMC_SMS_URL"})
+    sms_from: str = field(default="CMC", metadata={"env": "CMC_SMS_FROM"})
+    dispatcher: bool = field(default=True, metadata={"env": "CMC_DISPATCHER"})
+    outbox_poll: timedelta = field(default=timedelta(seconds=1), metadata={"env": "CMC_OUTBOX_POLL_SECONDS"})
+    outbox_backoff: timedelta = field(
+        default=timedelta(seconds=2), metadata={"env": "CMC_OUTBOX_BACKOFF_SECONDS"}
+    )
+    outbox_max_attempts: int = field(default=6, metadata={"env": "CMC_OUTBOX_MAX_ATTEMPTS"})
+    cfs_poll: timedelta = field(default=timedelta(milliseconds=250), metadata={"env": "CMC_CFS_POLL_SECONDS"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -53,6 +64,12 @@ class Settings:
             raise ConfigError("CMC_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError("CMC_LOG_LEVEL must be debug, info, warning or error")
+        if self.outbox_max_attempts < 1:
+            raise ConfigError("CMC_OUTBOX_MAX_ATTEMPTS must be at least 1")
+        if self.smtp_url and not self.smtp_url.startswith(("smtp://", "smtps://")):
+            raise ConfigError("CMC_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
+        if self.sms_url and not self.sms_url.startswith(("http://", "https://")):
+            raise ConfigError("CMC_SMS_URL must be an http(s) URL")
         if not self.public_url.startswith(("http://", "https://")):
             raise ConfigError("CMC_PUBLIC_URL must be an http(s) URL")
 
@@ -73,7 +90,7 @@ def _parse(name: str, raw: str, default: object) -> object:
             if raw.lower() not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
                 raise ValueError(raw)
             return raw.lower() in {"1", "true", "yes", "on"}
-        if isinstance(default, int):
+        if isinstance(default, int) and not isinstance(default, bool):
             return int(raw)
         if isinstance(default, timedelta):
             seconds = float(raw)

@@ -82,6 +82,7 @@ locations = Table(
     Column("name", String(200), nullable=False),
     Column("timezone", String(64), nullable=False),
     Column("country", String(2), nullable=False),
+    Column("quiet_hours", String(11), nullable=False, server_default="21:00-08:00"),
     ForeignKeyConstraint(
         ["pos_system_id", "company_id"], ["companies.pos_system_id", "companies.id"], ondelete="CASCADE"
     ),
@@ -205,3 +206,102 @@ profile_conflicts = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 """Identifiers of one transaction that point at two profiles: recorded for review, never merged."""
+
+# --- marketing: rule firings, short links, the notification outbox, CFS events ----------------
+
+rule_firings = Table(
+    "rule_firings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pos_system_id", ID, nullable=False),
+    Column("company_id", ID, nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("profile_id", String(36), nullable=True),
+    Column("transaction_id", String(36), nullable=False),
+    Column("fired_at", UtcDateTime, nullable=False),
+    Index("ix_rule_firings_profile_rule", "profile_id", "rule", "fired_at"),
+)
+"""One row per rule that fired for a transaction: what per-customer limits count."""
+
+short_links = Table(
+    "short_links",
+    metadata,
+    Column("code", String(32), primary_key=True),
+    Column("pos_system_id", ID, nullable=False),
+    Column("company_id", ID, nullable=False),
+    Column("location_id", ID, nullable=False),
+    Column("terminal_id", ID, nullable=False),
+    Column("transaction_id", String(36), nullable=False),
+    Column("widget_id", Integer, nullable=False),
+    Column("title", String(1000), nullable=False),
+    Column("target_url", Text, nullable=False),
+    Column("scans", Integer, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_scan_at", UtcDateTime, nullable=True),
+    Index("ix_short_links_transaction", "transaction_id"),
+)
+"""``/s/{code}`` redirects to ``target_url`` and counts the scan."""
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("pos_system_id", ID, nullable=False),
+    Column("company_id", ID, nullable=False),
+    Column("location_id", ID, nullable=False),
+    Column("transaction_id", String(36), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("template_id", String(200), nullable=False),
+    Column("channel", String(10), nullable=False),
+    Column("recipient", String(1000), nullable=False),
+    Column("subject", String(1000), nullable=True),
+    Column("body", Text, nullable=False),
+    Column("optout_token", String(64), nullable=False, unique=True),
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Index("ix_messages_due", "status", "next_attempt_at"),
+    Index("ix_messages_transaction", "transaction_id"),
+)
+"""The notification outbox: written with the sale, sent by the dispatcher.
+
+``status``: queued → sending → sent, or back to queued with a later ``next_attempt_at`` after a
+failed attempt, or dead after the last one; suppressed when the recipient opted out meanwhile.
+"""
+
+message_attempts = Table(
+    "message_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(36), nullable=False),
+    Column("attempted_at", UtcDateTime, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("error", Text, nullable=True),
+    Index("ix_message_attempts_message", "message_id"),
+)
+
+opt_outs = Table(
+    "opt_outs",
+    metadata,
+    Column("pos_system_id", ID, primary_key=True),
+    Column("company_id", ID, primary_key=True),
+    Column("channel", String(10), primary_key=True),
+    Column("recipient", String(1000), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+"""Contacts that asked a merchant for no more messages on a channel."""
+
+cfs_events = Table(
+    "cfs_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pos_system_id", ID, nullable=False),
+    Column("terminal_id", ID, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+"""What customer-facing screens must show, written with the sale so every process can push it."""
