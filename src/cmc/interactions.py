@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from cmc.directory import Directory, Location, PosSystem
 from cmc.errors import (
@@ -18,18 +17,27 @@ from cmc.errors import (
     TerminalNotFound,
 )
 from cmc.store import tables
+from cmc.store.types import UtcDateTime
 from cmc_client import wire
 
-
-@dataclass(frozen=True)
-class Session:
-    """An open interaction, as the transaction needs it."""
-
-    id: str
-    location_id: str
-    terminal_id: str
-    expires_at: datetime
-    transaction_id: str | None
+# Statements are built once: building and cache-keying a Core statement costs more than running it.
+_s = tables.interaction_sessions
+_INSERT = insert(_s)
+_SELECT = select(
+    _s.c.id, _s.c.pos_system_id, _s.c.location_id, _s.c.terminal_id, _s.c.expires_at, _s.c.transaction_id
+).where(_s.c.id == bindparam("id"))
+_CONSUME = (
+    update(_s)
+    .where(
+        _s.c.id == bindparam("sid"),
+        _s.c.transaction_id.is_(None),
+        _s.c.pos_system_id == bindparam("pos"),
+        _s.c.terminal_id == bindparam("terminal"),
+        _s.c.location_id == bindparam("location"),
+        _s.c.expires_at > bindparam("now", type_=UtcDateTime),
+    )
+    .values(transaction_id=bindparam("tid"))
+)
 
 
 def resolve_terminal(
@@ -52,16 +60,17 @@ def start(
     """Open a session; returns its id (a GUID, as ClearLine's)."""
     session_id = str(uuid.uuid4())
     conn.execute(
-        insert(tables.interaction_sessions).values(
-            id=session_id,
-            pos_system_id=pos.id,
-            company_id=location.company_id,
-            location_id=location.id,
-            terminal_id=terminal_id,
-            created_at=now,
-            expires_at=now + ttl,
-            transaction_id=None,
-        )
+        _INSERT,
+        {
+            "id": session_id,
+            "pos_system_id": pos.id,
+            "company_id": location.company_id,
+            "location_id": location.id,
+            "terminal_id": terminal_id,
+            "created_at": now,
+            "expires_at": now + ttl,
+            "transaction_id": None,
+        },
     )
     return session_id
 
@@ -80,14 +89,29 @@ def response(
     )
 
 
-def claim(conn: Connection, pos: PosSystem, tx: wire.TransactionRequest, *, now: datetime) -> Session:
-    """The session ``tx`` names, checked for use by this transaction (not yet consumed)."""
-    s = tables.interaction_sessions
-    row = conn.execute(
-        select(
-            s.c.id, s.c.pos_system_id, s.c.location_id, s.c.terminal_id, s.c.expires_at, s.c.transaction_id
-        ).where(s.c.id == tx.sessionId)
-    ).first()
+def consume(
+    conn: Connection, pos: PosSystem, tx: wire.TransactionRequest, transaction_id: str, *, now: datetime
+) -> None:
+    """Bind the session ``tx`` names to ``transaction_id``, or raise why it cannot carry it.
+
+    One conditional UPDATE on the happy path; only a refused session costs a second query to say
+    why (unknown 404, used 409, expired 410, other terminal or location 400). Concurrent consumers
+    of one session cannot both win: the loser sees it used.
+    """
+    done = conn.execute(
+        _CONSUME,
+        {
+            "sid": tx.sessionId,
+            "tid": transaction_id,
+            "pos": pos.id,
+            "terminal": tx.terminalId,
+            "location": tx.posLocationId,
+            "now": now,
+        },
+    )
+    if done.rowcount == 1:
+        return
+    row = conn.execute(_SELECT, {"id": tx.sessionId}).first()
     if row is None or row.pos_system_id != pos.id:
         raise SessionNotFound(f"Unknown sessionId {tx.sessionId!r}: call startInteraction first.")
     if row.transaction_id is not None:
@@ -102,26 +126,4 @@ def claim(conn: Connection, pos: PosSystem, tx: wire.TransactionRequest, *, now:
         )
         if sent != held
     ]
-    if mismatched:
-        raise SessionMismatch(
-            errors={name: ["does not match the session's value"] for name in mismatched},
-        )
-    return Session(
-        id=row.id,
-        location_id=row.location_id,
-        terminal_id=row.terminal_id,
-        expires_at=row.expires_at,
-        transaction_id=row.transaction_id,
-    )
-
-
-def consume(conn: Connection, session_id: str, transaction_id: str) -> None:
-    """Mark the session used by ``transaction_id``; a concurrent consumer loses with 409."""
-    s = tables.interaction_sessions
-    done = conn.execute(
-        update(s)
-        .where(s.c.id == session_id, s.c.transaction_id.is_(None))
-        .values(transaction_id=transaction_id)
-    )
-    if done.rowcount != 1:
-        raise SessionAlreadyUsed()
+    raise SessionMismatch(errors={name: ["does not match the session's value"] for name in mismatched})

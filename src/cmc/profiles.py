@@ -16,15 +16,49 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import phonenumbers
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from cmc.store import tables
 from cmc_client import wire
 
 KINDS = ("card", "pos", "email", "phone")
 """Identifier kinds in matching priority order."""
+
+# Built once: constructing a Core statement per call costs more than executing it.
+_p = tables.profiles
+_i = tables.profile_identifiers
+# Identifiers and the profiles they point at in one round trip.
+_KNOWN = (
+    select(_i.c.kind, _i.c.value, _p)
+    .join(_p, _p.c.id == _i.c.profile_id)
+    .where(
+        _i.c.pos_system_id == bindparam("pos"),
+        _i.c.company_id == bindparam("company"),
+        _i.c.value.in_(bindparam("values", expanding=True)),
+    )
+)
+_INSERT_PROFILE = insert(_p)
+_UPDATE_PROFILE = (
+    update(_p)
+    .where(_p.c.id == bindparam("pid"))
+    .values(
+        first_name=bindparam("first_name"),
+        last_name=bindparam("last_name"),
+        email=bindparam("email"),
+        phone=bindparam("phone"),
+        gender=bindparam("gender"),
+        birth_date=bindparam("birth_date"),
+        visit_count=bindparam("visit_count"),
+        lifetime_spend=bindparam("lifetime_spend"),
+        has_card=bindparam("has_card"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+_INSERT_IDENTIFIERS = insert(_i)
+_INSERT_CONFLICTS = insert(tables.profile_conflicts)
 
 
 @dataclass(frozen=True)
@@ -163,8 +197,8 @@ def resolve(
     if not claim.identifiers:
         return None
     scope = {"pos_system_id": pos_system_id, "company_id": company_id}
-    result = match(claim, _known(conn, claim.identifiers, **scope))
-    p = tables.profiles
+    known = _known(conn, claim.identifiers, **scope)
+    result = match(claim, {ident: row.id for ident, row in known.items()})
     visit = 0 if is_reversal else 1
     spend = _spend_delta(amount, is_reversal)
     if result.profile_id is None:
@@ -181,9 +215,9 @@ def resolve(
             lifetime_spend=spend,
             has_card=any(i.kind == "card" for i in claim.identifiers),
         )
-        conn.execute(insert(p).values(**_row(state), **scope, created_at=now, updated_at=now))
+        conn.execute(_INSERT_PROFILE, {**_row(state), **scope, "created_at": now, "updated_at": now})
     else:
-        row = conn.execute(select(p).where(p.c.id == result.profile_id)).one()
+        row = next(row for row in known.values() if row.id == result.profile_id)
         state = ProfileState(
             id=row.id,
             is_new=False,
@@ -197,10 +231,12 @@ def resolve(
             lifetime_spend=row.lifetime_spend + spend,
             has_card=any(i.kind == "card" for i in claim.identifiers) or row.has_card,
         )
-        conn.execute(update(p).where(p.c.id == row.id).values(**_row(state), updated_at=now))
+        values = _row(state)
+        values["pid"] = values.pop("id")
+        conn.execute(_UPDATE_PROFILE, {**values, "updated_at": now})
     if result.new:
         conn.execute(
-            insert(tables.profile_identifiers),
+            _INSERT_IDENTIFIERS,
             [
                 {**scope, "kind": i.kind, "value": i.value, "profile_id": state.id, "first_seen": now}
                 for i in result.new
@@ -208,7 +244,7 @@ def resolve(
         )
     if result.conflicts:
         conn.execute(
-            insert(tables.profile_conflicts),
+            _INSERT_CONFLICTS,
             [
                 {
                     **scope,
@@ -242,17 +278,12 @@ def to_wire(state: ProfileState | None, *, sales_person: str | None) -> wire.Pro
 
 def _known(
     conn: Connection, identifiers: Sequence[Identifier], *, pos_system_id: str, company_id: str
-) -> dict[Identifier, str]:
-    i = tables.profile_identifiers
-    rows = conn.execute(
-        select(i.c.kind, i.c.value, i.c.profile_id).where(
-            i.c.pos_system_id == pos_system_id,
-            i.c.company_id == company_id,
-            i.c.value.in_({ident.value for ident in identifiers}),
-        )
-    )
+) -> dict[Identifier, Row[Any]]:
+    """The known identifiers among ``identifiers``, each with its profile's row."""
+    values = sorted({ident.value for ident in identifiers})
+    rows = conn.execute(_KNOWN, {"pos": pos_system_id, "company": company_id, "values": values})
     wanted = set(identifiers)
-    return {ident: row.profile_id for row in rows if (ident := Identifier(row.kind, row.value)) in wanted}
+    return {ident: row for row in rows if (ident := Identifier(row.kind, row.value)) in wanted}
 
 
 def _row(state: ProfileState) -> dict[str, object]:

@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import msgspec
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from cmc import interactions, profiles
 from cmc.directory import Location, PosSystem
@@ -31,6 +31,16 @@ MAX_AMOUNT = Decimal("1e12")
 MAX_DECIMALS = 6
 
 _encode = msgspec.json.Encoder().encode
+
+# Built once: constructing a Core statement per call costs more than executing it.
+_t = tables.transactions
+_FIND = select(_t.c.request_hash, _t.c.response).where(
+    _t.c.pos_system_id == bindparam("pos"),
+    _t.c.company_id == bindparam("company"),
+    _t.c.pos_transaction_id == bindparam("tx"),
+)
+_INSERT = insert(_t)
+_INSERT_PRODUCTS = insert(tables.transaction_products)
 _hash_encode = msgspec.json.Encoder(order="sorted").encode
 
 
@@ -108,21 +118,16 @@ def record(
 ) -> Outcome:
     """Store ``tx`` exactly once and answer it; a replay answers what the first time answered."""
     fingerprint = request_hash(tx)
-    t = tables.transactions
     existing = conn.execute(
-        select(t.c.request_hash, t.c.response).where(
-            t.c.pos_system_id == pos.id,
-            t.c.company_id == location.company_id,
-            t.c.pos_transaction_id == tx.transactionId,
-        )
+        _FIND, {"pos": pos.id, "company": location.company_id, "tx": tx.transactionId}
     ).first()
     if existing is not None:
         if existing.request_hash != fingerprint:
             raise TransactionConflict()
         return Outcome(body=existing.response, replayed=True)
 
-    session = interactions.claim(conn, pos, tx, now=now)
     transaction_id = new_id()
+    interactions.consume(conn, pos, tx, transaction_id, now=now)
     is_reversal = is_reversal_of(tx)
     claim = profiles.claim_of(tx, region=location.country)
     profile = profiles.resolve(
@@ -150,29 +155,30 @@ def record(
     reaction = marketing(conn, sale)
     body = _encode(response_of(sale, reaction))
     conn.execute(
-        insert(t).values(
-            id=transaction_id,
-            pos_system_id=pos.id,
-            company_id=location.company_id,
-            pos_transaction_id=tx.transactionId,
-            location_id=location.id,
-            terminal_id=tx.terminalId,
-            session_id=session.id,
-            transaction_type=tx.transactionType or "Undefined",
-            is_reversal=is_reversal,
-            amount=tx.transactionAmount,
-            occurred_at=occurred_at,
-            received_at=now,
-            profile_id=profile.id if profile else None,
-            loyalty_card=next((i.value for i in claim.identifiers if i.kind == "card"), None),
-            request_hash=fingerprint,
-            request=msgspec.to_builtins(tx),
-            response=body,
-        )
+        _INSERT,
+        {
+            "id": transaction_id,
+            "pos_system_id": pos.id,
+            "company_id": location.company_id,
+            "pos_transaction_id": tx.transactionId,
+            "location_id": location.id,
+            "terminal_id": tx.terminalId,
+            "session_id": tx.sessionId,
+            "transaction_type": tx.transactionType or "Undefined",
+            "is_reversal": is_reversal,
+            "amount": tx.transactionAmount,
+            "occurred_at": occurred_at,
+            "received_at": now,
+            "profile_id": profile.id if profile else None,
+            "loyalty_card": next((i.value for i in claim.identifiers if i.kind == "card"), None),
+            "request_hash": fingerprint,
+            "request": _encode(tx),
+            "response": body,
+        },
     )
     if tx.products:
         conn.execute(
-            insert(tables.transaction_products),
+            _INSERT_PRODUCTS,
             [
                 {
                     "transaction_id": transaction_id,
@@ -186,7 +192,6 @@ def record(
                 for index, p in enumerate(tx.products)
             ],
         )
-    interactions.consume(conn, session.id, transaction_id)
     return Outcome(body=body, replayed=False)
 
 

@@ -135,12 +135,12 @@ transactions = Table(
     Column("profile_id", String(36), nullable=True),
     Column("loyalty_card", String(200), nullable=True),
     Column("request_hash", String(64), nullable=False),
-    Column("request", JSON, nullable=False),
+    Column("request", LargeBinary, nullable=False),
     Column("response", LargeBinary, nullable=False),
     UniqueConstraint("pos_system_id", "company_id", "pos_transaction_id", name="uq_transactions_pos_tx"),
     Index("ix_transactions_profile", "profile_id", "occurred_at"),
 )
-"""``request`` is the decoded body as sent; ``response`` the exact bytes a replay answers with."""
+"""``request`` is the decoded body re-encoded as JSON; ``response`` the exact bytes a replay answers with."""
 
 transaction_products = Table(
     "transaction_products",

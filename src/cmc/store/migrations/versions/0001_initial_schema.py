@@ -113,7 +113,7 @@ def upgrade() -> None:
         sa.Column("profile_id", sa.String(length=36), nullable=True),
         sa.Column("loyalty_card", sa.String(length=200), nullable=True),
         sa.Column("request_hash", sa.String(length=64), nullable=False),
-        sa.Column("request", sa.JSON(), nullable=False),
+        sa.Column("request", sa.LargeBinary(), nullable=False),
         sa.Column("response", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_transactions")),
         sa.UniqueConstraint(

@@ -1,0 +1,240 @@
+"""The live feed behind customer-facing screens: ``cfs_events`` rows fanned out to open CFS pages.
+
+A sale writes its ``cfs_events`` row in its own database transaction, on whichever process handled
+it. Each process runs ONE poller that reads the rows added since the last round (``id > last``,
+starting from the newest row at start-up, so nothing old is replayed) every ``CMC_CFS_POLL_SECONDS``
+and hands each event to the subscribers of its ``(posSystemId, terminalId)`` in this process. So a
+CFS page connected to process A sees a sale handled by process B, on SQLite or PostgreSQL alike.
+
+Ids are not always committed in order: on PostgreSQL a sale that took id 10 may commit after one
+that took id 11. A round that skips ids remembers them as gaps and looks them up again for a few
+seconds (a rolled-back sale leaves a gap that never fills), so a late commit is still pushed.
+
+``wake()`` starts a round at once: a PostgreSQL ``LISTEN`` callback (or a sale handled in this
+process) can call it so the push does not wait for the next tick. Subscriber queues are bounded; a
+slow subscriber loses its oldest events instead of holding up the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, func, select
+
+from cmc.store import tables
+from cmc.store.database import Database
+
+__all__ = [
+    "CfsEvent",
+    "CfsFeed",
+    "Subscription",
+    "events_after",
+    "events_with_ids",
+    "last_event",
+    "latest_id",
+]
+
+log = structlog.get_logger(__name__)
+MAX_GAP = 1000
+"""Skipped ids remembered at most; a larger jump is a sequence restart, not concurrent sales."""
+Key = tuple[str, str]
+"""(posSystemId, terminalId)."""
+
+
+@dataclass(frozen=True)
+class CfsEvent:
+    """One thing a customer-facing screen must show (``payload["type"]``: ``qr``)."""
+
+    id: int
+    pos_system_id: str
+    terminal_id: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+    @property
+    def type(self) -> str:
+        """The event type, from the payload (``message`` when absent)."""
+        return str(self.payload.get("type") or "message")
+
+
+# --- store --------------------------------------------------------------------------------------
+
+_t = tables.cfs_events
+
+
+def latest_id(conn: Connection) -> int:
+    """The newest event id (0 when there is none)."""
+    return int(conn.execute(select(func.coalesce(func.max(_t.c.id), 0))).scalar_one())
+
+
+def events_after(
+    conn: Connection, after: int, *, limit: int, key: Key | None = None, since: datetime | None = None
+) -> list[CfsEvent]:
+    """Events with ``id > after`` in id order, optionally of one terminal and not older than ``since``."""
+    query = select(_t).where(_t.c.id > after).order_by(_t.c.id).limit(limit)
+    if key is not None:
+        query = query.where(_t.c.pos_system_id == key[0], _t.c.terminal_id == key[1])
+    if since is not None:
+        query = query.where(_t.c.created_at >= since)
+    return [_event(row) for row in conn.execute(query)]
+
+
+def events_with_ids(conn: Connection, ids: list[int]) -> list[CfsEvent]:
+    """The events among ``ids`` that exist (committed) now."""
+    if not ids:
+        return []
+    return [_event(row) for row in conn.execute(select(_t).where(_t.c.id.in_(ids)).order_by(_t.c.id))]
+
+
+def last_event(conn: Connection, key: Key, *, since: datetime) -> CfsEvent | None:
+    """The terminal's newest event if it is not older than ``since``."""
+    query = (
+        select(_t)
+        .where(_t.c.pos_system_id == key[0], _t.c.terminal_id == key[1], _t.c.created_at >= since)
+        .order_by(_t.c.id.desc())
+        .limit(1)
+    )
+    row = conn.execute(query).first()
+    return None if row is None else _event(row)
+
+
+def _event(row: Any) -> CfsEvent:
+    payload = row.payload if isinstance(row.payload, dict) else {}
+    return CfsEvent(row.id, row.pos_system_id, row.terminal_id, payload, row.created_at)
+
+
+# --- fan-out ------------------------------------------------------------------------------------
+
+
+class Subscription:
+    """One open CFS page: a bounded queue of the events of its terminal."""
+
+    def __init__(self, key: Key, size: int) -> None:
+        self.key = key
+        self.dropped = 0
+        self._queue: asyncio.Queue[CfsEvent] = asyncio.Queue(maxsize=size)
+
+    def offer(self, event: CfsEvent) -> None:
+        """Queue ``event``; when full, drop the oldest (a screen only cares about the latest)."""
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(event)
+
+    async def next(self, idle: float) -> CfsEvent | None:
+        """The next event, or ``None`` after ``idle`` seconds without one (time for a keep-alive)."""
+        try:
+            return await asyncio.wait_for(self._queue.get(), idle)
+        except TimeoutError:
+            return None
+
+
+class CfsFeed:
+    """The process's one poller over ``cfs_events`` and its in-process subscribers."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        poll: timedelta,
+        queue_size: int = 16,
+        batch: int = 500,
+        gap_timeout: timedelta = timedelta(seconds=5),
+    ) -> None:
+        self._db = db
+        self._interval = poll.total_seconds()
+        self._queue_size = queue_size
+        self._batch = batch
+        self._gap_timeout = gap_timeout.total_seconds()
+        self._gaps: dict[int, float] = {}
+        """Skipped ids (maybe still uncommitted) → when to stop looking for them (loop time)."""
+        self._subscribers: dict[Key, set[Subscription]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.last_id = 0
+
+    async def start(self) -> None:
+        """Start polling after the newest existing event (no replay of old ones)."""
+        self.last_id = await self._db.read(latest_id)
+        self._task = asyncio.create_task(self._run(), name="cmc-cfs-feed")
+
+    async def stop(self) -> None:
+        """Stop polling."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def wake(self) -> None:
+        """Poll now rather than at the next tick (e.g. on a PostgreSQL NOTIFY)."""
+        self._wake.set()
+
+    @contextlib.contextmanager
+    def subscribe(self, pos_system_id: str, terminal_id: str) -> Iterator[Subscription]:
+        """Receive the terminal's events while the ``with`` block runs."""
+        key = (pos_system_id, terminal_id)
+        subscription = Subscription(key, self._queue_size)
+        self._subscribers.setdefault(key, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            subscribers = self._subscribers.get(key, set())
+            subscribers.discard(subscription)
+            if not subscribers:
+                self._subscribers.pop(key, None)
+
+    @property
+    def subscriber_count(self) -> int:
+        """Open subscriptions in this process."""
+        return sum(len(s) for s in self._subscribers.values())
+
+    def publish(self, event: CfsEvent) -> int:
+        """Hand ``event`` to its terminal's subscribers; returns how many got it."""
+        subscribers = self._subscribers.get((event.pos_system_id, event.terminal_id), ())
+        for subscription in subscribers:
+            subscription.offer(event)
+        return len(subscribers)
+
+    async def poll(self) -> int:
+        """One round: publish every event committed since the last one; returns how many."""
+        now = asyncio.get_running_loop().time()
+        self._gaps = {i: until for i, until in self._gaps.items() if until > now}
+        late = await self._db.read(events_with_ids, sorted(self._gaps)) if self._gaps else []
+        for event in late:
+            del self._gaps[event.id]
+            self.publish(event)
+        total = len(late)
+        while True:
+            events = await self._db.read(events_after, self.last_id, limit=self._batch)
+            for event in events:
+                self._note_gap(event.id, until=now + self._gap_timeout)
+                self.publish(event)
+                self.last_id = event.id
+            total += len(events)
+            if len(events) < self._batch:
+                return total
+
+    def _note_gap(self, event_id: int, *, until: float) -> None:
+        """Remember the ids skipped before ``event_id`` (at most the last ``MAX_GAP``)."""
+        for missing in range(max(self.last_id + 1, event_id - MAX_GAP), event_id):
+            self._gaps[missing] = until
+        while len(self._gaps) > MAX_GAP:
+            del self._gaps[next(iter(self._gaps))]
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.poll()
+            except Exception:
+                # A database hiccup must not kill the feed; the next round catches up from last_id.
+                log.exception("cfs feed poll failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)

@@ -1,0 +1,185 @@
+"""The dispatcher: claims due messages, hands each to its channel's sender, records the outcome.
+
+Runs in the API process (``CMC_DISPATCHER``, the default) or as ``cmc worker``; any number of
+either may share one database. Every state change is its own short transaction, and none is open
+while a message is on the network. Time comes from ``now`` (``run_once``) or the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from cmc.config import Settings
+from cmc.outbox import queue
+from cmc.outbox.quiet import next_allowed
+from cmc.outbox.senders import DeliveryFailed, Outgoing, PermanentFailure, Sender, senders_from
+from cmc.store.database import Database
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+MAX_BACKOFF = timedelta(hours=1)
+JITTER = 0.2
+"""Each retry delay is scaled by a random factor in [1 - JITTER, 1 + JITTER] so retries spread out."""
+
+
+def utcnow() -> datetime:
+    """The wall clock, aware UTC."""
+    return datetime.now(UTC)
+
+
+def retry_delay(
+    attempts: int, *, base: timedelta, rng: random.Random, cap: timedelta = MAX_BACKOFF
+) -> timedelta:
+    """The wait after ``attempts`` failed attempts: ``base * 2**(attempts-1)``, jittered, at most ``cap``.
+
+    With ±20% jitter each delay still exceeds the one before (until the cap).
+    """
+    exponent = min(max(attempts - 1, 0), 30)
+    delay: timedelta = min(base * 2**exponent, cap)
+    jittered: timedelta = delay * rng.uniform(1 - JITTER, 1 + JITTER)
+    return min(jittered, cap)
+
+
+class Dispatcher:
+    """Sends the outbox: ``run_once(now)`` for one pass, ``start()``/``stop()`` for the polling loop."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        senders: Mapping[str, Sender] | None = None,
+        clock: Clock = utcnow,
+        rng: random.Random | None = None,
+        batch: int = 50,
+        lease: timedelta = timedelta(minutes=2),
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._owns_senders = senders is None
+        self._senders: Mapping[str, Sender] = senders_from(settings) if senders is None else senders
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.batch = batch
+        self.lease = lease
+        self._nudge = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """Claim up to ``batch`` due messages and settle each; returns how many were handled."""
+        now = self._clock() if now is None else now
+        claim = await self._db.write(
+            queue.claim,
+            now=now,
+            limit=self.batch,
+            lease=self.lease,
+            max_attempts=self._settings.outbox_max_attempts,
+        )
+        await asyncio.gather(*(self._deliver(message, now=now) for message in claim.messages))
+        if claim.suppressed or claim.dead:
+            log.info("outbox settled without sending", suppressed=claim.suppressed, dead=claim.dead)
+        return claim.handled
+
+    def wake(self) -> None:
+        """Run the next pass now instead of at the next poll (after queueing a message in-process)."""
+        self._nudge.set()
+
+    async def start(self) -> None:
+        """Start polling every ``CMC_OUTBOX_POLL_SECONDS`` in a background task."""
+        self._stopping = False
+        self._task = asyncio.create_task(self._loop(), name="cmc-outbox-dispatcher")
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Finish the pass in progress (up to ``grace`` seconds), stop, and close the senders."""
+        self._stopping = True
+        self._nudge.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
+            except TimeoutError:
+                # Messages still on the wire stay leased and are retried once the lease runs out.
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        if self._owns_senders:
+            for sender in self._senders.values():
+                await sender.aclose()
+
+    async def _loop(self) -> None:
+        poll = self._settings.outbox_poll.total_seconds()
+        while not self._stopping:
+            handled = 0
+            try:
+                handled = await self.run_once()
+            except Exception:
+                # A database hiccup must not end the loop; the next pass tries again.
+                log.exception("outbox pass failed")
+            if handled >= self.batch or self._stopping:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudge.wait(), poll)
+            self._nudge.clear()
+
+    async def _deliver(self, message: queue.Claimed, *, now: datetime) -> None:
+        try:
+            await self._sender(message.channel).send(self._outgoing(message))
+        except DeliveryFailed as exc:
+            await self._failed(message, exc, now=now)
+        except Exception as exc:
+            log.exception("sender crashed", message_id=message.id, channel=message.channel)
+            await self._failed(message, DeliveryFailed(f"{type(exc).__name__}: {exc}", code="crash"), now=now)
+        else:
+            await self._db.write(queue.mark_sent, message, now=now)
+            log.info("message sent", message_id=message.id, channel=message.channel, attempt=message.attempts)
+
+    async def _failed(self, message: queue.Claimed, exc: DeliveryFailed, *, now: datetime) -> None:
+        retry_at = self._retry_at(message, exc, now=now)
+        await self._db.write(queue.mark_failed, message, now=now, error=exc.detail, retry_at=retry_at)
+        log.warning(
+            "message not delivered",
+            message_id=message.id,
+            channel=message.channel,
+            attempt=message.attempts,
+            error=exc.code,
+            outcome="retry" if retry_at else "dead",
+        )
+
+    def _retry_at(self, message: queue.Claimed, exc: DeliveryFailed, *, now: datetime) -> datetime | None:
+        if exc.permanent or message.attempts >= self._settings.outbox_max_attempts:
+            return None
+        at = now + retry_delay(message.attempts, base=self._settings.outbox_backoff, rng=self._rng)
+        return next_allowed(at, message.tz, message.quiet) if message.channel == "sms" else at
+
+    def _sender(self, channel: str) -> Sender:
+        sender = self._senders.get(channel)
+        return sender if sender is not None else _Unroutable()
+
+    def _outgoing(self, message: queue.Claimed) -> Outgoing:
+        return Outgoing(
+            id=message.id,
+            channel=message.channel,
+            recipient=message.recipient,
+            subject=message.subject,
+            body=message.body,
+            optout_url=f"{self._settings.base_url}/u/{message.optout_token}",
+        )
+
+
+class _Unroutable:
+    """The sender for a channel nobody sends: every message fails for good."""
+
+    async def send(self, message: Outgoing) -> None:
+        raise PermanentFailure(f"no sender for channel {message.channel!r}", code="no-channel")
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,65 @@
+"""Opt-outs: a contact that visited ``/u/{token}`` gets no more messages from that merchant.
+
+An opt-out covers one (POS system, company, channel, recipient): the merchant whose message
+carried the link, on the channel it came by. Marketing checks ``is_opted_out`` before it queues a
+message, and the dispatcher checks again just before sending, so a message queued before the
+visit is suppressed rather than sent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, exists, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from cmc.store import tables
+
+
+def opt_out(conn: Connection, token: str, *, now: datetime) -> bool:
+    """Stop messages to the recipient of the message carrying ``token``; False for an unknown token.
+
+    Idempotent: visiting the link again (or from another message) changes nothing.
+    """
+    m = tables.messages
+    row = conn.execute(
+        select(m.c.pos_system_id, m.c.company_id, m.c.channel, m.c.recipient).where(m.c.optout_token == token)
+    ).first()
+    if row is None:
+        return False
+    values = {
+        "pos_system_id": row.pos_system_id,
+        "company_id": row.company_id,
+        "channel": row.channel,
+        "recipient": row.recipient,
+        "created_at": now,
+    }
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(insert(tables.opt_outs).values(values).on_conflict_do_nothing())
+    return True
+
+
+def is_opted_out(
+    conn: Connection, *, pos_system_id: str, company_id: str, channel: str, recipient: str
+) -> bool:
+    """The recipient asked this company for no more messages on this channel."""
+    o = tables.opt_outs
+    match = and_(
+        o.c.pos_system_id == pos_system_id,
+        o.c.company_id == company_id,
+        o.c.channel == channel,
+        o.c.recipient == recipient,
+    )
+    return bool(conn.execute(select(exists().where(match))).scalar())
+
+
+def opted_out_clause() -> ColumnElement[bool]:
+    """``EXISTS`` an opt-out for the ``messages`` row in scope (for use inside a query)."""
+    o, m = tables.opt_outs, tables.messages
+    return exists().where(
+        o.c.pos_system_id == m.c.pos_system_id,
+        o.c.company_id == m.c.company_id,
+        o.c.channel == m.c.channel,
+        o.c.recipient == m.c.recipient,
+    )
