@@ -17,16 +17,17 @@ from cmc.errors import (
     TerminalNotFound,
 )
 from cmc.store import tables
+from cmc.store.prepared import Prepared
 from cmc.store.types import UtcDateTime
 from cmc_client import wire
 
 # Statements are built once: building and cache-keying a Core statement costs more than running it.
 _s = tables.interaction_sessions
-_INSERT = insert(_s)
+_INSERT = Prepared(insert(_s), keys=[c.name for c in _s.columns])
 _SELECT = select(
     _s.c.id, _s.c.pos_system_id, _s.c.location_id, _s.c.terminal_id, _s.c.expires_at, _s.c.transaction_id
 ).where(_s.c.id == bindparam("id"))
-_CONSUME = (
+_CONSUME = Prepared(
     update(_s)
     .where(
         _s.c.id == bindparam("sid"),
@@ -59,8 +60,8 @@ def start(
 ) -> str:
     """Open a session; returns its id (a GUID, as ClearLine's)."""
     session_id = str(uuid.uuid4())
-    conn.execute(
-        _INSERT,
+    _INSERT.execute(
+        conn,
         {
             "id": session_id,
             "pos_system_id": pos.id,
@@ -98,8 +99,8 @@ def consume(
     why (unknown 404, used 409, expired 410, other terminal or location 400). Concurrent consumers
     of one session cannot both win: the loser sees it used.
     """
-    done = conn.execute(
-        _CONSUME,
+    done = _CONSUME.execute(
+        conn,
         {
             "sid": tx.sessionId,
             "tid": transaction_id,
@@ -109,7 +110,7 @@ def consume(
             "now": now,
         },
     )
-    if done.rowcount == 1:
+    if done == 1:
         return
     row = conn.execute(_SELECT, {"id": tx.sessionId}).first()
     if row is None or row.pos_system_id != pos.id:

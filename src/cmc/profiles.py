@@ -22,6 +22,7 @@ import phonenumbers
 from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from cmc.store import tables
+from cmc.store.prepared import Prepared
 from cmc_client import wire
 
 KINDS = ("card", "pos", "email", "phone")
@@ -40,8 +41,8 @@ _KNOWN = (
         _i.c.value.in_(bindparam("values", expanding=True)),
     )
 )
-_INSERT_PROFILE = insert(_p)
-_UPDATE_PROFILE = (
+_INSERT_PROFILE = Prepared(insert(_p), keys=[c.name for c in _p.columns])
+_UPDATE_PROFILE = Prepared(
     update(_p)
     .where(_p.c.id == bindparam("pid"))
     .values(
@@ -57,8 +58,11 @@ _UPDATE_PROFILE = (
         updated_at=bindparam("updated_at"),
     )
 )
-_INSERT_IDENTIFIERS = insert(_i)
-_INSERT_CONFLICTS = insert(tables.profile_conflicts)
+_INSERT_IDENTIFIERS = Prepared(insert(_i), keys=[c.name for c in _i.columns])
+_INSERT_CONFLICTS = Prepared(
+    insert(tables.profile_conflicts),
+    keys=[c.name for c in tables.profile_conflicts.columns if c.name != "id"],
+)
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,7 @@ def resolve(
             lifetime_spend=spend,
             has_card=any(i.kind == "card" for i in claim.identifiers),
         )
-        conn.execute(_INSERT_PROFILE, {**_row(state), **scope, "created_at": now, "updated_at": now})
+        _INSERT_PROFILE.execute(conn, {**_row(state), **scope, "created_at": now, "updated_at": now})
     else:
         row = next(row for row in known.values() if row.id == result.profile_id)
         state = ProfileState(
@@ -233,18 +237,18 @@ def resolve(
         )
         values = _row(state)
         values["pid"] = values.pop("id")
-        conn.execute(_UPDATE_PROFILE, {**values, "updated_at": now})
+        _UPDATE_PROFILE.execute(conn, {**values, "updated_at": now})
     if result.new:
-        conn.execute(
-            _INSERT_IDENTIFIERS,
+        _INSERT_IDENTIFIERS.execute_many(
+            conn,
             [
                 {**scope, "kind": i.kind, "value": i.value, "profile_id": state.id, "first_seen": now}
                 for i in result.new
             ],
         )
     if result.conflicts:
-        conn.execute(
-            _INSERT_CONFLICTS,
+        _INSERT_CONFLICTS.execute_many(
+            conn,
             [
                 {
                     **scope,

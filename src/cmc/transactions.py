@@ -24,6 +24,7 @@ from cmc.directory import Location, PosSystem
 from cmc.errors import TransactionConflict, ValidationFailed
 from cmc.ids import new_id
 from cmc.store import tables
+from cmc.store.prepared import Prepared
 from cmc_client import wire
 
 REVERSAL_TYPES = frozenset({"refund", "return", "void"})
@@ -39,8 +40,10 @@ _FIND = select(_t.c.request_hash, _t.c.response).where(
     _t.c.company_id == bindparam("company"),
     _t.c.pos_transaction_id == bindparam("tx"),
 )
-_INSERT = insert(_t)
-_INSERT_PRODUCTS = insert(tables.transaction_products)
+_INSERT = Prepared(insert(_t), keys=[c.name for c in _t.columns])
+_INSERT_PRODUCTS = Prepared(
+    insert(tables.transaction_products), keys=[c.name for c in tables.transaction_products.columns]
+)
 _hash_encode = msgspec.json.Encoder(order="sorted").encode
 
 
@@ -154,8 +157,8 @@ def record(
     )
     reaction = marketing(conn, sale)
     body = _encode(response_of(sale, reaction))
-    conn.execute(
-        _INSERT,
+    _INSERT.execute(
+        conn,
         {
             "id": transaction_id,
             "pos_system_id": pos.id,
@@ -177,8 +180,8 @@ def record(
         },
     )
     if tx.products:
-        conn.execute(
-            _INSERT_PRODUCTS,
+        _INSERT_PRODUCTS.execute_many(
+            conn,
             [
                 {
                     "transaction_id": transaction_id,

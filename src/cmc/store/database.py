@@ -95,6 +95,7 @@ class SqliteDatabase(Database):
         self._reader = self._engine(immediate=False, pool_size=READ_THREADS)
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="cmc-sqlite-writer")
         self._read_threads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="cmc-sqlite-reader")
+        self._write_conn: Connection | None = None
 
     def _engine(self, *, immediate: bool, pool_size: int) -> Engine:
         engine = create_engine(self.url, poolclass=QueuePool, pool_size=pool_size, max_overflow=0)
@@ -121,18 +122,34 @@ class SqliteDatabase(Database):
         with engine.begin() as conn:
             return fn(conn, *args, **kwargs)
 
+    def _run_write(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        # Only the writer thread runs this, so it keeps one connection instead of a pool checkout
+        # per transaction.
+        if self._write_conn is None or self._write_conn.closed:
+            self._write_conn = self._writer.connect()
+        conn = self._write_conn
+        try:
+            with conn.begin():
+                return fn(conn, *args, **kwargs)
+        except BaseException:
+            if conn.invalidated:
+                conn.close()
+            raise
+
     async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_thread, self._run, self._writer, fn, args, kwargs)
+        return await loop.run_in_executor(self._write_thread, self._run_write, fn, args, kwargs)
 
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_threads, self._run, self._reader, fn, args, kwargs)
 
     def run_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        return self._write_thread.submit(self._run, self._writer, fn, args, kwargs).result()
+        return self._write_thread.submit(self._run_write, fn, args, kwargs).result()
 
     async def close(self) -> None:
+        if self._write_conn is not None:
+            self._write_thread.submit(self._write_conn.close).result()
         self._write_thread.shutdown(wait=True)
         self._read_threads.shutdown(wait=True)
         self._writer.dispose()

@@ -169,7 +169,6 @@ profiles = Table(
     Column("phone", String(50), nullable=True),
     Column("birth_date", String(10), nullable=True),
     Column("gender", String(100), nullable=True),
-    Column("sales_person", String(1000), nullable=True),
     Column("visit_count", Integer, nullable=False),
     Column("lifetime_spend", ExactDecimal, nullable=False),
     Column("has_card", Boolean, nullable=False),

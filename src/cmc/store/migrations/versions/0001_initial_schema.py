@@ -88,7 +88,6 @@ def upgrade() -> None:
         sa.Column("phone", sa.String(length=50), nullable=True),
         sa.Column("birth_date", sa.String(length=10), nullable=True),
         sa.Column("gender", sa.String(length=100), nullable=True),
-        sa.Column("sales_person", sa.String(length=1000), nullable=True),
         sa.Column("visit_count", sa.Integer(), nullable=False),
         sa.Column("lifetime_spend", cmc.store.types.ExactDecimal(length=40), nullable=False),
         sa.Column("has_card", sa.Boolean(), nullable=False),

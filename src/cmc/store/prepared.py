@@ -1,0 +1,66 @@
+"""Hot-path writes: a Core statement compiled once per dialect, run on the driver's own cursor.
+
+SQLAlchemy's execution machinery (execution context, events, result wrapping) costs about as much
+as the SQLite work of a small INSERT. The tender path's writes need none of it: they return no rows,
+only a row count. ``Prepared`` keeps the statement written once in Core (so both dialects get their
+own SQL and their own type conversions), compiles it once per dialect, and executes it on the DBAPI
+connection inside the caller's transaction. Reads still go through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+
+_Compiled = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]
+
+
+class Prepared:
+    """A write statement (INSERT/UPDATE/DELETE with bind parameters) ready to run without ceremony."""
+
+    def __init__(self, statement: ClauseElement, *, keys: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self.keys = list(keys) if keys is not None else None
+        self._compiled: dict[str, _Compiled] = {}
+
+    def _for(self, dialect: Dialect) -> _Compiled:
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            c = self.statement.compile(dialect=dialect, column_keys=self.keys)
+            names = tuple(c.positiontup or ())
+            # The bind processors are the column types' own conversions (decimals, UTC instants).
+            processors = tuple(c._bind_processors.get(name) for name in names)
+            compiled = self._compiled[dialect.name] = (c.string, names, processors)
+        return compiled
+
+    def execute(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        """Run once with ``params``; returns the number of rows affected."""
+        sql, names, processors = self._for(conn.dialect)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, _args(params, names, processors))
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def execute_many(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Run once per row of parameters."""
+        sql, names, processors = self._for(conn.dialect)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(sql, [_args(row, names, processors) for row in rows])
+        finally:
+            cursor.close()
+
+
+def _args(
+    params: Mapping[str, Any], names: tuple[str, ...], processors: tuple[Callable[[Any], Any] | None, ...]
+) -> tuple[Any, ...]:
+    return tuple(
+        value if (process := processors[i]) is None or value is None else process(value)
+        for i, value in enumerate(params[name] for name in names)
+    )
