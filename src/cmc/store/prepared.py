@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 _Compiled = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]
 
@@ -29,13 +30,16 @@ class Prepared:
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
-        if compiled is None:
-            c = self.statement.compile(dialect=dialect, column_keys=self.keys)
-            names = tuple(c.positiontup or ())
-            # The bind processors are the column types' own conversions (decimals, UTC instants).
-            processors = tuple(c._bind_processors.get(name) for name in names)
-            compiled = self._compiled[dialect.name] = (c.string, names, processors)
-        return compiled
+        if compiled is not None:
+            return compiled
+        c = self.statement.compile(dialect=dialect, column_keys=self.keys)
+        assert isinstance(c, SQLCompiler)
+        names = tuple(c.positiontup or ())
+        # The bind processors are the column types' own conversions (decimals, UTC instants).
+        found = c._bind_processors
+        processors = tuple(p if callable(p) else None for p in (found.get(name) for name in names))
+        self._compiled[dialect.name] = (c.string, names, processors)
+        return self._compiled[dialect.name]
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Run once with ``params``; returns the number of rows affected."""
