@@ -156,6 +156,7 @@ class CfsFeed:
         """Skipped ids (maybe still uncommitted) → when to stop looking for them (loop time)."""
         self._subscribers: dict[Key, set[Subscription]] = {}
         self._wake = asyncio.Event()
+        self._polling = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.last_id = 0
 
@@ -204,6 +205,10 @@ class CfsFeed:
 
     async def poll(self) -> int:
         """One round: publish every event committed since the last one; returns how many."""
+        async with self._polling:  # rounds never overlap, so no event goes out twice
+            return await self._poll()
+
+    async def _poll(self) -> int:
         now = asyncio.get_running_loop().time()
         self._gaps = {i: until for i, until in self._gaps.items() if until > now}
         late = await self._db.read(events_with_ids, sorted(self._gaps)) if self._gaps else []

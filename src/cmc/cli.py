@@ -11,7 +11,7 @@ from cmc import logs, registry
 from cmc.config import Settings
 from cmc.errors import CmcError
 from cmc.store import migrate
-from cmc.store.database import Database
+from cmc.store.database import Database, check_reachable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,11 +45,30 @@ def _parser() -> argparse.ArgumentParser:
     apply_cmd = commands.add_parser("apply", help="load a YAML registry file (idempotent)")
     apply_cmd.add_argument("file", help="registry file, e.g. examples/demo.yaml")
     apply_cmd.set_defaults(command=_apply)
+
+    rules_cmd = commands.add_parser("rules", help="POS Rules tools")
+    rules_sub = rules_cmd.add_subparsers(required=True, metavar="ACTION")
+    rules_test = rules_sub.add_parser(
+        "test", help="explain what the rules would do with a transaction (writes nothing)"
+    )
+    rules_test.add_argument("file", help="a SendTransaction body as JSON (sessionId optional)")
+    rules_test.add_argument("--pos-system", help="POS system id (default: the one that has the location)")
+    rules_test.add_argument("--json", action="store_true", help="print the dry-run response as JSON")
+    rules_test.set_defaults(command=_rules_test)
+
+    worker = commands.add_parser("worker", help="send the notification outbox until SIGINT/SIGTERM")
+    worker.set_defaults(command=_worker)
     return parser
 
 
 def _open(settings: Settings) -> Database:
-    return Database.open(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db = Database.open(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        check_reachable(db)
+    except CmcError:
+        asyncio.run(db.close())
+        raise
+    return db
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -92,6 +111,33 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level,
         lifespan="on",
     )
+    return 0
+
+
+def _rules_test(args: argparse.Namespace, settings: Settings) -> int:
+    from cmc import dry_run
+
+    try:
+        with open(args.file, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise CmcError(f"{args.file}: cannot read: {exc.strerror}") from None
+    db = _open(settings)
+    try:
+        migrate.upgrade(db)
+        answer = db.run_sync(dry_run.explain_file, raw, pos_system_id=args.pos_system, source=args.file)
+    finally:
+        asyncio.run(db.close())
+    print(answer.json if args.json else answer.text)
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from cmc.outbox import run_worker
+
+    logs.configure(settings.log_level)
+    _migrate(args, settings)
+    asyncio.run(run_worker(settings))
     return 0
 
 

@@ -64,6 +64,8 @@ class Settings:
             raise ConfigError("CMC_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError("CMC_LOG_LEVEL must be debug, info, warning or error")
+        if self.max_body_bytes < 1:
+            raise ConfigError("CMC_MAX_BODY_BYTES must be at least 1")
         if self.outbox_max_attempts < 1:
             raise ConfigError("CMC_OUTBOX_MAX_ATTEMPTS must be at least 1")
         if self.smtp_url and not self.smtp_url.startswith(("smtp://", "smtps://")):
@@ -94,9 +96,9 @@ def _parse(name: str, raw: str, default: object) -> object:
             return int(raw)
         if isinstance(default, timedelta):
             seconds = float(raw)
-            if seconds <= 0:
+            if not 0 < seconds < 10**9:
                 raise ValueError(raw)
             return timedelta(seconds=seconds)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ConfigError(f"{name}={raw!r} is not a valid value") from None
     return raw

@@ -19,7 +19,8 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, select
 
-from cmc import registry
+from cmc import campaign, registry
+from cmc.campaign import Campaign
 from cmc.store import tables
 from cmc.store.database import Database
 
@@ -51,6 +52,7 @@ class Location:
     name: str
     timezone: zoneinfo.ZoneInfo
     country: str
+    quiet_hours: str
     terminals: frozenset[str]
     cfs_terminals: frozenset[str]
 
@@ -63,6 +65,8 @@ class Company:
     id: str
     name: str
     config: dict[str, Any]
+    campaign: Campaign
+    """Widgets, templates and compiled rules, built once per snapshot."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ def load(conn: Connection) -> Directory:
             name=row.name,
             timezone=zoneinfo.ZoneInfo(row.timezone),
             country=row.country,
+            quiet_hours=row.quiet_hours,
             terminals=frozenset(term for term, _ in terms),
             cfs_terminals=frozenset(term for term, cfs in terms if cfs),
         )
@@ -104,7 +109,18 @@ def load(conn: Connection) -> Directory:
         },
         companies={
             (row.pos_system_id, row.id): Company(
-                pos_system_id=row.pos_system_id, id=row.id, name=row.name, config=dict(row.config or {})
+                pos_system_id=row.pos_system_id,
+                id=row.id,
+                name=row.name,
+                config=dict(row.config or {}),
+                campaign=campaign.load(
+                    row.config or {},
+                    locations=[
+                        loc.id
+                        for loc in locations.values()
+                        if loc.company_id == row.id and loc.pos_system_id == row.pos_system_id
+                    ],
+                ),
             )
             for row in conn.execute(select(t.companies))
         },

@@ -77,6 +77,20 @@ class ValidationFailed(BadRequest):
 
     slug = "validation"
 
+    @classmethod
+    def from_msgspec(cls, exc: Exception) -> ValidationFailed:
+        """From msgspec's ``Expected `str`, got `int` - at `$.customer.id` `` to a per-field error."""
+        message, _, where = str(exc).rpartition(" - at `")
+        if not message:
+            message, where = str(exc), "$`"
+        path = where.rstrip("`").removeprefix("$").removeprefix(".")
+        missing = "missing required field `"
+        if missing in message:
+            name = message.split(missing, 1)[1].rstrip("`")
+            path = f"{path}.{name}" if path else name
+            message = "is required"
+        return cls(errors={path or "$": [message]})
+
 
 class SessionMismatch(BadRequest):
     """The terminal or location does not match the session's."""

@@ -186,25 +186,23 @@ def match(claim: Claim, known: Mapping[Identifier, str]) -> Match:
     return Match(profile_id=owner, new=new, conflicts=conflicts)
 
 
-def resolve(
+def peek(
     conn: Connection,
     claim: Claim,
     *,
     pos_system_id: str,
     company_id: str,
-    transaction_id: str,
     amount: Decimal | None,
     is_reversal: bool,
-    now: datetime,
-) -> ProfileState | None:
-    """Find or create the profile of ``claim`` and record this transaction on it (None: anonymous)."""
+) -> tuple[ProfileState, Match] | None:
+    """The profile ``claim`` resolves to, as it will be after this transaction; writes nothing."""
     if not claim.identifiers:
         return None
-    scope = {"pos_system_id": pos_system_id, "company_id": company_id}
-    known = _known(conn, claim.identifiers, **scope)
+    known = _known(conn, claim.identifiers, pos_system_id=pos_system_id, company_id=company_id)
     result = match(claim, {ident: row.id for ident, row in known.items()})
     visit = 0 if is_reversal else 1
     spend = _spend_delta(amount, is_reversal)
+    has_card = any(i.kind == "card" for i in claim.identifiers)
     if result.profile_id is None:
         state = ProfileState(
             id=str(uuid.uuid4()),
@@ -217,24 +215,46 @@ def resolve(
             birth_date=claim.birth_date,
             visit_count=visit,
             lifetime_spend=spend,
-            has_card=any(i.kind == "card" for i in claim.identifiers),
+            has_card=has_card,
         )
+        return state, result
+    row = next(row for row in known.values() if row.id == result.profile_id)
+    state = ProfileState(
+        id=row.id,
+        is_new=False,
+        first_name=claim.first_name or row.first_name,
+        last_name=claim.last_name or row.last_name,
+        email=claim.email or row.email,
+        phone=claim.phone or row.phone,
+        gender=claim.gender or row.gender,
+        birth_date=claim.birth_date or row.birth_date,
+        visit_count=row.visit_count + visit,
+        lifetime_spend=row.lifetime_spend + spend,
+        has_card=has_card or row.has_card,
+    )
+    return state, result
+
+
+def resolve(
+    conn: Connection,
+    claim: Claim,
+    *,
+    pos_system_id: str,
+    company_id: str,
+    transaction_id: str,
+    amount: Decimal | None,
+    is_reversal: bool,
+    now: datetime,
+) -> ProfileState | None:
+    """Find or create the profile of ``claim`` and record this transaction on it (None: anonymous)."""
+    scope = {"pos_system_id": pos_system_id, "company_id": company_id}
+    peeked = peek(conn, claim, **scope, amount=amount, is_reversal=is_reversal)
+    if peeked is None:
+        return None
+    state, result = peeked
+    if state.is_new:
         _INSERT_PROFILE.execute(conn, {**_row(state), **scope, "created_at": now, "updated_at": now})
     else:
-        row = next(row for row in known.values() if row.id == result.profile_id)
-        state = ProfileState(
-            id=row.id,
-            is_new=False,
-            first_name=claim.first_name or row.first_name,
-            last_name=claim.last_name or row.last_name,
-            email=claim.email or row.email,
-            phone=claim.phone or row.phone,
-            gender=claim.gender or row.gender,
-            birth_date=claim.birth_date or row.birth_date,
-            visit_count=row.visit_count + visit,
-            lifetime_spend=row.lifetime_spend + spend,
-            has_card=any(i.kind == "card" for i in claim.identifiers) or row.has_card,
-        )
         values = _row(state)
         values["pid"] = values.pop("id")
         _UPDATE_PROFILE.execute(conn, {**values, "updated_at": now})

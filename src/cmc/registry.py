@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -23,7 +23,7 @@ import phonenumbers
 import yaml
 from sqlalchemy import Connection, Table, delete, insert, select, update
 
-from cmc import credentials
+from cmc import campaign, credentials, rules
 from cmc.errors import RegistryError
 from cmc.store import tables
 
@@ -45,6 +45,8 @@ class LocationSpec(Spec):
     name: str
     timezone: str
     country: str = "US"
+    quietHours: str = "21:00-08:00"
+    """Local time window in which SMS waits (``HH:MM-HH:MM``; equal ends: no quiet hours)."""
     terminals: list[TerminalSpec] = []
 
 
@@ -112,20 +114,6 @@ class ApplyReport:
         return "registry updated: " + ", ".join(parts)
 
 
-CompanyConfigCheck = Callable[[CompanySpec, str], dict[str, Any]]
-"""Validates a company's marketing configuration; returns what is stored in ``companies.config``."""
-
-
-def raw_company_config(company: CompanySpec, where: str) -> dict[str, Any]:
-    """Stores the company's marketing configuration as written (no rules engine attached)."""
-    return {
-        "widgets": company.widgets,
-        "cfsTemplates": company.cfsTemplates,
-        "messageTemplates": company.messageTemplates,
-        "rules": company.rules,
-    }
-
-
 def parse(text: str, *, source: str = "<registry>") -> RegistrySpec:
     """Parse and type-check a registry file; ``RegistryError`` names ``source:line`` and the field."""
     try:
@@ -159,13 +147,11 @@ def load_file(path: str) -> RegistrySpec:
     return parse(text, source=path)
 
 
-def apply(
-    conn: Connection, spec: RegistrySpec, *, company_config: CompanyConfigCheck = raw_company_config
-) -> ApplyReport:
+def apply(conn: Connection, spec: RegistrySpec) -> ApplyReport:
     """Make the registry tables match ``spec`` for every POS system it names (one transaction)."""
     report = ApplyReport()
     configs = {
-        (pos.id, company.id): company_config(company, f"posSystems[{i}].companies[{j}]")
+        (pos.id, company.id): _campaign_config(company, f"posSystems[{i}].companies[{j}]")
         for i, pos in enumerate(spec.posSystems)
         for j, company in enumerate(pos.companies)
     }
@@ -223,6 +209,7 @@ def _sync_pos_system(
                     "name": loc.name,
                     "timezone": loc.timezone,
                     "country": loc.country.upper(),
+                    "quiet_hours": loc.quietHours,
                 }
             )
             terminal_rows += [
@@ -269,7 +256,8 @@ def _sync_rows(
     }
     wanted = {tuple(row[k] for k in keys): row for row in desired}
     name = table.name
-    report.inserted[name] = report.updated[name] = report.deleted[name] = 0
+    for counts in (report.inserted, report.updated, report.deleted):
+        counts.setdefault(name, 0)
     for key, row in wanted.items():
         old = existing.get(key)
         if old is None:
@@ -303,6 +291,13 @@ def _semantic_problems(spec: RegistrySpec) -> Iterable[tuple[str, str]]:
             if len(client.secret) < 6:
                 yield f"posSystems[{i}].clients[{j}].secret", "secret must have at least 6 characters"
         yield from _duplicates((c.id for c in pos.companies), f"posSystems[{i}].companies[{{}}].id")
+        for j, company in enumerate(pos.companies):
+            try:
+                _campaign_config(company, f"posSystems[{i}].companies[{j}]")
+            except campaign.ConfigError as exc:
+                yield exc.field, exc.message
+            except rules.RuleError as exc:
+                yield exc.field, (f"rule {exc.rule!r}: " if exc.rule else "") + exc.message
         locations = [(j, k, loc) for j, c in enumerate(pos.companies) for k, loc in enumerate(c.locations)]
         seen = set()
         for j, k, loc in locations:
@@ -314,6 +309,8 @@ def _semantic_problems(spec: RegistrySpec) -> Iterable[tuple[str, str]]:
                 yield f"{where}.timezone", f"unknown time zone {loc.timezone!r}"
             if loc.country.upper() not in phonenumbers.SUPPORTED_REGIONS:
                 yield f"{where}.country", f"unknown country code {loc.country!r} (ISO 3166 alpha-2)"
+            if not _QUIET.fullmatch(loc.quietHours):
+                yield f"{where}.quietHours", f"{loc.quietHours!r} is not a window like 21:00-08:00"
             yield from _duplicates((t.id for t in loc.terminals), f"{where}.terminals[{{}}].id")
 
 
@@ -331,6 +328,19 @@ def _is_timezone(name: str) -> bool:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+_QUIET = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+def _campaign_config(company: CompanySpec, path: str) -> dict[str, Any]:
+    raw = {
+        "widgets": company.widgets,
+        "cfsTemplates": company.cfsTemplates,
+        "messageTemplates": company.messageTemplates,
+        "rules": company.rules,
+    }
+    return campaign.check(raw, locations=[loc.id for loc in company.locations], path=path)
 
 
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")

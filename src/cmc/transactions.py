@@ -20,7 +20,7 @@ import msgspec
 from sqlalchemy import Connection, bindparam, insert, select
 
 from cmc import interactions, profiles
-from cmc.directory import Location, PosSystem
+from cmc.directory import Company, Location, PosSystem
 from cmc.errors import TransactionConflict, ValidationFailed
 from cmc.ids import new_id
 from cmc.store import tables
@@ -54,6 +54,7 @@ class Sale:
     id: str
     request: wire.TransactionRequest
     pos: PosSystem
+    company: Company
     location: Location
     claim: profiles.Claim
     profile: profiles.ProfileState | None
@@ -115,6 +116,7 @@ def record(
     tx: wire.TransactionRequest,
     *,
     pos: PosSystem,
+    company: Company,
     location: Location,
     now: datetime,
     marketing: Marketing = no_marketing,
@@ -148,6 +150,7 @@ def record(
         id=transaction_id,
         request=tx,
         pos=pos,
+        company=company,
         location=location,
         claim=claim,
         profile=profile,
@@ -200,7 +203,7 @@ def record(
 
 def response_of(sale: Sale, reaction: Reaction) -> wire.TransactionResponse:
     """The seed's SendTransaction answer."""
-    sales_person = _sales_person_name(sale.request.salesPerson)
+    sales_person = sales_person_name(sale.request.salesPerson)
     return wire.TransactionResponse(
         data=wire.TransactionData(
             id=sale.id,
@@ -230,7 +233,7 @@ def occurred_at_of(tx: wire.TransactionRequest, location: Location, *, now: date
     return tx.transactionDate
 
 
-def _sales_person_name(person: wire.SalesPerson | None) -> str | None:
+def sales_person_name(person: wire.SalesPerson | None) -> str | None:
     if person is None:
         return None
     name = " ".join(part.strip() for part in (person.firstName, person.lastName) if part and part.strip())

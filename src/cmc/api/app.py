@@ -10,18 +10,21 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 
 from cmc import logs
-from cmc.api import ops, pos, token
+from cmc.api import ops, pages, pos, token
 from cmc.api.edge import Edge, Metrics
 from cmc.api.problems import handle_api_error, handle_http_exception, handle_unexpected
 from cmc.api.services import Services
 from cmc.auth import Tokens, signing_key
+from cmc.cfs_feed import CfsFeed
 from cmc.config import Settings
 from cmc.directory import DirectoryCache
 from cmc.errors import ApiError
+from cmc.marketing import Marketing
+from cmc.outbox import Dispatcher
 from cmc.store import migrate
 from cmc.store.database import Database
 
-ROUTES = [token.token, *pos.ROUTES, *ops.ROUTES]
+ROUTES = [token.token, *pos.ROUTES, *ops.ROUTES, *pages.ROUTES]
 
 
 def create_app(settings: Settings | None = None) -> Edge:
@@ -38,16 +41,28 @@ def create_app(settings: Settings | None = None) -> Edge:
         key = await db.write(signing_key, settings.jwt_secret)
         directory = DirectoryCache(db, refresh=settings.registry_refresh)
         await directory.start()
+        feed = CfsFeed(db, poll=settings.cfs_poll)
+        await feed.start()
+        # The in-process outbox dispatcher; turn it off (CMC_DISPATCHER=0) when `cmc worker`s send.
+        dispatcher = Dispatcher(db, settings) if settings.dispatcher else None
+        if dispatcher is not None:
+            await dispatcher.start()
+        app.state.dispatcher = dispatcher
         app.state.services = Services(
             settings=settings,
             db=db,
             directory=directory,
             tokens=Tokens(key, ttl=settings.token_ttl),
             metrics=metrics,
+            marketing=Marketing(base_url=settings.base_url),
+            feed=feed,
         )
         try:
             yield
         finally:
+            if dispatcher is not None:
+                await dispatcher.stop()
+            await feed.stop()
             await directory.stop()
             await db.close()
 

@@ -7,8 +7,7 @@ from typing import TypeVar
 import msgspec
 
 from cmc.api import HttpRequest
-from cmc.api.problems import from_validation
-from cmc.errors import MalformedJson, UnsupportedMediaType
+from cmc.errors import MalformedJson, UnsupportedMediaType, ValidationFailed
 
 T = TypeVar("T")
 
@@ -30,6 +29,6 @@ async def decode_json(request: HttpRequest, decoder: msgspec.json.Decoder[T]) ->
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        raise from_validation(exc) from None
+        raise ValidationFailed.from_msgspec(exc) from None
     except msgspec.DecodeError as exc:
         raise MalformedJson(f"The body is not valid JSON: {exc}") from None

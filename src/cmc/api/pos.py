@@ -9,7 +9,7 @@ import msgspec
 from litestar import Response, get, post
 from litestar.params import FromPath
 
-from cmc import auth, interactions, transactions
+from cmc import auth, dry_run, interactions, transactions
 from cmc.api import HttpRequest
 from cmc.api.body import decode_json
 from cmc.api.services import Services
@@ -79,8 +79,16 @@ async def send_transaction(request: HttpRequest, pos_system_id: FromPath[str]) -
         terminal_id=tx.terminalId,
         company_id=tx.posCompanyId,
     )
+    company = services.directory.current.companies[(pos.id, location.company_id)]
+    if request.query_params.get("dryRun", "").lower() in {"true", "1"}:
+        preview = await services.db.read(
+            dry_run.preview, tx, pos=pos, company=company, location=location, now=datetime.now(UTC)
+        )
+        return Response(preview, media_type=JSON)
     try:
-        outcome = await services.record(tx, pos=pos, location=location, now=datetime.now(UTC))
+        outcome = await services.record(
+            tx, pos=pos, company=company, location=location, now=datetime.now(UTC)
+        )
     except Exception as exc:
         services.metrics.transactions.labels(type(exc).__name__).inc()
         raise

@@ -16,7 +16,6 @@ from cmc.errors import (
     RouteNotFound,
     Unauthorized,
     UnsupportedMediaType,
-    ValidationFailed,
 )
 from cmc_client import wire
 
@@ -45,20 +44,6 @@ def problem_response(error: ApiError, *, instance: str | None = None) -> Respons
         errors=error.errors,
     )
     return Response(_encode(problem), status_code=error.status, media_type=MEDIA_TYPE, headers=error.headers)
-
-
-def from_validation(exc: msgspec.ValidationError) -> ValidationFailed:
-    """Turn msgspec's message (``Expected `str`, got `int` - at `$.customer.id` ``) into a field error."""
-    message, _, where = str(exc).rpartition(" - at `")
-    if not message:
-        message, where = str(exc), "$`"
-    path = where.rstrip("`").removeprefix("$").removeprefix(".")
-    missing = "missing required field `"
-    if missing in message:
-        name = message.split(missing, 1)[1].rstrip("`")
-        path = f"{path}.{name}" if path else name
-        message = "is required"
-    return ValidationFailed(errors={path or "$": [message]})
 
 
 def handle_api_error(request: HttpRequest, exc: ApiError) -> Response[bytes]:

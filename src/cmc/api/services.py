@@ -11,8 +11,9 @@ from cmc import transactions
 from cmc.api import HttpRequest
 from cmc.api.edge import Metrics
 from cmc.auth import Tokens
+from cmc.cfs_feed import CfsFeed
 from cmc.config import Settings
-from cmc.directory import DirectoryCache, Location, PosSystem
+from cmc.directory import Company, DirectoryCache, Location, PosSystem
 from cmc.store.database import Database
 from cmc_client import wire
 
@@ -27,6 +28,8 @@ class Services:
     tokens: Tokens
     metrics: Metrics
     marketing: transactions.Marketing = transactions.no_marketing
+    feed: CfsFeed | None = None
+    """The live CFS feed (``cmc.cfs_feed``); started with the app."""
 
     @staticmethod
     def of(request: HttpRequest) -> Services:
@@ -35,15 +38,24 @@ class Services:
         return services
 
     async def record(
-        self, tx: wire.TransactionRequest, *, pos: PosSystem, location: Location, now: datetime
+        self,
+        tx: wire.TransactionRequest,
+        *,
+        pos: PosSystem,
+        company: Company,
+        location: Location,
+        now: datetime,
     ) -> transactions.Outcome:
         """Record a transaction; a concurrent duplicate (unique key race) is answered as a replay."""
+        where = {
+            "pos": pos,
+            "company": company,
+            "location": location,
+            "now": now,
+            "marketing": self.marketing,
+        }
         try:
-            return await self.db.write(
-                transactions.record, tx, pos=pos, location=location, now=now, marketing=self.marketing
-            )
+            return await self.db.write(transactions.record, tx, **where)
         except IntegrityError:
             # Another process stored the same transaction first; the retry finds it and replays it.
-            return await self.db.write(
-                transactions.record, tx, pos=pos, location=location, now=now, marketing=self.marketing
-            )
+            return await self.db.write(transactions.record, tx, **where)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Connection, and_, exists, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from cmc.store import tables
@@ -35,8 +35,12 @@ def opt_out(conn: Connection, token: str, *, now: datetime) -> bool:
         "recipient": row.recipient,
         "created_at": now,
     }
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    conn.execute(insert(tables.opt_outs).values(values).on_conflict_do_nothing())
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # only PostgreSQL deployments pay for the import
+
+        conn.execute(postgresql.insert(tables.opt_outs).values(values).on_conflict_do_nothing())
+    else:
+        conn.execute(sqlite.insert(tables.opt_outs).values(values).on_conflict_do_nothing())
     return True
 
 

@@ -21,8 +21,6 @@ import structlog
 from cmc.config import Settings
 from cmc.errors import CmcError
 
-log = structlog.get_logger(__name__)
-
 SMTP_TIMEOUT = 30.0
 SMS_TIMEOUT = 15.0
 
@@ -73,8 +71,11 @@ class Sender(Protocol):
 class LogSender:
     """Stands in for a channel without a provider: logs that a message would go out, counts it sent."""
 
+    def __init__(self) -> None:
+        self._log = structlog.get_logger(__name__)
+
     async def send(self, message: Outgoing) -> None:
-        log.info("message sent (log sender)", message_id=message.id, channel=message.channel)
+        self._log.info("message sent (log sender)", message_id=message.id, channel=message.channel)
 
     async def aclose(self) -> None:
         return None

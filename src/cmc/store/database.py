@@ -23,6 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
@@ -86,7 +87,12 @@ class SqliteDatabase(Database):
 
     def __init__(self, url: URL, *, synchronous: str) -> None:
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"CMC_DATABASE_URL: cannot create {url.database!r}: {exc.strerror}"
+                ) from None
         elif url.database == ":memory:" or not url.database:
             raise ConfigError("CMC_DATABASE_URL: use a SQLite file, not an in-memory database")
         self.url = url
@@ -191,3 +197,12 @@ class PostgresDatabase(Database):
 def ping(conn: Connection) -> bool:
     """The store answers a trivial query."""
     return conn.execute(text("SELECT 1")).scalar() == 1
+
+
+def check_reachable(db: Database) -> None:
+    """Fail with one clear line when the database cannot be opened (for the CLI, before real work)."""
+    try:
+        db.run_sync(ping)
+    except (SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ConfigError(f"CMC_DATABASE_URL: cannot open the database: {reason}") from None
