@@ -410,12 +410,6 @@ def test_a_file_of_the_wrong_shape_is_refused(text: str) -> None:
         registry.parse(text, source="reg.yaml")
 
 
-@pytest.mark.xfail(
-    reason="BUG: registry.parse uses yaml.safe_load, which silently keeps the last of two equal keys in a "
-    "mapping (YAML requires keys to be unique), so a location with `name:` written twice loads the second "
-    "value instead of being refused with the line of the duplicate key",
-    strict=True,
-)
 def test_a_duplicate_key_is_refused() -> None:
     text = edited("            name: Downtown\n", "            name: Downtown\n            name: Uptown\n")
     with pytest.raises(RegistryError, match=r"^reg\.yaml:14: .*name"):

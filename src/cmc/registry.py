@@ -123,6 +123,9 @@ def parse(text: str, *, source: str = "<registry>") -> RegistrySpec:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise RegistryError(f"{source}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if (duplicate := _duplicate_key(root)) is not None:
+        line, key = duplicate
+        raise RegistryError(f"{source}:{line}: key {key!r} appears twice in the same mapping")
     try:
         spec = msgspec.convert(data, RegistrySpec)
     except msgspec.ValidationError as exc:
@@ -341,6 +344,23 @@ def _campaign_config(company: CompanySpec, path: str) -> dict[str, Any]:
         "rules": company.rules,
     }
     return campaign.check(raw, locations=[loc.id for loc in company.locations], path=path)
+
+
+def _duplicate_key(node: yaml.Node | None) -> tuple[int, str] | None:
+    """The first key written twice in one mapping (YAML forbids it; PyYAML keeps the last silently)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[object] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                return key.start_mark.line + 1, str(key.value)
+            seen.add(key.value)
+            if (found := _duplicate_key(value)) is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            if (found := _duplicate_key(item)) is not None:
+                return found
+    return None
 
 
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
