@@ -32,7 +32,7 @@ import uvicorn
 SQLITE_PRAGMAS: tuple[str, ...] = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=5000",
+    "PRAGMA busy_timeout=10000",
     "PRAGMA foreign_keys=ON",
 )
 """Durability settings; keep them equal to the real service's so the comparison is fair."""

@@ -52,11 +52,21 @@ class _SessionEnvelope(msgspec.Struct):
     data: _SessionData
 
 
+class _TransactionData(msgspec.Struct):
+    id: str | int
+
+
+class _TransactionEnvelope(msgspec.Struct):
+    data: _TransactionData
+
+
 class _Token(msgspec.Struct):
     access_token: str
 
 
 SESSION_DECODER = msgspec.json.Decoder(_SessionEnvelope)
+TRANSACTION_DECODER = msgspec.json.Decoder(_TransactionEnvelope)
+"""A 200 without ``data.id`` is a wrong answer, not a tender: decoding it raises."""
 ENCODER = msgspec.json.Encoder(decimal_format="number")
 """Amounts go out as JSON numbers (``23.47``), as POS systems send them."""
 
@@ -300,6 +310,7 @@ async def tender_once(connection: Connection, tenders: Tenders, headers: bytes, 
     if status != 200:
         rec.error(f"transaction {status}: {body[:300]!r}")
         return
+    TRANSACTION_DECODER.decode(body)
     rec.tender(started, time.perf_counter())
 
 

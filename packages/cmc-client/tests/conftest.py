@@ -58,7 +58,7 @@ def client(cmc: FakeCmc, outbox_path: Path, clock: Clock) -> Iterator[Client]:
 
 @pytest.fixture
 async def aclient(cmc: FakeCmc, outbox_path: Path) -> AsyncIterator[AsyncClient]:
-    http = httpx2.AsyncClient(transport=cmc.transport())
+    http = httpx2.AsyncClient(transport=cmc.async_transport())
     async with AsyncClient(URL, "pax", "pos-demo", "s3cr3t!", outbox_path=outbox_path, http=http) as c:
         yield c
     await http.aclose()

@@ -6,6 +6,7 @@ transactions (a replay with the identical body answers the first response; a dif
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 import uuid
@@ -46,6 +47,19 @@ class FakeCmc:
     def transport(self) -> httpx2.MockTransport:
         return httpx2.MockTransport(self)
 
+    def async_transport(self) -> httpx2.MockTransport:
+        """For AsyncClient: a ``hang`` must not block the event loop."""
+
+        async def handle(request: httpx2.Request) -> httpx2.Response:
+            endpoint = _endpoint(request)
+            if self.faults[endpoint][:1] == ["hang"]:
+                self.faults[endpoint].pop(0)
+                await asyncio.to_thread(self.release.wait, 5)
+                raise httpx2.ReadTimeout("hung", request=request)
+            return self(request)
+
+        return httpx2.MockTransport(handle)
+
     def count(self, endpoint: str) -> int:
         return sum(1 for name, _ in self.calls if name == endpoint)
 
@@ -53,17 +67,7 @@ class FakeCmc:
         return [body for name, body in self.calls if name == endpoint]
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        path = request.url.path.lower()
-        endpoint = next(
-            name
-            for suffix, name in (
-                ("/connect/token", "token"),
-                ("/settings/lookup", "settings"),
-                ("/startinteraction", "start"),
-                ("/transaction", "transaction"),
-            )
-            if path.endswith(suffix)
-        )
+        endpoint = _endpoint(request)
         body = request.read()
         with self._lock:
             self.calls.append((endpoint, body))
@@ -126,13 +130,29 @@ class FakeCmc:
                 first_body, first_answer = self.committed[tx.transactionId]
                 if first_body != body:
                     return problem(409, "transactionId already used with a different body")
-                return httpx2.Response(200, content=first_answer, headers={"content-type": "application/json"})
+                return httpx2.Response(
+                    200, content=first_answer, headers={"content-type": "application/json"}
+                )
             if self.sessions[tx.sessionId] is not None:
                 return problem(409, "Session already used")
             self.sessions[tx.sessionId] = tx.transactionId
             answer = ENCODER.encode(full_response(tx, len(self.committed) + 1))
             self.committed[tx.transactionId] = (body, answer)
         return httpx2.Response(200, content=answer, headers={"content-type": "application/json"})
+
+
+def _endpoint(request: httpx2.Request) -> str:
+    path = request.url.path.lower()
+    return next(
+        name
+        for suffix, name in (
+            ("/connect/token", "token"),
+            ("/settings/lookup", "settings"),
+            ("/startinteraction", "start"),
+            ("/transaction", "transaction"),
+        )
+        if path.endswith(suffix)
+    )
 
 
 def full_response(tx: wire.TransactionRequest, number: int) -> wire.TransactionResponse:
@@ -163,7 +183,9 @@ def full_response(tx: wire.TransactionRequest, number: int) -> wire.TransactionR
 
 
 def json(value: object, status: int = 200) -> httpx2.Response:
-    return httpx2.Response(status, content=ENCODER.encode(value), headers={"content-type": "application/json"})
+    return httpx2.Response(
+        status, content=ENCODER.encode(value), headers={"content-type": "application/json"}
+    )
 
 
 def problem(status: int, title: str, *, headers: dict[str, str] | None = None) -> httpx2.Response:

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import msgspec
 import pytest
-from conftest import Clock
 from sdk_fake_cmc import FakeCmc
 
 from cmc_client import Client, Customer, DuplicateTransactionError, InvalidTenderError, Product, Tender, wire
+from conftest import Clock
 
 
 def tender(tx_id: str = "T-1") -> Tender:
@@ -35,7 +35,8 @@ def test_delivered_with_the_full_typed_response(client: Client, cmc: FakeCmc) ->
     assert data.qrCodeWidget is not None
     assert data.qrCodeWidget.qrCodeHtmlLinkUrl.endswith("/qr.html")
     assert data.qrCodeWidget.notificationMessageId == "msg-1"
-    assert data.profile is not None and data.profile.customerEmail == "ada@example.com"
+    assert data.profile is not None
+    assert data.profile.customerEmail == "ada@example.com"
     assert result.qr_link == "https://cmc.test/s/abc1"
     assert result.cfs_carousel_url == "https://cmc.test/cfs/3"
     assert client.status().delivered == 1
@@ -75,12 +76,15 @@ def test_drain_retries_5xx_and_429_with_backoff(client: Client, cmc: FakeCmc) ->
 
 
 def test_drain_stops_when_cmc_stays_down_and_keeps_order(client: Client, cmc: FakeCmc) -> None:
-    cmc.faults["token"] = ["network"] * 6  # 3 posts, then 3 attempts of one drain
+    cmc.faults["token"] = ["network"] * 4  # 1 post (the next 2 skip CMC), 3 attempts of one drain
     for n in range(3):
         client.post_tender(tender(f"T-{n}"))
 
+    assert cmc.count("token") == 1
     report = client.drain()
-    assert report.delivered == 0 and report.remaining == 3 and "ConnectError" in (report.error or "")
+    assert report.delivered == 0
+    assert report.remaining == 3
+    assert "ConnectError" in (report.error or "")
 
     client.drain()
     assert list(cmc.committed) == ["T-0", "T-1", "T-2"]
@@ -106,7 +110,8 @@ def test_4xx_is_rejected_and_stays_until_retried(client: Client, cmc: FakeCmc, s
 
     result = client.post_tender(tender())
     assert result.status == "rejected"
-    assert result.problem is not None and result.problem.status == status
+    assert result.problem is not None
+    assert result.problem.status == status
 
     assert client.drain().delivered == 0
     assert client.status().rejected == 1

@@ -17,6 +17,7 @@ import stamina
 
 from cmc_client import wire
 from cmc_client.delivery import (
+    Circuit,
     describe,
     queued,
     record,
@@ -58,6 +59,7 @@ class AsyncClient:
         retry_timeout: float = 30.0,
         retry_wait_max: float = 5.0,
         poll_interval: float = 5.0,
+        offline_window: float = 1.0,
         keep_delivered: float = 7 * 86400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -74,6 +76,7 @@ class AsyncClient:
         self._retry_timeout = retry_timeout
         self._retry_wait_max = retry_wait_max
         self._poll_interval = poll_interval
+        self._circuit = Circuit(offline_window)
         self._inflight: set[int] = set()
         self._tasks: set[asyncio.Task[TenderResult]] = set()
         self._drainer: asyncio.Task[None] | None = None
@@ -85,9 +88,12 @@ class AsyncClient:
         in the background and records its outcome in the outbox.
         """
         started = time.monotonic()
-        entry, held = await asyncio.to_thread(store, self.outbox, tender, now=self._clock)
+        offline = self._circuit.is_open()
+        entry, held = await asyncio.to_thread(store, self.outbox, tender, now=self._clock, claim=not offline)
         if entry.state != "queued":
             return result_of(entry)
+        if offline:
+            return queued(entry, "CMC was unreachable a moment ago; the drainer will deliver it")
         if not held or entry.id in self._inflight:
             return queued(entry, "already being delivered")
         self._inflight.add(entry.id)
@@ -104,9 +110,12 @@ class AsyncClient:
         try:
             outcome = await self._run(self._conversation.deliver(tender_ref(entry)), entry.id)
         except (TransientError, AuthenticationError) as exc:
+            if isinstance(exc, TransientError):
+                self._circuit.trip()
             return await asyncio.to_thread(record_failure, self.outbox, entry, exc, now=self._clock())
         finally:
             self._inflight.discard(entry.id)
+        self._circuit.reset()
         return await asyncio.to_thread(record, self.outbox, entry, outcome, now=self._clock())
 
     async def drain(self, *, limit: int | None = None) -> DrainReport:
@@ -131,6 +140,7 @@ class AsyncClient:
                 raise
             finally:
                 self._inflight.discard(entry.id)
+            self._circuit.reset()
             await asyncio.to_thread(record, self.outbox, entry, outcome, now=self._clock())
             counts[describe(outcome)] += 1
         status = await self.status()

@@ -17,6 +17,7 @@ import stamina
 
 from cmc_client import wire
 from cmc_client.delivery import (
+    Circuit,
     describe,
     queued,
     record,
@@ -68,6 +69,7 @@ class Client:
         retry_timeout: float = 30.0,
         retry_wait_max: float = 5.0,
         poll_interval: float = 5.0,
+        offline_window: float = 1.0,
         keep_delivered: float = 7 * 86400.0,
         workers: int = 4,
         clock: Callable[[], float] = time.time,
@@ -85,6 +87,7 @@ class Client:
         self._retry_timeout = retry_timeout
         self._retry_wait_max = retry_wait_max
         self._poll_interval = poll_interval
+        self._circuit = Circuit(offline_window)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cmc-client")
         self._inflight: set[int] = set()
         self._futures: set[Future[TenderResult]] = set()
@@ -103,9 +106,12 @@ class Client:
         the tender could not be stored.
         """
         started = time.monotonic()
-        entry, held = store(self.outbox, tender, now=self._clock)
+        offline = self._circuit.is_open()
+        entry, held = store(self.outbox, tender, now=self._clock, claim=not offline)
         if entry.state != "queued":
             return result_of(entry)
+        if offline:
+            return queued(entry, "CMC was unreachable a moment ago; the drainer will deliver it")
         if not held or not self._hold(entry.id):
             return queued(entry, "already being delivered")
         future = self._pool.submit(self._attempt, entry)
@@ -130,10 +136,13 @@ class Client:
         try:
             outcome = self._run(self._conversation.deliver(tender_ref(entry)), entry.id)
         except (TransientError, AuthenticationError) as exc:
+            if isinstance(exc, TransientError):
+                self._circuit.trip()
             return record_failure(self.outbox, entry, exc, now=self._clock())
         finally:
             with self._guard:
                 self._inflight.discard(entry.id)
+        self._circuit.reset()
         return record(self.outbox, entry, outcome, now=self._clock())
 
     # --- the outbox ------------------------------------------------------------------------------
@@ -159,6 +168,7 @@ class Client:
             finally:
                 with self._guard:
                     self._inflight.discard(entry.id)
+            self._circuit.reset()
             record(self.outbox, entry, outcome, now=self._clock())
             counts[describe(outcome)] += 1
         return DrainReport(

@@ -5,6 +5,7 @@ Shared by the sync and async clients; the only I/O is the outbox write.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import msgspec
@@ -17,11 +18,37 @@ from cmc_client.results import TenderResult, TenderStatus
 from cmc_client.tender import TenderInput, decode_tender, encode_tender
 
 
-def store(outbox: Outbox, tender: TenderInput, *, now: Callable[[], float]) -> tuple[Entry, bool]:
+class Circuit:
+    """Remembers that CMC was unreachable a moment ago, so the till does not wait on it again.
+
+    While open, ``post_tender`` only stores the tender and leaves delivery to the drainer.
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._open_until = 0.0
+
+    def trip(self) -> None:
+        """CMC just failed transiently."""
+        self._open_until = time.monotonic() + self.window
+
+    def reset(self) -> None:
+        """CMC just answered."""
+        self._open_until = 0.0
+
+    def is_open(self) -> bool:
+        """Whether the till should skip trying CMC now."""
+        return time.monotonic() < self._open_until
+
+
+def store(
+    outbox: Outbox, tender: TenderInput, *, now: Callable[[], float], claim: bool = True
+) -> tuple[Entry, bool]:
     """Validate and store a tender; return its row and whether the caller now holds its lease.
 
     A tender already in the outbox (same transactionId and body) returns its existing row, leased to
-    the caller only if it is queued and nobody else is delivering it.
+    the caller only if it is queued and nobody else is delivering it. Without ``claim`` nothing is
+    leased (the drainer will deliver the tender).
     """
     try:
         body = encode_tender(tender)
@@ -35,9 +62,10 @@ def store(outbox: Outbox, tender: TenderInput, *, now: Callable[[], float]) -> t
         terminal_id=fields.terminalId,
         location_id=fields.posLocationId,
         now=now(),
+        claim=claim,
     )
-    if new or entry.state != "queued":
-        return entry, new
+    if new or entry.state != "queued" or not claim:
+        return entry, new and claim
     claimed = outbox.claim(entry.id, now=now())
     return (entry, False) if claimed is None else (claimed, True)
 
