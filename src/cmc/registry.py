@@ -124,7 +124,7 @@ def parse(text: str, *, source: str = "<registry>") -> RegistrySpec:
         line = f":{mark.line + 1}" if mark else ""
         raise RegistryError(f"{source}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if (duplicate := _duplicate_key(root)) is not None:
-        raise RegistryError(f"{source}:{duplicate[0]}: key {duplicate[1]!r} appears twice in the same mapping")
+        raise RegistryError(f"{source}:{duplicate[0]}: key {duplicate[1]!r} appears twice in one mapping")
     try:
         spec = msgspec.convert(data, RegistrySpec)
     except msgspec.ValidationError as exc:
