@@ -6,11 +6,12 @@ import asyncio
 import base64
 import copy
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import databases
 import httpx2
 import pytest
 
@@ -203,19 +204,45 @@ class Api:
         return Database.open(self.settings.database_url)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Store tests run on both engines; PostgreSQL only when CMC_TEST_POSTGRES_URL names a server."""
+    if request.param == "postgresql" and not databases.POSTGRES_URL:
+        pytest.skip("PostgreSQL variant: set CMC_TEST_POSTGRES_URL to run it")
+    return str(request.param)
 
 
 @pytest.fixture
-def api_factory(tmp_path: Path) -> Callable[..., Any]:
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of the test's backend."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/cmc.db"
+        return
+    url = databases.create()
+    try:
+        yield url
+    finally:
+        databases.drop(url)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if databases.POSTGRES_URL:
+        databases.drop_template()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url=database_url)
+
+
+@pytest.fixture
+def api_factory(tmp_path: Path, database_url: str) -> Callable[..., Any]:
     """Start the app with settings overrides; yields an ``Api``."""
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[Api]:
-        settings = make_settings(tmp_path, **overrides)
+        settings = make_settings(tmp_path, **{"database_url": database_url, **overrides})
         await asyncio.to_thread(apply_registry, settings)
         app = create_app(settings)
         async with Lifespan(app):

@@ -30,12 +30,14 @@ from cmc.transactions import Reaction, Sale, sales_person_name
 from cmc_client import wire
 
 _f = tables.rule_firings
-_USAGE = select(func.count()).where(
-    _f.c.pos_system_id == bindparam("pos"),
-    _f.c.company_id == bindparam("company"),
-    _f.c.profile_id == bindparam("profile"),
-    _f.c.rule == bindparam("rule"),
-    _f.c.fired_at >= bindparam("since", type_=UtcDateTime),
+_USAGE = Prepared(
+    select(func.count()).where(
+        _f.c.pos_system_id == bindparam("pos"),
+        _f.c.company_id == bindparam("company"),
+        _f.c.profile_id == bindparam("profile"),
+        _f.c.rule == bindparam("rule"),
+        _f.c.fired_at >= bindparam("since", type_=UtcDateTime),
+    )
 )
 _INSERT_FIRINGS = Prepared(insert(_f), keys=[c.name for c in _f.columns if c.name != "id"])
 _INSERT_LINK = Prepared(insert(tables.short_links), keys=[c.name for c in tables.short_links.columns])
@@ -113,7 +115,8 @@ def _usage(conn: Connection, sale: Sale) -> Callable[[str], int]:
             "rule": rule_name,
             "since": sale.now - windows[rule_name],
         }
-        return int(conn.execute(_USAGE, params).scalar() or 0)
+        row = _USAGE.first(conn, params)
+        return int(row[0]) if row else 0
 
     return usage
 

@@ -11,15 +11,16 @@ an identifier that already belongs to another profile is recorded as a conflict 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import NamedTuple
 
 import phonenumbers
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from cmc.store import tables
 from cmc.store.prepared import Prepared
@@ -31,16 +32,39 @@ KINDS = ("card", "pos", "email", "phone")
 # Built once: constructing a Core statement per call costs more than executing it.
 _p = tables.profiles
 _i = tables.profile_identifiers
-# Identifiers and the profiles they point at in one round trip.
-_KNOWN = (
-    select(_i.c.kind, _i.c.value, _p)
-    .join(_p, _p.c.id == _i.c.profile_id)
-    .where(
-        _i.c.pos_system_id == bindparam("pos"),
-        _i.c.company_id == bindparam("company"),
-        _i.c.value.in_(bindparam("values", expanding=True)),
+_STORED = (_p.c.id, _p.c.first_name, _p.c.last_name, _p.c.email, _p.c.phone, _p.c.gender, _p.c.birth_date,
+           _p.c.visit_count, _p.c.lifetime_spend, _p.c.has_card)  # fmt: skip
+
+
+class Stored(NamedTuple):
+    """A stored profile, as matching needs it."""
+
+    id: str
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+    gender: str | None
+    birth_date: str | None
+    visit_count: int
+    lifetime_spend: Decimal
+    has_card: bool
+
+
+@functools.cache
+def _known_query(count: int) -> Prepared:
+    """Identifiers and the profiles they point at, in one round trip, for ``count`` values."""
+    return Prepared(
+        select(_i.c.kind, _i.c.value, *_STORED)
+        .join(_p, _p.c.id == _i.c.profile_id)
+        .where(
+            _i.c.pos_system_id == bindparam("pos"),
+            _i.c.company_id == bindparam("company"),
+            _i.c.value.in_([bindparam(f"v{n}") for n in range(count)]),
+        )
     )
-)
+
+
 _INSERT_PROFILE = Prepared(insert(_p), keys=[c.name for c in _p.columns])
 _UPDATE_PROFILE = Prepared(
     update(_p)
@@ -302,12 +326,21 @@ def to_wire(state: ProfileState | None, *, sales_person: str | None) -> wire.Pro
 
 def _known(
     conn: Connection, identifiers: Sequence[Identifier], *, pos_system_id: str, company_id: str
-) -> dict[Identifier, Row[Any]]:
-    """The known identifiers among ``identifiers``, each with its profile's row."""
+) -> dict[Identifier, Stored]:
+    """The known identifiers among ``identifiers``, each with its profile."""
     values = sorted({ident.value for ident in identifiers})
-    rows = conn.execute(_KNOWN, {"pos": pos_system_id, "company": company_id, "values": values})
+    params: dict[str, str] = {f"v{n}": value for n, value in enumerate(values)}
+    params.update(pos=pos_system_id, company=company_id)
     wanted = set(identifiers)
-    return {ident: row for row in rows if (ident := Identifier(row.kind, row.value)) in wanted}
+    known = {}
+    for kind, value, *profile in _known_query(len(values)).all(conn, params):
+        if (ident := Identifier(kind, value)) in wanted:
+            stored = Stored(*profile)
+            # Raw driver values: SQLite hands back text for decimals and integers for booleans.
+            known[ident] = stored._replace(
+                lifetime_spend=Decimal(stored.lifetime_spend), has_card=bool(stored.has_card)
+            )
+    return known
 
 
 def _row(state: ProfileState) -> dict[str, object]:

@@ -35,10 +35,12 @@ _encode = msgspec.json.Encoder().encode
 
 # Built once: constructing a Core statement per call costs more than executing it.
 _t = tables.transactions
-_FIND = select(_t.c.request_hash, _t.c.response).where(
-    _t.c.pos_system_id == bindparam("pos"),
-    _t.c.company_id == bindparam("company"),
-    _t.c.pos_transaction_id == bindparam("tx"),
+_FIND = Prepared(
+    select(_t.c.request_hash, _t.c.response).where(
+        _t.c.pos_system_id == bindparam("pos"),
+        _t.c.company_id == bindparam("company"),
+        _t.c.pos_transaction_id == bindparam("tx"),
+    )
 )
 _INSERT = Prepared(insert(_t), keys=[c.name for c in _t.columns])
 _INSERT_PRODUCTS = Prepared(
@@ -123,13 +125,12 @@ def record(
 ) -> Outcome:
     """Store ``tx`` exactly once and answer it; a replay answers what the first time answered."""
     fingerprint = request_hash(tx)
-    existing = conn.execute(
-        _FIND, {"pos": pos.id, "company": location.company_id, "tx": tx.transactionId}
-    ).first()
+    existing = _FIND.first(conn, {"pos": pos.id, "company": location.company_id, "tx": tx.transactionId})
     if existing is not None:
-        if existing.request_hash != fingerprint:
+        stored_hash, stored_response = existing
+        if stored_hash != fingerprint:
             raise TransactionConflict()
-        return Outcome(body=existing.response, replayed=True)
+        return Outcome(body=bytes(stored_response), replayed=True)
 
     transaction_id = new_id()
     interactions.consume(conn, pos, tx, transaction_id, now=now)

@@ -120,7 +120,7 @@ class SqliteDatabase(Database):
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql(begin)
+            conn.connection.dbapi_connection.execute(begin)  # type: ignore[union-attr]
 
         return engine
 
@@ -176,7 +176,7 @@ class PostgresDatabase(Database):
             return await conn.run_sync(fn, *args, **kwargs)
 
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        async with self._engine.connect() as conn:
+        async with self._engine.begin() as conn:
             return await conn.run_sync(fn, *args, **kwargs)
 
     def run_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

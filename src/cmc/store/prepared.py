@@ -1,10 +1,11 @@
-"""Hot-path writes: a Core statement compiled once per dialect, run on the driver's own cursor.
+"""Hot-path statements: a Core statement compiled once per dialect, run on the driver's own cursor.
 
 SQLAlchemy's execution machinery (execution context, events, result wrapping) costs about as much
-as the SQLite work of a small INSERT. The tender path's writes need none of it: they return no rows,
-only a row count. ``Prepared`` keeps the statement written once in Core (so both dialects get their
-own SQL and their own type conversions), compiles it once per dialect, and executes it on the DBAPI
-connection inside the caller's transaction. Reads still go through SQLAlchemy.
+as the SQLite work of a small INSERT, and the tender path runs a dozen statements. ``Prepared`` keeps
+each statement written once in Core (so both dialects get their own SQL and their own parameter
+conversions), compiles it once per dialect, and executes it on the DBAPI connection inside the
+caller's transaction. Rows come back as the driver's plain tuples: result types are not converted,
+so hot-path queries select only columns whose driver value is already what the caller needs.
 """
 
 from __future__ import annotations
@@ -48,6 +49,27 @@ class Prepared:
         try:
             cursor.execute(sql, _args(params, names, processors))
             return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def first(self, conn: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of a query, as the driver returns it."""
+        sql, names, processors = self._for(conn.dialect)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, _args(params, names, processors))
+            row = cursor.fetchone()
+            return None if row is None else tuple(row)
+        finally:
+            cursor.close()
+
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row of a query, as the driver returns them."""
+        sql, names, processors = self._for(conn.dialect)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, _args(params, names, processors))
+            return [tuple(row) for row in cursor.fetchall()]
         finally:
             cursor.close()
 
