@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Connection, insert, make_url, select, update
 
+from cmc import logs
 from cmc.config import Settings
 from cmc.ids import new_id
 from cmc.outbox import Dispatcher, is_opted_out, opt_out, queue, run_worker
@@ -35,6 +36,12 @@ NOON = datetime(2026, 6, 15, 12, 0, tzinfo=NY).astimezone(UTC)  # 16:00 UTC, out
 
 def at_ny(y: int, mo: int, d: int, h: int, mi: int, s: int = 0) -> datetime:
     return datetime(y, mo, d, h, mi, s, tzinfo=NY).astimezone(UTC)
+
+
+@pytest.fixture(autouse=True)
+def _log_to_this_tests_stderr() -> None:
+    """Earlier tests may have pointed structlog at a stream pytest has closed since."""
+    logs.configure("warning")
 
 
 # --- a real database with one POS system, two companies, a New York location each -----------

@@ -115,7 +115,7 @@ async def test_cmc_worker_sends_until_sigterm(tmp_path: Path) -> None:
                 text=True,
             )
             try:
-                await wait_for(lambda: len(inbox.received) == 1, timeout=20)
+                await wait_for(lambda: len(inbox.received) == 1, timeout=40)
             finally:
                 worker.send_signal(signal.SIGTERM)
                 _, stderr = await asyncio.to_thread(worker.communicate, timeout=15)

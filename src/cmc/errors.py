@@ -3,6 +3,9 @@
     CmcError
     ├── ConfigError                  bad CMC_* setting (start-up)
     ├── RegistryError                bad registry file (``cmc apply``), names line and field
+    ├── DeliveryFailed               an email/SMS attempt failed (``cmc.outbox.senders``)
+    │   ├── TemporaryFailure         retried with backoff
+    │   └── PermanentFailure         the message is dead
     └── ApiError                     answered as RFC 9457 problem details
         ├── BadRequest          400
         │   ├── MalformedJson

@@ -62,6 +62,9 @@ def _known_query(count: int) -> Prepared:
             _i.c.company_id == bindparam("company"),
             _i.c.value.in_([bindparam(f"v{n}") for n in range(count)]),
         )
+        # PostgreSQL: concurrent sales of one customer queue here, so visit counts and per-customer
+        # rule limits see each other (SQLite's single writer already serializes them).
+        .with_for_update(of=_p)
     )
 
 

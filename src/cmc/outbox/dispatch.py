@@ -21,8 +21,6 @@ from cmc.outbox.quiet import next_allowed
 from cmc.outbox.senders import DeliveryFailed, Outgoing, PermanentFailure, Sender, senders_from
 from cmc.store.database import Database
 
-log = structlog.get_logger(__name__)
-
 Clock = Callable[[], datetime]
 
 MAX_BACKOFF = timedelta(hours=1)
@@ -73,6 +71,8 @@ class Dispatcher:
         self._nudge = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        # Bound on first use, per dispatcher: a module-level logger would keep the first stream it saw.
+        self._log = structlog.get_logger(__name__)
 
     async def run_once(self, now: datetime | None = None) -> int:
         """Claim up to ``batch`` due messages and settle each; returns how many were handled."""
@@ -84,9 +84,16 @@ class Dispatcher:
             lease=self.lease,
             max_attempts=self._settings.outbox_max_attempts,
         )
-        await asyncio.gather(*(self._deliver(message, now=now) for message in claim.messages))
+        outcomes = await asyncio.gather(
+            *(self._deliver(message, now=now) for message in claim.messages), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                # Recording an outcome failed (the store is down): that message stays leased and
+                # is sent again once the lease runs out.
+                raise outcome
         if claim.suppressed or claim.dead:
-            log.info("outbox settled without sending", suppressed=claim.suppressed, dead=claim.dead)
+            self._log.info("outbox settled without sending", suppressed=claim.suppressed, dead=claim.dead)
         return claim.handled
 
     def wake(self) -> None:
@@ -123,7 +130,7 @@ class Dispatcher:
                 handled = await self.run_once()
             except Exception:
                 # A database hiccup must not end the loop; the next pass tries again.
-                log.exception("outbox pass failed")
+                self._log.exception("outbox pass failed")
             if handled >= self.batch or self._stopping:
                 continue
             with contextlib.suppress(TimeoutError):
@@ -136,16 +143,18 @@ class Dispatcher:
         except DeliveryFailed as exc:
             await self._failed(message, exc, now=now)
         except Exception as exc:
-            log.exception("sender crashed", message_id=message.id, channel=message.channel)
+            self._log.exception("sender crashed", message_id=message.id, channel=message.channel)
             await self._failed(message, DeliveryFailed(f"{type(exc).__name__}: {exc}", code="crash"), now=now)
         else:
-            await self._db.write(queue.mark_sent, message, now=now)
-            log.info("message sent", message_id=message.id, channel=message.channel, attempt=message.attempts)
+            owned = await self._db.write(queue.mark_sent, message, now=now)
+            attempt = message.attempts
+            self._log.info("message sent", message_id=message.id, channel=message.channel, attempt=attempt)
+            self._lost(message, owned)
 
     async def _failed(self, message: queue.Claimed, exc: DeliveryFailed, *, now: datetime) -> None:
         retry_at = self._retry_at(message, exc, now=now)
-        await self._db.write(queue.mark_failed, message, now=now, error=exc.detail, retry_at=retry_at)
-        log.warning(
+        owned = await self._db.write(queue.mark_failed, message, now=now, error=exc.detail, retry_at=retry_at)
+        self._log.warning(
             "message not delivered",
             message_id=message.id,
             channel=message.channel,
@@ -153,6 +162,12 @@ class Dispatcher:
             error=exc.code,
             outcome="retry" if retry_at else "dead",
         )
+        self._lost(message, owned)
+
+    def _lost(self, message: queue.Claimed, owned: bool) -> None:
+        if not owned:
+            # The send outlived the lease and another worker re-claimed the message.
+            self._log.warning("outbox lease lost; the message may go out twice", message_id=message.id)
 
     def _retry_at(self, message: queue.Claimed, exc: DeliveryFailed, *, now: datetime) -> datetime | None:
         if exc.permanent or message.attempts >= self._settings.outbox_max_attempts:

@@ -21,14 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
 from sqlalchemy import Connection, and_, insert, select, update
 
 from cmc.outbox.optouts import opted_out_clause
 from cmc.outbox.quiet import DEFAULT_WINDOW, QuietHours, next_allowed, parse_window
 from cmc.store import tables
-
-log = structlog.get_logger(__name__)
 
 LEASE_LOST = "lease expired: the worker sending it stopped before recording the outcome"
 
@@ -125,15 +122,14 @@ def mark_failed(
 
 def location_window(timezone: str | None, quiet_hours: str | None) -> tuple[zoneinfo.ZoneInfo, QuietHours]:
     """A location's zone and quiet hours; unknown or broken values fall back to UTC / the default."""
+    # The registry validates both on apply; a location deleted since its message was queued has none.
     try:
         tz = zoneinfo.ZoneInfo(timezone or "UTC")
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        log.warning("unknown location time zone, using UTC", timezone=timezone)
         tz = zoneinfo.ZoneInfo("UTC")
     try:
         quiet = parse_window(quiet_hours or DEFAULT_WINDOW)
     except ValueError:
-        log.warning("bad location quiet hours, using the default", quiet_hours=quiet_hours)
         quiet = parse_window(DEFAULT_WINDOW)
     return tz, quiet
 
@@ -199,10 +195,7 @@ def _settle(conn: Connection, message: Claimed, **values: Any) -> bool:
         .where(m.c.id == message.id, m.c.status == "sending", m.c.lease_until == message.lease_until)
         .values(lease_until=None, **values)
     )
-    if result.rowcount != 1:
-        log.warning("outbox lease lost; another worker owns the message now", message_id=message.id)
-        return False
-    return True
+    return result.rowcount == 1
 
 
 def _record(conn: Connection, message_id: str, *, now: datetime, ok: bool, error: str | None) -> None:

@@ -15,13 +15,12 @@ from cmc.config import Settings
 from cmc.outbox.dispatch import Dispatcher
 from cmc.store.database import Database
 
-log = structlog.get_logger(__name__)
-
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Dispatch until ``stop`` is set, or, without one, until SIGINT/SIGTERM."""
+    log = structlog.get_logger(__name__)
     loop = asyncio.get_running_loop()
     handle_signals = stop is None
     stop = stop or asyncio.Event()

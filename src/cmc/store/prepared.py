@@ -10,11 +10,13 @@ so hot-path queries select only columns whose driver value is already what the c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -44,41 +46,41 @@ class Prepared:
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Run once with ``params``; returns the number of rows affected."""
-        sql, names, processors = self._for(conn.dialect)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(sql, _args(params, names, processors))
+        with self._cursor(conn, params) as cursor:
             return int(cursor.rowcount)
-        finally:
-            cursor.close()
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row of a query, as the driver returns it."""
-        sql, names, processors = self._for(conn.dialect)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(sql, _args(params, names, processors))
+        with self._cursor(conn, params) as cursor:
             row = cursor.fetchone()
             return None if row is None else tuple(row)
-        finally:
-            cursor.close()
 
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Every row of a query, as the driver returns them."""
-        sql, names, processors = self._for(conn.dialect)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(sql, _args(params, names, processors))
+        with self._cursor(conn, params) as cursor:
             return [tuple(row) for row in cursor.fetchall()]
-        finally:
-            cursor.close()
 
     def execute_many(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         """Run once per row of parameters."""
+        with self._cursor(conn, None, many=rows):
+            pass
+
+    @contextlib.contextmanager
+    def _cursor(
+        self, conn: Connection, params: Mapping[str, Any] | None, *, many: Iterable[Mapping[str, Any]] = ()
+    ) -> Iterator[Any]:
         sql, names, processors = self._for(conn.dialect)
+        dbapi = conn.dialect.loaded_dbapi
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(sql, [_args(row, names, processors) for row in rows])
+            if params is not None:
+                cursor.execute(sql, _args(params, names, processors))
+            else:
+                cursor.executemany(sql, [_args(row, names, processors) for row in many])
+            yield cursor
+        except dbapi.Error as exc:
+            # The same exception classes SQLAlchemy raises (IntegrityError for a unique-key race...).
+            raise DBAPIError.instance(sql, params, exc, dbapi.Error, dialect=conn.dialect) from exc
         finally:
             cursor.close()
 
