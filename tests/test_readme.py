@@ -101,13 +101,13 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         while True:
             assert process.poll() is None, f"cmc serve exited with {process.returncode}: {log.read_text()}"
             with contextlib.suppress(httpx2.TransportError):
                 if httpx2.get(url + "/health", timeout=2).status_code == 200:
                     break
-            assert time.monotonic() < deadline, "cmc serve did not answer /health within 15 s"
+            assert time.monotonic() < deadline, "cmc serve did not answer /health within 30 s"
             time.sleep(0.1)
         yield DemoServer(url, log)
     finally:
