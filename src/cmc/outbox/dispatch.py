@@ -92,6 +92,15 @@ class Dispatcher:
                 # Recording an outcome failed (the store is down): that message stays leased and
                 # is sent again once the lease runs out.
                 raise outcome
+        sent = [message for message, ok in zip(claim.messages, outcomes, strict=True) if ok is True]
+        if sent:
+            # One write for the whole pass: the store's writer is shared with the tender path.
+            owned = await self._db.write(queue.mark_all_sent, sent, now=now)
+            for message, still_ours in zip(sent, owned, strict=True):
+                self._log.info(
+                    "message sent", message_id=message.id, channel=message.channel, attempt=message.attempts
+                )
+                self._lost(message, still_ours)
         if claim.suppressed or claim.dead:
             self._log.info("outbox settled without sending", suppressed=claim.suppressed, dead=claim.dead)
         return claim.handled
@@ -137,7 +146,8 @@ class Dispatcher:
                 await asyncio.wait_for(self._nudge.wait(), poll)
             self._nudge.clear()
 
-    async def _deliver(self, message: queue.Claimed, *, now: datetime) -> None:
+    async def _deliver(self, message: queue.Claimed, *, now: datetime) -> bool:
+        """Send one message: True when it went out (the pass records it), False after recording a failure."""
         try:
             await self._sender(message.channel).send(self._outgoing(message))
         except DeliveryFailed as exc:
@@ -146,10 +156,8 @@ class Dispatcher:
             self._log.exception("sender crashed", message_id=message.id, channel=message.channel)
             await self._failed(message, DeliveryFailed(f"{type(exc).__name__}: {exc}", code="crash"), now=now)
         else:
-            owned = await self._db.write(queue.mark_sent, message, now=now)
-            attempt = message.attempts
-            self._log.info("message sent", message_id=message.id, channel=message.channel, attempt=attempt)
-            self._lost(message, owned)
+            return True
+        return False
 
     async def _failed(self, message: queue.Claimed, exc: DeliveryFailed, *, now: datetime) -> None:
         retry_at = self._retry_at(message, exc, now=now)

@@ -10,11 +10,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, exists, select
+from sqlalchemy import Connection, bindparam, exists, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from cmc.store import tables
+from cmc.store.prepared import Prepared
+
+_o = tables.opt_outs
+# Prepared: marketing asks once per queued message, on the tender path.
+_OPTED_OUT = Prepared(
+    select(_o.c.created_at).where(
+        _o.c.pos_system_id == bindparam("pos"),
+        _o.c.company_id == bindparam("company"),
+        _o.c.channel == bindparam("channel"),
+        _o.c.recipient == bindparam("recipient"),
+    )
+)
 
 
 def opt_out(conn: Connection, token: str, *, now: datetime) -> bool:
@@ -48,14 +60,8 @@ def is_opted_out(
     conn: Connection, *, pos_system_id: str, company_id: str, channel: str, recipient: str
 ) -> bool:
     """The recipient asked this company for no more messages on this channel."""
-    o = tables.opt_outs
-    match = and_(
-        o.c.pos_system_id == pos_system_id,
-        o.c.company_id == company_id,
-        o.c.channel == channel,
-        o.c.recipient == recipient,
-    )
-    return bool(conn.execute(select(exists().where(match))).scalar())
+    params = {"pos": pos_system_id, "company": company_id, "channel": channel, "recipient": recipient}
+    return _OPTED_OUT.first(conn, params) is not None
 
 
 def opted_out_clause() -> ColumnElement[bool]:

@@ -110,6 +110,11 @@ def mark_sent(conn: Connection, message: Claimed, *, now: datetime) -> bool:
     return _settle(conn, message, status="sent", sent_at=now, last_error=None)
 
 
+def mark_all_sent(conn: Connection, messages: list[Claimed], *, now: datetime) -> list[bool]:
+    """``mark_sent`` for a whole pass in one transaction; for each message, whether it was still ours."""
+    return [mark_sent(conn, message, now=now) for message in messages]
+
+
 def mark_failed(
     conn: Connection, message: Claimed, *, now: datetime, error: str, retry_at: datetime | None
 ) -> bool:
