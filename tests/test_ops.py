@@ -302,12 +302,6 @@ async def test_logs_are_json_with_a_request_id_and_no_contacts(
     assert "timestamp" in tender
 
 
-@pytest.mark.xfail(
-    reason="BUG: logs.configure sets structlog's cache_logger_on_first_use=True, so a module logger such as "
-    "cmc.access keeps the stream and level of the first configure() that used it; a second create_app() in "
-    "the same process (tests, an embedding host) logs to the first app's stderr at the first app's level",
-    strict=True,
-)
 async def test_a_second_app_logs_with_its_own_settings(
     api_factory: Callable[..., Any], capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from cmc import logs, registry
 from cmc.config import Settings
@@ -45,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     apply_cmd = commands.add_parser("apply", help="load a YAML registry file (idempotent)")
     apply_cmd.add_argument("file", help="registry file, e.g. examples/demo.yaml")
     apply_cmd.set_defaults(command=_apply)
+
+    prune = commands.add_parser("prune", help="delete expired sessions and finished outbox rows, in batches")
+    prune.add_argument(
+        "--before", required=True, type=_instant, help="ISO date or date-time (UTC if no offset)"
+    )
+    prune.add_argument("--batch", type=int, default=1000, help="rows per transaction (default 1000)")
+    prune.set_defaults(command=_prune)
 
     rules_cmd = commands.add_parser("rules", help="POS Rules tools")
     rules_sub = rules_cmd.add_subparsers(required=True, metavar="ACTION")
@@ -110,7 +118,36 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_config=None,
         log_level=settings.log_level,
         lifespan="on",
+        # A worker imports the whole service before it answers the supervisor; on a busy machine
+        # that takes longer than uvicorn's 5 s default, which would kill and restart it forever.
+        timeout_worker_healthcheck=60,
     )
+    return 0
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or date-time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _prune(args: argparse.Namespace, settings: Settings) -> int:
+    from cmc import retention
+
+    if args.batch < 1:
+        raise CmcError("--batch must be at least 1")
+    db = _open(settings)
+    migrate.upgrade(db)
+
+    async def run() -> retention.PruneReport:
+        try:
+            return await retention.prune(db, before=args.before, batch=args.batch)
+        finally:
+            await db.close()
+
+    print(asyncio.run(run()).summary())
     return 0
 
 

@@ -34,7 +34,8 @@ def configure(level: str = "info") -> None:
         processors=[*shared, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(_STDERR),
-        cache_logger_on_first_use=True,
+        # Not cached: a logger made at import must follow a later configure() (tests make several apps).
+        cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(_STDERR)
     handler.setFormatter(

@@ -181,7 +181,7 @@ async def cfs_page(
         current = str(last.payload.get("templateId"))
     values = scalars(last.payload) if last else {}
     raw = templates.get(current, WELCOME) if current else WELCOME
-    qr_ms = _initial_qr_ms(last, now)
+    initial_qr = _initial_qr(last, now)
     config = {
         "templates": templates,
         "current": current,
@@ -189,13 +189,9 @@ async def cfs_page(
         "welcome": WELCOME,
         "intervalMs": int(_interval(request.query_params.get("interval")) * 1000),
         "qrMs": QR_SECONDS * 1000,
-        "initialQrMs": qr_ms,
+        "initialQrMs": initial_qr["ms"] if initial_qr else 0,
         "events": links.cfs_events_path(pos_system_id, terminal_id),
     }
-    initial_qr = None
-    if last is not None and qr_ms > 0:
-        src = last.payload.get("qrSvgUrl") or last.payload.get("qrCodeLinkUrl")
-        initial_qr = {"title": str(last.payload.get("title") or ""), "src": str(src)}
     slides = [Slide(fill(s["title"], values), fill(s["body"], values)) for s in raw]
     return _page(
         "cfs.html",
@@ -306,12 +302,15 @@ def _interval(raw: str | None) -> float:
     return DEFAULT_INTERVAL if math.isnan(seconds) else min(max(seconds, 1.0), 300.0)
 
 
-def _initial_qr_ms(last: CfsEvent | None, now: datetime) -> int:
-    """How much longer the QR of the terminal's last sale should stay up (0: not at all)."""
+def _initial_qr(last: CfsEvent | None, now: datetime) -> dict[str, Any] | None:
+    """The QR of the terminal's last sale while it should still be up: title, image URL, ms left."""
     if last is None or last.type != "qr":
-        return 0
-    left = QR_SECONDS - (now - last.created_at).total_seconds()
-    return max(int(left * 1000), 0)
+        return None
+    src = last.payload.get("qrSvgUrl") or last.payload.get("qrCodeLinkUrl")
+    left = int((QR_SECONDS - (now - last.created_at).total_seconds()) * 1000)
+    if not src or left <= 0:
+        return None
+    return {"title": str(last.payload.get("title") or ""), "src": str(src), "ms": left}
 
 
 def _event_id(raw: str | None) -> int | None:
