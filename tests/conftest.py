@@ -11,10 +11,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import databases
 import httpx2
 import pytest
 
+import pg_databases
 from cmc import registry
 from cmc.api.app import create_app
 from cmc.config import Settings
@@ -207,7 +207,7 @@ class Api:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     """Store tests run on both engines; PostgreSQL only when CMC_TEST_POSTGRES_URL names a server."""
-    if request.param == "postgresql" and not databases.POSTGRES_URL:
+    if request.param == "postgresql" and not pg_databases.POSTGRES_URL:
         pytest.skip("PostgreSQL variant: set CMC_TEST_POSTGRES_URL to run it")
     return str(request.param)
 
@@ -218,16 +218,16 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path}/cmc.db"
         return
-    url = databases.create()
+    url = pg_databases.create()
     try:
         yield url
     finally:
-        databases.drop(url)
+        pg_databases.drop(url)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    if databases.POSTGRES_URL:
-        databases.drop_template()
+    if pg_databases.POSTGRES_URL:
+        pg_databases.drop_template()
 
 
 @pytest.fixture
