@@ -1,12 +1,19 @@
 """``make bench``: the real service against the framework-free baseline, same load, same machine.
 
-Each server runs as a subprocess on loopback with one worker and a fresh SQLite file in a temp dir;
-``load.py``'s generator runs in this process against it for a bounded time. The table puts the two
-side by side with the ratio ours/baseline, which is the figure issue 2 sets a target for (at least 25%
-of the baseline's tenders/s, p99 under 50 ms at 16 connections). ``--record`` appends the figures and a
-description of the machine to ``bench/RESULTS.md``, because absolute numbers mean nothing without it.
+Three servers, each a subprocess on loopback with a fresh database, loaded in turn by ``load.py``'s
+generator for a bounded time:
 
-Run: ``.venv/bin/python bench/run.py [--duration 15] [--only cmc|baseline] [--record]``
+- ``cmc``: the service with the demo registry's POS Rules active (QR widgets, CFS templates, emails
+  and SMS queued and dispatched by the in-process outbox dispatcher);
+- ``cmc-no-rules``: the same registry without its rules (the figure the rules' cost is measured from);
+- ``baseline``: a framework-free raw ASGI + msgspec + sqlite3 server doing the minimal durable work.
+
+The table gives ours/baseline (issue 2: at least 25%, p99 under 50 ms at 16 connections) and the cost
+of the rules (issue 3: within 15%). ``--database postgresql --workers N`` runs the cmc variants on
+PostgreSQL (a throw-away database on ``CMC_BENCH_POSTGRES_URL``, default the local server's ``test``).
+``--record`` appends the figures and a description of the machine to ``bench/RESULTS.md``.
+
+Run: ``.venv/bin/python bench/run.py [--duration 15] [--only cmc,baseline] [--record]``
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import yaml
+
 import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +48,9 @@ STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 TARGET_RATIO = 0.25
 TARGET_P99_MS = 50.0
-SERVERS = ("cmc", "baseline")
+SERVERS = ("cmc", "cmc-no-rules", "baseline")
+RULES_BUDGET = 0.15
+POSTGRES_URL = os.environ.get("CMC_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def free_port() -> int:
@@ -88,21 +99,74 @@ def serving(argv: list[str], env: dict[str, str], port: int, log: Path) -> Itera
                 process.wait(timeout=STOP_TIMEOUT)
 
 
-def bench_cmc(tmp: Path, options: load.Options) -> load.Result:
-    """The real service: apply the demo registry to a fresh database, serve with one worker, load it."""
+def without_rules(tmp: Path) -> Path:
+    """The demo registry with every company's rules removed (widgets and templates stay)."""
+    data = yaml.safe_load(DEMO_REGISTRY.read_text())
+    for pos in data["posSystems"]:
+        for company in pos.get("companies", []):
+            company.pop("rules", None)
+    path = tmp / "demo-no-rules.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@contextmanager
+def database(tmp: Path, kind: str, name: str) -> Iterator[str]:
+    """A fresh database URL: a SQLite file in ``tmp``, or a throw-away PostgreSQL database."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp / (name + '.db')}"
+        return
+    db_name = f"cmc_bench_{name.replace('-', '_')}_{os.getpid()}"
+    admin = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+    _psql(admin, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+    _psql(admin, f'CREATE DATABASE "{db_name}"')
+    try:
+        yield admin.rsplit("/", 1)[0] + "/" + db_name
+    finally:
+        _psql(admin, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+def _psql(url: str, sql: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def bench_cmc(
+    tmp: Path, options: load.Options, *, registry: Path, kind: str, workers: int, name: str
+) -> load.Result:
+    """The real service: apply ``registry`` to a fresh database, serve with ``workers``, load it."""
     if not (BIN / "cmc").exists() or not DEMO_REGISTRY.exists():
         raise SystemExit(f"need {BIN / 'cmc'} and {DEMO_REGISTRY}; run `make install` first")
-    env = {**os.environ, "CMC_DATABASE_URL": f"sqlite:///{tmp / 'cmc.db'}", "CMC_LOG_LEVEL": "warning"}
-    log = tmp / "cmc.log"
-    apply = subprocess.run(
-        [str(BIN / "cmc"), "apply", str(DEMO_REGISTRY)], env=env, cwd=ROOT, capture_output=True, timeout=120
-    )
-    if apply.returncode != 0:
-        raise SystemExit(f"cmc apply failed:\n{apply.stdout.decode()}{apply.stderr.decode()}")
-    port = free_port()
-    argv = [str(BIN / "cmc"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    with serving(argv, env, port, log):
-        return load.run(replace(options, url=f"http://127.0.0.1:{port}"))
+    with database(tmp, kind, name) as url:
+        env = {**os.environ, "CMC_DATABASE_URL": url, "CMC_LOG_LEVEL": "warning"}
+        apply = subprocess.run(
+            [str(BIN / "cmc"), "apply", str(registry)], env=env, cwd=ROOT, capture_output=True, timeout=120
+        )
+        if apply.returncode != 0:
+            raise SystemExit(f"cmc apply failed:\n{apply.stdout.decode()}{apply.stderr.decode()}")
+        port = free_port()
+        argv = [
+            str(BIN / "cmc"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ]
+        with serving(argv, env, port, tmp / f"{name}.log"):
+            return load.run(replace(options, url=f"http://127.0.0.1:{port}"))
 
 
 def bench_baseline(tmp: Path, options: load.Options) -> load.Result:
@@ -148,15 +212,14 @@ def git_revision() -> str:
     return revision + (" + uncommitted changes" if dirty.stdout.strip() else "")
 
 
-def table(results: dict[str, load.Result]) -> list[str]:
-    """Markdown table of the figures, with the ratio ours/baseline when both ran."""
+def table(results: dict[str, load.Result], labels: dict[str, str]) -> list[str]:
+    """Markdown table of the figures, with the ratio ours/baseline and the rules' cost when they ran."""
     rows = ["| server | tenders/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
-    names = {"cmc": "cmc (1 worker)", "baseline": "baseline (raw ASGI + msgspec + sqlite3)"}
     for name, r in results.items():
         rows.append(
-            f"| {names[name]} | {r.tenders_per_s:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} |"
+            f"| {labels[name]} | {r.tenders_per_s:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} |"
         )
-    if len(results) == 2:
+    if "cmc" in results and "baseline" in results:
         ours, base = results["cmc"], results["baseline"]
         ratio = ours.tenders_per_s / base.tenders_per_s if base.tenders_per_s else 0.0
         rows.append(
@@ -171,20 +234,29 @@ def _times(ours: float, base: float) -> str:
     return f"{ours / base:.1f}x" if base else "-"
 
 
-def verdict(results: dict[str, load.Result]) -> str | None:
-    """Issue 2's target, checked: ≥25% of the baseline's throughput and p99 < 50 ms."""
-    if len(results) != 2:
-        return None
-    ours, base = results["cmc"], results["baseline"]
-    ratio = ours.tenders_per_s / base.tenders_per_s if base.tenders_per_s else 0.0
-    met = ratio >= TARGET_RATIO and ours.p99_ms < TARGET_P99_MS
-    return (
-        f"target (>= {TARGET_RATIO:.0%} of baseline, p99 < {TARGET_P99_MS:.0f} ms): "
-        f"{'met' if met else 'NOT met'} ({ratio:.0%}, p99 {ours.p99_ms:.1f} ms); product goal 50%"
-    )
+def verdicts(results: dict[str, load.Result]) -> list[str]:
+    """The issues' targets, checked: issue 2 against the baseline, issue 3 for the rules' cost."""
+    notes = []
+    if "cmc" in results and "baseline" in results:
+        ours, base = results["cmc"], results["baseline"]
+        ratio = ours.tenders_per_s / base.tenders_per_s if base.tenders_per_s else 0.0
+        met = ratio >= TARGET_RATIO and ours.p99_ms < TARGET_P99_MS
+        notes.append(
+            f"target (>= {TARGET_RATIO:.0%} of baseline, p99 < {TARGET_P99_MS:.0f} ms): "
+            f"{'met' if met else 'NOT met'} ({ratio:.0%}, p99 {ours.p99_ms:.1f} ms); product goal 50%"
+        )
+    if "cmc" in results and "cmc-no-rules" in results:
+        rules, bare = results["cmc"], results["cmc-no-rules"]
+        cost = 1 - rules.tenders_per_s / bare.tenders_per_s if bare.tenders_per_s else 0.0
+        notes.append(
+            f"rules' cost (<= {RULES_BUDGET:.0%} of tenders/s): "
+            f"{'met' if cost <= RULES_BUDGET else 'NOT met'} "
+            f"({cost:.0%} fewer tenders/s with the demo rules active)"
+        )
+    return notes
 
 
-def record(results: dict[str, load.Result], options: load.Options) -> None:
+def record(results: dict[str, load.Result], labels: dict[str, str], options: load.Options) -> None:
     """Append a dated section with the machine, the load and the table to RESULTS.md."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -196,11 +268,10 @@ def record(results: dict[str, load.Result], options: load.Options) -> None:
         f"customer with email and phone from a pool of {load.CUSTOMER_POOL_SIZE:,}, loyalty card for ~40%); "
         "the load generator shares the machine's cores with the server.",
         "",
-        *table(results),
+        *table(results, labels),
         "",
+        *[f"{note}.\n" for note in verdicts(results)],
     ]
-    if (note := verdict(results)) is not None:
-        lines += [f"{note}.", ""]
     if not RESULTS.exists():
         RESULTS.write_text(
             "# Benchmark results\n\nWritten by `make bench` (`bench/run.py --record`); newest last.\n\n"
@@ -219,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--terminals", default="term5", help="comma-separated terminal ids of the demo registry"
     )
-    parser.add_argument("--only", choices=SERVERS, help="benchmark one server only")
+    parser.add_argument("--only", help=f"comma-separated subset of {', '.join(SERVERS)}")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite", help="cmc's store")
+    parser.add_argument("--workers", type=int, default=1, help="cmc serve --workers")
     parser.add_argument("--record", action="store_true", help=f"append the figures to {RESULTS.name}")
     args = parser.parse_args(argv)
     options = load.Options(
@@ -228,18 +301,38 @@ def main(argv: list[str] | None = None) -> int:
         duration=max(1.0, args.duration),
         warmup=max(0.0, args.warmup),
     )
-    benches = {"cmc": bench_cmc, "baseline": bench_baseline}
+    chosen = [n for n in (args.only or ",".join(SERVERS)).split(",") if n]
+    if unknown := set(chosen) - set(SERVERS):
+        parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
+    where = f"{args.database}, {args.workers} worker{'s' if args.workers > 1 else ''}"
+    labels = {
+        "cmc": f"cmc, demo rules active ({where})",
+        "cmc-no-rules": f"cmc, no rules ({where})",
+        "baseline": "baseline (raw ASGI + msgspec + sqlite3, 1 worker)",
+    }
     results: dict[str, load.Result] = {}
-    with tempfile.TemporaryDirectory(prefix="cmc-bench-") as tmp:
-        for name in [args.only] if args.only else SERVERS:
+    with tempfile.TemporaryDirectory(prefix="cmc-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        registries = {"cmc": DEMO_REGISTRY, "cmc-no-rules": without_rules(tmp)}
+        for name in chosen:
             print(f"{name}: {options.warmup:.0f} s warm-up + {options.duration:.0f} s ...", flush=True)
-            results[name] = benches[name](Path(tmp), options)
+            if name == "baseline":
+                results[name] = bench_baseline(tmp, options)
+            else:
+                results[name] = bench_cmc(
+                    tmp,
+                    options,
+                    registry=registries[name],
+                    kind=args.database,
+                    workers=args.workers,
+                    name=name,
+                )
             print(f"{name}: {results[name].summary()}", flush=True)
-    print("\n" + "\n".join(table(results)))
-    if (note := verdict(results)) is not None:
+    print("\n" + "\n".join(table(results, labels)))
+    for note in verdicts(results):
         print(note)
     if args.record:
-        record(results, options)
+        record(results, labels, options)
     return 1 if any(r.errors or not r.tenders for r in results.values()) else 0
 
 
