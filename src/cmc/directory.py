@@ -141,6 +141,7 @@ class DirectoryCache:
         self._enrich = enrich or (lambda snapshot: snapshot)
         self.current = Directory()
         self._task: asyncio.Task[None] | None = None
+        self._nudge = asyncio.Event()
 
     async def start(self) -> None:
         """Load the first snapshot and start watching for changes."""
@@ -158,9 +159,15 @@ class DirectoryCache:
         """Load a fresh snapshot now."""
         self.current = self._enrich(await self._db.read(load))
 
+    def wake(self) -> None:
+        """Check the registry version now rather than at the next tick (a NOTIFY said it moved)."""
+        self._nudge.set()
+
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self._refresh)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudge.wait(), self._refresh)
+            self._nudge.clear()
             try:
                 version = await self._db.read(registry.current_version)
                 if version != self.current.version:

@@ -23,7 +23,7 @@ from cmc.campaign import Campaign, MessageTemplate
 from cmc.ids import new_id
 from cmc.outbox import optouts, quiet
 from cmc.placeholders import fill
-from cmc.store import tables
+from cmc.store import notifications, tables
 from cmc.store.prepared import Prepared
 from cmc.store.types import UtcDateTime
 from cmc.transactions import Reaction, Sale, sales_person_name
@@ -291,6 +291,7 @@ class _Realize:
             "firstName": sale.profile.first_name if sale.profile else None,
             "templateId": int(template.target) if template else None,
         }
+        notifications.notify(self.conn, notifications.CFS_CHANNEL)
         _INSERT_EVENT.execute(
             self.conn,
             {"pos_system_id": sale.pos.id, "terminal_id": sale.request.terminalId, "payload": payload,

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from cmc import campaign, credentials, rules
 from cmc.errors import RegistryError
-from cmc.store import tables
+from cmc.store import notifications, tables
 
 _IdStr = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^/\s]+$")]
 """Ids appear in URL paths: no slashes, no spaces."""
@@ -161,6 +161,7 @@ def apply(conn: Connection, spec: RegistrySpec) -> ApplyReport:
         _sync_pos_system(conn, pos, configs, report)
     if report.changed:
         bump_version(conn)
+        notifications.notify(conn, notifications.REGISTRY_CHANNEL)
     return report
 
 

@@ -21,8 +21,8 @@ from cmc.directory import DirectoryCache
 from cmc.errors import ApiError
 from cmc.marketing import Marketing
 from cmc.outbox import Dispatcher
-from cmc.store import migrate
-from cmc.store.database import Database
+from cmc.store import migrate, notifications
+from cmc.store.database import Database, libpq_dsn
 
 ROUTES = [token.token, *pos.ROUTES, *ops.ROUTES, *pages.ROUTES]
 
@@ -43,6 +43,11 @@ def create_app(settings: Settings | None = None) -> Edge:
         await directory.start()
         feed = CfsFeed(db, poll=settings.cfs_poll)
         await feed.start()
+        listener = None
+        if db.dialect == "postgresql":
+            wake = {notifications.CFS_CHANNEL: feed.wake, notifications.REGISTRY_CHANNEL: directory.wake}
+            listener = notifications.Listener(libpq_dsn(settings.database_url), wake)
+            await listener.start()
         # The in-process outbox dispatcher; turn it off (CMC_DISPATCHER=0) when `cmc worker`s send.
         dispatcher = Dispatcher(db, settings) if settings.dispatcher else None
         if dispatcher is not None:
@@ -62,6 +67,8 @@ def create_app(settings: Settings | None = None) -> Edge:
         finally:
             if dispatcher is not None:
                 await dispatcher.stop()
+            if listener is not None:
+                await listener.stop()
             await feed.stop()
             await directory.stop()
             await db.close()

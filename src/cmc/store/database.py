@@ -50,6 +50,11 @@ def normalize_url(url: str) -> URL:
     raise ConfigError(f"CMC_DATABASE_URL: unsupported database {backend!r} (use sqlite or postgresql)")
 
 
+def libpq_dsn(url: str) -> str:
+    """The plain ``postgresql://`` form of a PostgreSQL URL, for a bare asyncpg connection."""
+    return normalize_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 class Database(abc.ABC):
     """Runs store functions in a database transaction; ``open()`` picks the engine from the URL."""
 

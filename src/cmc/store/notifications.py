@@ -1,0 +1,81 @@
+"""PostgreSQL LISTEN/NOTIFY: wake other processes at once instead of at their next poll.
+
+Every process polls the database on a short timer (registry version, CFS events), so the service is
+correct on any engine. On PostgreSQL a sale that fires a QR code or an ``apply`` that changes the
+registry also sends a NOTIFY inside its transaction (delivered at commit), and each process listens on
+one dedicated connection and wakes the matching poller, so a CFS page connected to process A sees a
+sale handled by process B within milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+
+import asyncpg
+import structlog
+from sqlalchemy import Connection, text
+
+CFS_CHANNEL = "cmc_cfs_events"
+REGISTRY_CHANNEL = "cmc_registry"
+RECONNECT_SECONDS = 2.0
+
+log = structlog.get_logger(__name__)
+
+
+def notify(conn: Connection, channel: str) -> None:
+    """Queue a notification on ``channel``, sent when ``conn``'s transaction commits (PostgreSQL only)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+
+
+class Listener:
+    """Runs ``callbacks[channel]()`` on each notification; reconnects after a lost connection."""
+
+    def __init__(self, dsn: str, callbacks: Mapping[str, Callable[[], None]]) -> None:
+        self._dsn = dsn
+        self._callbacks = dict(callbacks)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start listening in a background task."""
+        self._task = asyncio.create_task(self._run(), name="cmc-pg-listener")
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._listen()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("notification listener lost its connection", error=type(exc).__name__)
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+    async def _listen(self) -> None:
+        """Listen on one connection until it is lost."""
+        conn = await asyncpg.connect(self._dsn)
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        try:
+            for channel, callback in self._callbacks.items():
+                await conn.add_listener(channel, _caller(callback))
+            # A notification may have been missed while (re)connecting: catch up once.
+            for callback in self._callbacks.values():
+                callback()
+            await lost.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+def _caller(callback: Callable[[], None]) -> Callable[..., None]:
+    def on_notification(*_args: object) -> None:
+        callback()
+
+    return on_notification
