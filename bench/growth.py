@@ -1,0 +1,157 @@
+"""Does the tender path slow down as the tables grow? p99 with 10,000 vs 1,000,000 stored rows.
+
+For each size, a fresh database gets the demo registry and then ``--rows`` synthetic transactions
+(with 3 product lines each), the same number of customer profiles with an email and a phone
+identifier each, and as many used sessions, written in bulk by SQL inside the database. Then the
+usual load (``load.py``: the real two-call tender, 16 connections) runs against ``cmc serve`` and the
+p99 is compared. Issue 5's bar: from the small to the large database, p99 grows by at most 20%.
+
+Run: ``.venv/bin/python bench/growth.py [--database sqlite|postgresql] [--small 10000] [--large 1000000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import load
+import run as bench
+
+GROWTH_BUDGET = 0.20
+
+# One statement per table; :n rows; ids and identifiers that never collide with the load's customers.
+BULK = {
+    "transactions": """
+        INSERT INTO transactions (id, pos_system_id, company_id, pos_transaction_id, location_id, terminal_id,
+            session_id, transaction_type, is_reversal, amount, occurred_at, received_at, profile_id,
+            loyalty_card, request_hash, request, response)
+        SELECT 'bulk-tx-' || g, 'pax', 'comp5', 'bulk-' || g, 'loc5', 'term5', 'bulk-session-' || g,
+            'Sale', {false}, {amount}, {now}, {now}, 'bulk-profile-' || g, NULL, 'x', {blob}, {blob}
+        FROM {series}""",
+    "transaction_products": """
+        INSERT INTO transaction_products (transaction_id, line_no, product_id, product_name, manufacturer,
+            product_category, quantity)
+        SELECT 'bulk-tx-' || g, l, 'p-' || l, 'Product', 'Acme', 'Edibles', '1'
+        FROM {series} CROSS JOIN (SELECT 0 AS l UNION ALL SELECT 1 UNION ALL SELECT 2) AS lines""",
+    "profiles": """
+        INSERT INTO profiles (id, pos_system_id, company_id, first_name, last_name, email, phone, birth_date,
+            gender, visit_count, lifetime_spend, has_card, created_at, updated_at)
+        SELECT 'bulk-profile-' || g, 'pax', 'comp5', 'Bulk', 'Customer', 'bulk' || g || '@example.org',
+            NULL, NULL, NULL, 1, {amount}, {false}, {now}, {now}
+        FROM {series}""",
+    "profile_identifiers": """
+        INSERT INTO profile_identifiers (pos_system_id, company_id, value, kind, profile_id, first_seen)
+        SELECT 'pax', 'comp5', 'bulk' || g || '@example.org', 'email', 'bulk-profile-' || g, {now}
+        FROM {series}
+        UNION ALL
+        SELECT 'pax', 'comp5', '+1999' || g, 'phone', 'bulk-profile-' || g, {now}
+        FROM {series}""",
+    "interaction_sessions": """
+        INSERT INTO interaction_sessions (id, pos_system_id, company_id, location_id, terminal_id,
+            created_at, expires_at, transaction_id)
+        SELECT 'bulk-session-' || g, 'pax', 'comp5', 'loc5', 'term5', {now}, {now}, 'bulk-tx-' || g
+        FROM {series}""",
+}
+DIALECT = {
+    "sqlite": {
+        "series": "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {n}) "
+        "SELECT g FROM s) AS series",
+        "false": "0",
+        "now": "'2026-01-01 00:00:00.000000'",
+        "amount": "'12.50'",
+        "blob": "X'7B7D'",
+    },
+    "postgresql": {
+        "series": "generate_series(1, {n}) AS g",
+        "false": "false",
+        "now": "'2026-01-01T00:00:00Z'::timestamptz",
+        "amount": "12.50",
+        "blob": "'\\x7b7d'::bytea",
+    },
+}
+
+
+def fill(url: str, kind: str, rows: int) -> float:
+    """Bulk-insert ``rows`` of everything; returns the seconds it took."""
+    started = time.monotonic()
+    words = {**DIALECT[kind], "series": DIALECT[kind]["series"].format(n=rows)}
+    statements = [sql.format(**words) for sql in BULK.values()]
+    if kind == "sqlite":
+        db = sqlite3.connect(url.removeprefix("sqlite:///"))
+        with db:
+            for sql in statements:
+                db.execute(sql)
+        db.execute("ANALYZE")
+        db.close()
+    else:
+        asyncio.run(_fill_postgres(url, statements))
+    return time.monotonic() - started
+
+
+async def _fill_postgres(url: str, statements: list[str]) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+def measure(tmp: Path, kind: str, rows: int, options: load.Options) -> load.Result:
+    """A database with ``rows`` of history, served by ``cmc serve``, under the standard load."""
+    name = f"growth-{rows}"
+    with bench.database(tmp, kind, name) as url:
+        env = {**os.environ, "CMC_DATABASE_URL": url, "CMC_LOG_LEVEL": "warning"}
+        applied = subprocess.run(
+            [str(bench.BIN / "cmc"), "apply", str(bench.DEMO_REGISTRY)],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+        if applied.returncode != 0:
+            raise SystemExit(applied.stderr.decode())
+        print(f"{rows:,} rows: filling ...", flush=True)
+        print(f"{rows:,} rows: filled in {fill(url, kind, rows):.0f} s; loading ...", flush=True)
+        port = bench.free_port()
+        argv = [str(bench.BIN / "cmc"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        with bench.serving(argv, env, port, tmp / f"{name}.log"):
+            return load.run(replace(options, url=f"http://127.0.0.1:{port}"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure both sizes one after the other and compare their p99."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--large", type=int, default=1_000_000)
+    parser.add_argument("--duration", type=float, default=15.0)
+    args = parser.parse_args(argv)
+    options = load.Options(duration=args.duration, warmup=2.0)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="cmc-growth-") as tmp:
+        for rows in (args.small, args.large):
+            results[rows] = measure(Path(tmp), args.database, rows, options)
+            print(f"{rows:,} rows: {results[rows].summary()}", flush=True)
+    small, large = results[args.small], results[args.large]
+    growth = large.p99_ms / small.p99_ms - 1 if small.p99_ms else 0.0
+    print(f"\n| stored rows ({args.database}) | tenders/s | p50 ms | p99 ms |\n|---:|---:|---:|---:|")
+    for rows, r in results.items():
+        print(f"| {rows:,} | {r.tenders_per_s:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} |")
+    verdict = "met" if growth <= GROWTH_BUDGET else "NOT met"
+    print(f"p99 growth {growth:+.0%} (budget +{GROWTH_BUDGET:.0%}): {verdict}")
+    return 0 if all(not r.errors for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
