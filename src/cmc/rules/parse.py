@@ -1,0 +1,407 @@
+"""Parse a company's ``rules:`` data into validated Rule structs; RuleError names the first problem."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import NoReturn
+
+from cmc.rules.model import (
+    _DAYS,
+    Actions,
+    AllOf,
+    Amount,
+    AnyOf,
+    BasketQuantity,
+    Condition,
+    Customer,
+    DayOfWeek,
+    Limit,
+    Location,
+    Not,
+    Products,
+    Range,
+    Rule,
+    RuleError,
+    Terminal,
+    TimeOfDay,
+    TransactionType,
+)
+
+# --------------------------------------------------------------------------- parsing
+
+_DAY_NAMES = {
+    **{d.lower(): i for i, d in enumerate(_DAYS)},
+    "monday": 0,
+    "tuesday": 1,
+    "wednesday": 2,
+    "thursday": 3,
+    "friday": 4,
+    "saturday": 5,
+    "sunday": 6,
+}
+_DURATION = re.compile(r"([1-9][0-9]*)([dhms])")
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+_RULE_FIELDS = ("name", "priority", "locations", "when", "then", "limit", "stop", "validFrom", "validUntil")
+_CUSTOMER_FIELDS = (
+    "new",
+    "hasEmail",
+    "hasPhone",
+    "hasLoyaltyCard",
+    "visits",
+    "lifetimeSpend",
+    "birthdayWithinDays",
+)
+_MATCHER_FIELDS = ("productId", "productCategory", "manufacturer", "minQuantity")
+
+
+def parse_rules(
+    raw: object,
+    *,
+    locations: Collection[str],
+    widgets: Collection[int],
+    cfs_templates: Collection[int],
+    message_templates: Collection[str],
+    path: str = "rules",
+) -> list[Rule]:
+    """Validate a company's ``rules:`` list (``None`` is no rules); raise RuleError on the first problem.
+
+    Ids are checked against the company's ``locations``, ``widgets``, ``cfs_templates`` and
+    ``message_templates``; ``path`` prefixes the field paths in errors.
+    """
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise RuleError("must be a list of rules", rule=None, field=path)
+    known = _Known(frozenset(locations), frozenset(widgets), frozenset(cfs_templates), message_templates)
+    rules: list[Rule] = []
+    names: set[str] = set()
+    for i, item in enumerate(raw):
+        rule = _Parser(known, f"{path}[{i}]").rule(item)
+        if rule.name in names:
+            raise RuleError("duplicate rule name in this company", rule=rule.name, field=f"{path}[{i}].name")
+        names.add(rule.name)
+        rules.append(rule)
+    return rules
+
+
+@dataclass(frozen=True)
+class _Known:
+    locations: frozenset[str]
+    widgets: frozenset[int]
+    cfs_templates: frozenset[int]
+    message_templates: Collection[str]
+
+
+class _Parser:
+    """Validates one rule; remembers its name so that every error can name it."""
+
+    def __init__(self, known: _Known, path: str) -> None:
+        self.known = known
+        self.path = path
+        self.name: str | None = None
+
+    def fail(self, path: str, message: str) -> NoReturn:
+        raise RuleError(message, rule=self.name, field=path)
+
+    def rule(self, raw: object) -> Rule:
+        p = self.path
+        if isinstance(raw, Mapping) and isinstance(raw.get("name"), str) and raw["name"].strip():
+            self.name = raw["name"]
+        spec = self.mapping(raw, p, _RULE_FIELDS, required=("name", "then"))
+        name = self.text(spec["name"], f"{p}.name")
+        valid_from = self.moment(spec["validFrom"], f"{p}.validFrom") if "validFrom" in spec else None
+        valid_until = self.moment(spec["validUntil"], f"{p}.validUntil") if "validUntil" in spec else None
+        if valid_from is not None and valid_until is not None and _after(valid_from, valid_until):
+            self.fail(f"{p}.validUntil", f"{valid_until.isoformat()} is before validFrom")
+        return Rule(
+            name=name,
+            then=self.actions(spec["then"], f"{p}.then"),
+            priority=self.integer(spec.get("priority", 0), f"{p}.priority"),
+            locations=self.location_ids(spec["locations"], f"{p}.locations") if "locations" in spec else None,
+            when=self.condition(spec["when"], f"{p}.when") if "when" in spec else None,
+            limit=self.limit(spec["limit"], f"{p}.limit") if "limit" in spec else None,
+            stop=self.boolean(spec.get("stop", False), f"{p}.stop"),
+            valid_from=valid_from,
+            valid_until=valid_until,
+        )
+
+    # -- plain values
+
+    def mapping(
+        self, raw: object, path: str, allowed: Sequence[str], *, required: Sequence[str] = ()
+    ) -> Mapping[str, object]:
+        if not isinstance(raw, Mapping):
+            self.fail(path, f"must be a mapping with keys {', '.join(allowed)}")
+        for key in raw:
+            if key not in allowed:
+                self.fail(f"{path}.{key}", f"unknown field; expected one of {', '.join(allowed)}")
+        for key in required:
+            if key not in raw:
+                self.fail(f"{path}.{key}", "is required")
+        return raw
+
+    def text(self, raw: object, path: str) -> str:
+        if not isinstance(raw, str) or not raw.strip():
+            self.fail(path, "must be a non-empty string")
+        return raw
+
+    def texts(self, raw: object, path: str) -> tuple[str, ...]:
+        """A string or a non-empty list of strings."""
+        if isinstance(raw, str):
+            return (self.text(raw, path),)
+        if not isinstance(raw, list) or not raw:
+            self.fail(path, "must be a string or a non-empty list of strings")
+        return tuple(self.text(item, f"{path}[{i}]") for i, item in enumerate(raw))
+
+    def integer(self, raw: object, path: str, *, minimum: int | None = None) -> int:
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            self.fail(path, f"must be an integer, not {raw!r}")
+        if minimum is not None and raw < minimum:
+            self.fail(path, f"must be at least {minimum}")
+        return raw
+
+    def boolean(self, raw: object, path: str) -> bool:
+        if not isinstance(raw, bool):
+            self.fail(path, f"must be true or false, not {raw!r}")
+        return raw
+
+    def decimal(self, raw: object, path: str) -> Decimal:
+        if isinstance(raw, bool) or not isinstance(raw, int | float | Decimal | str):
+            self.fail(path, f"must be a number, not {raw!r}")
+        try:
+            value = Decimal(str(raw).strip())
+        except InvalidOperation:
+            self.fail(path, f"must be a number, not {raw!r}")
+        if not value.is_finite():
+            self.fail(path, "must be a finite number")
+        return value
+
+    def range(self, raw: object, path: str, *, integer: bool = False) -> Range:
+        spec = self.mapping(raw, path, ("between", "gte", "lte"))
+        if not spec:
+            self.fail(path, "needs between, gte or lte")
+        number = self.integer if integer else self.decimal
+        lows: list[Decimal] = []
+        highs: list[Decimal] = []
+        if "between" in spec:
+            pair = spec["between"]
+            if not isinstance(pair, list) or len(pair) != 2:
+                self.fail(f"{path}.between", "must be a list [low, high]")
+            lo, hi = (Decimal(number(v, f"{path}.between[{i}]")) for i, v in enumerate(pair))
+            if lo > hi:
+                self.fail(f"{path}.between", f"low {lo} is above high {hi}")
+            lows.append(lo)
+            highs.append(hi)
+        if "gte" in spec:
+            lows.append(Decimal(number(spec["gte"], f"{path}.gte")))
+        if "lte" in spec:
+            highs.append(Decimal(number(spec["lte"], f"{path}.lte")))
+        result = Range(max(lows) if lows else None, min(highs) if highs else None)
+        if result.gte is not None and result.lte is not None and result.gte > result.lte:
+            self.fail(path, f"no value is both >= {result.gte} and <= {result.lte}")
+        return result
+
+    def duration(self, raw: object, path: str) -> timedelta:
+        match = _DURATION.fullmatch(raw.strip()) if isinstance(raw, str) else None
+        if match is None:
+            self.fail(path, f"must be a duration like 7d, 12h, 30m or 90s, not {raw!r}")
+        return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+
+    def moment(self, raw: object, path: str) -> date:
+        if isinstance(raw, date):  # YAML gives date or datetime objects
+            return raw
+        text = raw.strip() if isinstance(raw, str) else ""
+        try:
+            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(path, f"must be an ISO date or datetime, not {raw!r}")
+
+    def clock(self, raw: object, path: str) -> time:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            self.fail(path, 'must be a quoted "HH:MM" (YAML reads unquoted 22:00 as the number 1320)')
+        match = _HHMM.fullmatch(raw) if isinstance(raw, str) else None
+        if match is None:
+            self.fail(path, f'must be a time "HH:MM", not {raw!r}')
+        return time(int(match[1]), int(match[2]))
+
+    def members(self, raw: object, path: str) -> tuple[str, ...]:
+        """``{in: [...]}``."""
+        spec = self.mapping(raw, path, ("in",), required=("in",))
+        return self.texts(spec["in"], f"{path}.in")
+
+    def location_ids(self, raw: object, path: str) -> tuple[str, ...]:
+        ids = self.texts(raw, path)
+        for i, loc in enumerate(ids):
+            if loc not in self.known.locations:
+                self.fail(f"{path}[{i}]" if isinstance(raw, list) else path, f"unknown location {loc!r}")
+        return ids
+
+    # -- rule parts
+
+    def actions(self, raw: object, path: str) -> Actions:
+        spec = self.mapping(raw, path, ("qrWidget", "cfsTemplate", "notify"))
+        if not spec:
+            self.fail(path, "needs at least one action: qrWidget, cfsTemplate or notify")
+        widget = template = None
+        if "qrWidget" in spec:
+            widget = self.integer(spec["qrWidget"], f"{path}.qrWidget")
+            if widget not in self.known.widgets:
+                self.fail(f"{path}.qrWidget", f"unknown widget {widget}")
+        if "cfsTemplate" in spec:
+            template = self.integer(spec["cfsTemplate"], f"{path}.cfsTemplate")
+            if template not in self.known.cfs_templates:
+                self.fail(f"{path}.cfsTemplate", f"unknown CFS template {template}")
+        notify = self.texts(spec["notify"], f"{path}.notify") if "notify" in spec else ()
+        for i, message in enumerate(notify):
+            if message not in self.known.message_templates:
+                self.fail(f"{path}.notify[{i}]", f"unknown message template {message!r}")
+        if len(set(notify)) != len(notify):
+            self.fail(f"{path}.notify", "lists a message template twice")
+        return Actions(widget, template, notify)
+
+    def limit(self, raw: object, path: str) -> Limit:
+        spec = self.mapping(raw, path, ("perCustomer", "per"), required=("perCustomer", "per"))
+        return Limit(
+            per_customer=self.integer(spec["perCustomer"], f"{path}.perCustomer", minimum=1),
+            per=self.duration(spec["per"], f"{path}.per"),
+        )
+
+    def condition(self, raw: object, path: str) -> Condition:
+        if not isinstance(raw, Mapping) or len(raw) != 1:
+            self.fail(
+                path, f"must be a mapping with exactly one of {', '.join(_CONDITIONS)} (combine with all)"
+            )
+        [(key, value)] = raw.items()
+        if key not in _CONDITIONS:
+            self.fail(f"{path}.{key}", f"unknown condition; expected one of {', '.join(_CONDITIONS)}")
+        return _CONDITIONS[key](self, value, f"{path}.{key}")
+
+    def all_of(self, raw: object, path: str) -> AllOf:
+        return AllOf(self.conditions(raw, path))
+
+    def any_of(self, raw: object, path: str) -> AnyOf:
+        return AnyOf(self.conditions(raw, path))
+
+    def conditions(self, raw: object, path: str) -> tuple[Condition, ...]:
+        if not isinstance(raw, list) or not raw:
+            self.fail(path, "must be a non-empty list of conditions")
+        return tuple(self.condition(item, f"{path}[{i}]") for i, item in enumerate(raw))
+
+    def not_(self, raw: object, path: str) -> Not:
+        return Not(self.condition(raw, path))
+
+    def amount(self, raw: object, path: str) -> Amount:
+        return Amount(self.range(raw, path))
+
+    def transaction_type(self, raw: object, path: str) -> TransactionType:
+        return TransactionType(self.members(raw, path))
+
+    def products(self, raw: object, path: str) -> Products:
+        spec = self.mapping(raw, path, ("any", "all"))
+        if len(spec) != 1:
+            self.fail(path, "needs exactly one of any, all")
+        [(mode, value)] = spec.items()
+        where = f"{path}.{mode}"
+        matcher = self.mapping(value, where, _MATCHER_FIELDS)
+        if not {"productId", "productCategory", "manufacturer"} & matcher.keys():
+            self.fail(where, "needs productId, productCategory or manufacturer")
+
+        def field(key: str) -> tuple[str, ...] | None:
+            return self.texts(matcher[key], f"{where}.{key}") if key in matcher else None
+
+        minimum = (
+            self.decimal(matcher["minQuantity"], f"{where}.minQuantity") if "minQuantity" in matcher else None
+        )
+        if minimum is not None and minimum <= 0:
+            self.fail(f"{where}.minQuantity", "must be above 0")
+        return Products(
+            "any" if mode == "any" else "all",
+            field("productId"),
+            field("productCategory"),
+            field("manufacturer"),
+            minimum,
+        )
+
+    def basket_quantity(self, raw: object, path: str) -> BasketQuantity:
+        return BasketQuantity(self.range(raw, path))
+
+    def customer(self, raw: object, path: str) -> Customer:
+        spec = self.mapping(raw, path, _CUSTOMER_FIELDS)
+        if not spec:
+            self.fail(path, f"needs one of {', '.join(_CUSTOMER_FIELDS)}")
+
+        def flag(key: str) -> bool | None:
+            return self.boolean(spec[key], f"{path}.{key}") if key in spec else None
+
+        def span(key: str, *, integer: bool = False) -> Range | None:
+            return self.range(spec[key], f"{path}.{key}", integer=integer) if key in spec else None
+
+        days = spec.get("birthdayWithinDays")
+        return Customer(
+            new=flag("new"),
+            has_email=flag("hasEmail"),
+            has_phone=flag("hasPhone"),
+            has_loyalty_card=flag("hasLoyaltyCard"),
+            visits=span("visits", integer=True),
+            lifetime_spend=span("lifetimeSpend"),
+            birthday_within_days=None
+            if days is None
+            else self.integer(days, f"{path}.birthdayWithinDays", minimum=0),
+        )
+
+    def location(self, raw: object, path: str) -> Location:
+        spec = self.mapping(raw, path, ("in",), required=("in",))
+        return Location(self.location_ids(spec["in"], f"{path}.in"))
+
+    def terminal(self, raw: object, path: str) -> Terminal:
+        return Terminal(self.members(raw, path))
+
+    def day_of_week(self, raw: object, path: str) -> DayOfWeek:
+        names = self.members(raw, path)
+        days = []
+        for i, name in enumerate(names):
+            day = _DAY_NAMES.get(name.strip().lower())
+            if day is None:
+                self.fail(f"{path}.in[{i}]", f"unknown day {name!r}; use Mon..Sun or Monday..Sunday")
+            days.append(day)
+        return DayOfWeek(tuple(days))
+
+    def time_of_day(self, raw: object, path: str) -> TimeOfDay:
+        spec = self.mapping(raw, path, ("between",), required=("between",))
+        pair = spec["between"]
+        if not isinstance(pair, list) or len(pair) != 2:
+            self.fail(f"{path}.between", 'must be a list ["HH:MM", "HH:MM"]')
+        start, end = (self.clock(v, f"{path}.between[{i}]") for i, v in enumerate(pair))
+        if start == end:
+            self.fail(f"{path}.between", "start equals end; omit timeOfDay to mean all day")
+        return TimeOfDay(start, end)
+
+
+_CONDITIONS: dict[str, Callable[[_Parser, object, str], Condition]] = {
+    "all": _Parser.all_of,
+    "any": _Parser.any_of,
+    "not": _Parser.not_,
+    "amount": _Parser.amount,
+    "transactionType": _Parser.transaction_type,
+    "products": _Parser.products,
+    "basketQuantity": _Parser.basket_quantity,
+    "customer": _Parser.customer,
+    "location": _Parser.location,
+    "terminal": _Parser.terminal,
+    "dayOfWeek": _Parser.day_of_week,
+    "timeOfDay": _Parser.time_of_day,
+}
+
+
+def _after(a: date, b: date) -> bool:
+    """Whether ``a`` is after ``b``; dates count as the start of their day; mixed offsets don't compare."""
+    x = a if isinstance(a, datetime) else datetime.combine(a, time())
+    y = b if isinstance(b, datetime) else datetime.combine(b, time.max)
+    if (x.tzinfo is None) != (y.tzinfo is None):
+        return False
+    return x > y
