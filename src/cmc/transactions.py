@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 import msgspec
@@ -30,6 +30,9 @@ from cmc_client import wire
 REVERSAL_TYPES = frozenset({"refund", "return", "void"})
 MAX_AMOUNT = Decimal("1e12")
 MAX_DECIMALS = 6
+EARLIEST = datetime(1970, 1, 1)
+LATEST = datetime(2200, 1, 1)
+"""Sales happen in this range; outside it a date is a POS bug (and would overflow time zone maths)."""
 
 _encode = msgspec.json.Encoder().encode
 
@@ -100,6 +103,8 @@ def validate(tx: wire.TransactionRequest) -> None:
     for index, product in enumerate(tx.products):
         if problem := _amount_problem(product.quantity):
             errors[f"products[{index}].quantity"] = [problem]
+    if tx.transactionDate is not None and not EARLIEST <= tx.transactionDate.replace(tzinfo=None) <= LATEST:
+        errors["transactionDate"] = [f"must be between {EARLIEST.year} and {LATEST.year}"]
     if tx.customer and tx.customer.birthDate and not _is_date(tx.customer.birthDate):
         errors["customer.birthDate"] = ["must be an ISO 8601 date (YYYY-MM-DD) or date-time"]
     if tx.purchaseQuantity is not None and (problem := _amount_problem(tx.purchaseQuantity)):
@@ -253,8 +258,13 @@ def _amount_problem(value: Decimal) -> str | None:
 
 
 def _is_date(value: str) -> bool:
+    """An ISO 8601 date (``1990-04-11``) or date-time (``1990-04-11T00:00:00Z``)."""
+    text = value.strip()
     try:
-        datetime.fromisoformat(value.strip()[:10])
+        if len(text) == 10:
+            date.fromisoformat(text)
+        else:
+            datetime.fromisoformat(text)
     except ValueError:
         return False
     return True

@@ -21,6 +21,12 @@ NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Text = Annotated[str, msgspec.Meta(max_length=1000)]
 """Free text from the POS, bounded so a bad client cannot store megabytes per field."""
 
+Code = Annotated[str, msgspec.Meta(max_length=200)]
+"""An id or code from the POS (product id, loyalty card number)."""
+
+Label = Annotated[str, msgspec.Meta(max_length=100)]
+"""A short label (transaction type, gender)."""
+
 PosStatus = Literal["Accepted", "Disabled", "NotAvailable"]
 """Only an ``Accepted`` POS system may send transactions."""
 
@@ -91,7 +97,7 @@ class Customer(Struct):
     lastName: Text | None = None
     birthDate: Text | None = None
     """ISO date or date-time; only the date part is kept."""
-    gender: Text | None = None
+    gender: Label | None = None
     """Extension: not in the seed request, but the profile carries it."""
     contacts: list[Contact] = []
 
@@ -107,7 +113,7 @@ class SalesPerson(Struct):
 class Product(Struct):
     """One basket line. Products carry no price in the contract."""
 
-    productId: Text | None = None
+    productId: Code | None = None
     productName: Text | None = None
     manufacturer: Text | None = None
     productCategory: Text | None = None
@@ -117,7 +123,7 @@ class Product(Struct):
 class Loyalty(Struct):
     """Loyalty program details of the transaction."""
 
-    cardNumber: Text | None = None
+    cardNumber: Code | None = None
 
 
 class TransactionRequest(Struct):
@@ -127,7 +133,7 @@ class TransactionRequest(Struct):
     transactionId: NonEmpty
     terminalId: NonEmpty
     posLocationId: NonEmpty
-    transactionType: Text | None = None
+    transactionType: Label | None = None
     """Free text from the POS: ``Sale``/``Undefined`` are sales; ``Refund``/``Return``/``Void`` reverse."""
     transactionAmount: Decimal | None = None
     """Exact decimal; accepted as a JSON number or a numeric string; never passes through float."""
@@ -137,7 +143,7 @@ class TransactionRequest(Struct):
     salesPerson: SalesPerson | None = None
     products: list[Product] = []
     loyalty: Loyalty | None = None
-    cardNumber: Text | None = None
+    cardNumber: Code | None = None
     """Loyalty card number, also accepted at the top level."""
     posCompanyId: Text | None = None
     purchaseName: Text | None = None
