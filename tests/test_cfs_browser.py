@@ -15,14 +15,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 import uvicorn
 from playwright.async_api import Frame, Page, async_playwright
 
 from cmc.api.app import create_app
 from cmc.store.database import Database
-from conftest import apply_registry, make_settings
-from test_pages import add_event, add_link, qr_payload, registry_with_marketing
+from support import Api, apply_registry, make_settings, seed_transaction
+from test_pages import MARKETING, add_event, add_link, qr_payload, registry_with_marketing
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -34,6 +35,18 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+RULES = [
+    {
+        "name": "mid-basket coupon",
+        "priority": 10,
+        "when": {
+            "all": [{"amount": {"between": [15, 50]}}, {"transactionType": {"in": ["Sale", "Undefined"]}}]
+        },
+        "then": {"qrWidget": 1, "cfsTemplate": 7},
+    }
+]
+"""Issue 3's example rule (without its notifications): the seed's 23.47 sale fires it."""
 
 pytestmark = [
     pytest.mark.browser,
@@ -49,8 +62,8 @@ class Server:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.settings = make_settings(tmp_path, public_url=self.url)
-        apply_registry(self.settings, registry_with_marketing(tmp_path))
+        self.settings = make_settings(tmp_path, public_url=self.url, dispatcher=False)
+        apply_registry(self.settings, registry_with_marketing(tmp_path, {**MARKETING, "rules": RULES}))
         config = uvicorn.Config(
             create_app(self.settings), log_level="warning", lifespan="on", timeout_graceful_shutdown=2
         )
@@ -133,3 +146,29 @@ async def test_cfs_page_rotates_and_shows_the_qr_within_a_second(server: Server,
     assert await frame.locator("h1", has_text="Thanks, Ada!").count() == 1
     assert await frame.evaluate("performance.getEntriesByType('navigation').length") == 1
     assert problems == []
+
+
+async def test_a_real_sale_on_the_terminal_shows_its_qr_within_a_second(server: Server, page: Page) -> None:
+    """End to end: a POS posts the sale to the real server; the rule fires; the framed CFS page shows it."""
+    frame = await framed(page, f"{server.url}/cfs/pax/term5?interval=1")
+    await frame.wait_for_selector("body[data-feed=ready]", timeout=5000)
+    async with httpx2.AsyncClient(base_url=server.url) as http:
+        pos = Api(http, None, server.settings)
+        body = seed_transaction()
+        body["customer"]["firstName"] = "Grace"
+        body["sessionId"] = await pos.session()
+        sent = time.perf_counter()
+        answer = await pos.send(body)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()["data"]
+    assert data["cfsTemplate"] == {
+        "accountTemplateId": 7,
+        "cfsCarouselUrl": f"{server.url}/cfs/pax/term5?template=7",
+    }
+    code = data["qrCodeWidget"]["shortLinkUrl"].rsplit("/", 1)[1]
+    await frame.wait_for_selector(f'#qr-img[src="{server.url}/qr/{code}.svg"]', state="visible", timeout=1500)
+    elapsed = time.perf_counter() - sent
+    assert elapsed < 1.0, f"QR shown {elapsed:.3f}s after the transaction was sent"
+    print(f"\nQR visible {elapsed * 1000:.0f} ms after POST /transaction was sent")
+    assert await frame.text_content("#qr-title") == "10% off your next visit"
+    assert await frame.locator("h1", has_text="Thanks, Grace!").count() == 1

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cmc.api.app import create_app
-from conftest import SEED_TRANSACTION, Api, Lifespan, apply_registry, basic, make_settings, seed_transaction
+from support import SEED_TRANSACTION, Api, Lifespan, apply_registry, basic, make_settings, seed_transaction
 
 T = TypeVar("T")
 MARKETING = Path(__file__).with_name("marketing.yaml")

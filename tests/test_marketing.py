@@ -25,7 +25,7 @@ from cmc import cli
 from cmc.api.app import create_app
 from cmc.store import tables
 from cmc.store.database import Database
-from conftest import Api, Lifespan, apply_registry, count_rows, make_settings, seed_transaction, unique
+from support import Api, Lifespan, apply_registry, count_rows, make_settings, seed_transaction, unique
 
 MARKETING = Path(__file__).with_name("marketing.yaml")
 BASE = "http://cmc.test"

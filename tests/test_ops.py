@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Api, seed_transaction
+from support import Api, seed_transaction
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -27,7 +27,7 @@ from cmc.ids import new_id
 from cmc.outbox import Dispatcher, is_opted_out, opt_out, queue, run_worker
 from cmc.store import migrate, tables
 from cmc.store.database import Database
-from conftest import make_settings
+from support import make_settings
 from test_outbox_senders import basic, sms_server, smtp_server
 
 NY = ZoneInfo("America/New_York")

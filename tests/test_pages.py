@@ -25,7 +25,7 @@ from cmc.api.pages import fill, mask
 from cmc.cfs_feed import CfsEvent, CfsFeed, Subscription
 from cmc.store import tables
 from cmc.store.database import Database
-from conftest import REGISTRY, Api, Lifespan, apply_registry, make_settings
+from support import REGISTRY, Api, Lifespan, apply_registry, make_settings
 from test_qr import matrix_image, svg_modules
 
 BASE = "http://cmc.test"
@@ -57,9 +57,9 @@ def registry_with_marketing(tmp_path: Path, marketing: dict[str, Any] = MARKETIN
 
 
 @pytest.fixture
-async def cfs_api(tmp_path: Path) -> AsyncIterator[Api]:
-    """The app over a registry whose comp5 has CFS templates."""
-    settings = make_settings(tmp_path)
+async def cfs_api(tmp_path: Path, database_url: str) -> AsyncIterator[Api]:
+    """The app over a registry whose comp5 has CFS templates (on each backend)."""
+    settings = make_settings(tmp_path, database_url=database_url)
     await asyncio.to_thread(apply_registry, settings, registry_with_marketing(tmp_path))
     app = create_app(settings)
     async with Lifespan(app):

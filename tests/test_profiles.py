@@ -13,7 +13,7 @@ from cmc import profiles
 from cmc.profiles import Claim, Identifier, claim_of, match, normalize_card, normalize_email, normalize_phone
 from cmc.store import tables
 from cmc_client import wire
-from conftest import Api, count_rows, seed_transaction
+from support import Api, count_rows, seed_transaction
 
 SEED_PROFILE_FIELDS = {
     "id",

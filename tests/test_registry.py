@@ -17,7 +17,7 @@ from cmc import credentials, registry
 from cmc.errors import RegistryError
 from cmc.store import migrate, tables
 from cmc.store.database import Database
-from conftest import REGISTRY, Api, apply_registry, basic, count_rows, make_settings
+from support import REGISTRY, Api, apply_registry, basic, count_rows, make_settings
 
 # Issue 2, item 3, verbatim: "This file must load unchanged".
 EXAMPLE = """\

@@ -1,4 +1,4 @@
-from conftest import Api
+from support import Api
 
 
 async def test_tender_happy_path(api: Api) -> None:

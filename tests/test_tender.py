@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text
 
 from cmc.store import tables
-from conftest import Api, count_rows, seed_transaction, unique
+from support import Api, count_rows, seed_transaction, unique
 
 
 async def fetch(api: Api, query: Any) -> list[Any]:

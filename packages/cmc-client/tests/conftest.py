@@ -8,21 +8,9 @@ from pathlib import Path
 import httpx2
 import pytest
 import stamina
-from sdk_fake_cmc import FakeCmc
+from sdk_fake_cmc import URL, Clock, FakeCmc
 
 from cmc_client import AsyncClient, Client
-
-URL = "https://cmc.test"
-
-
-class Clock:
-    """A settable wall clock."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,19 @@ ENCODER = msgspec.json.Encoder(decimal_format="number")
 BASIC = "Basic " + base64.b64encode(b"pos-demo:s3cr3t!").decode()
 
 
+URL = "https://cmc.test"
+
+
+class Clock:
+    """A settable wall clock."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class FakeCmc:
     """A MockTransport handler. ``faults[endpoint]`` is a list of faults used up one per request.
 

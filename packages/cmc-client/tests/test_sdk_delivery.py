@@ -7,10 +7,9 @@ from decimal import Decimal
 
 import msgspec
 import pytest
-from sdk_fake_cmc import FakeCmc
+from sdk_fake_cmc import Clock, FakeCmc
 
 from cmc_client import Client, Customer, DuplicateTransactionError, InvalidTenderError, Product, Tender, wire
-from conftest import Clock
 
 
 def tender(tx_id: str = "T-1") -> Tender:
