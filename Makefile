@@ -50,7 +50,7 @@ chromium:
 	  || echo "WARNING: could not install chromium; browser tests will be skipped"; }
 
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache
