@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from cmc import logs, registry
+from cmc import demo, logs, registry
 from cmc.config import Settings
 from cmc.errors import CmcError
 from cmc.store import migrate
@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="send the notification outbox until SIGINT/SIGTERM")
     worker.set_defaults(command=_worker)
+
+    demo_cmd = commands.add_parser(
+        "demo", help="the service on a temp SQLite file with the demo registry, and a POS simulator"
+    )
+    demo.add_arguments(demo_cmd)
+    demo_cmd.set_defaults(command=demo.run)
     return parser
 
 

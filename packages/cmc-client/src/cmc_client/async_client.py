@@ -104,6 +104,8 @@ class AsyncClient:
             remaining = max(0.0, deadline - (time.monotonic() - started))
             return await asyncio.wait_for(asyncio.shield(task), remaining)
         except TimeoutError:
+            self._circuit.stall()  # until this attempt ends, the next sales do not wait on CMC
+            task.add_done_callback(lambda _: self._circuit.unstall())
             return queued(entry, f"no answer within {deadline:g} s; delivery goes on in the background")
 
     async def _attempt(self, entry: Entry) -> TenderResult:

@@ -121,6 +121,8 @@ class Client:
         try:
             return future.result(timeout=max(0.0, deadline - (time.monotonic() - started)))
         except TimeoutError:
+            self._circuit.stall()  # until this attempt ends, the next sales do not wait on CMC
+            future.add_done_callback(lambda _: self._circuit.unstall())
             return queued(entry, f"no answer within {deadline:g} s; delivery goes on in the background")
 
     def _hold(self, entry_id: int) -> bool:

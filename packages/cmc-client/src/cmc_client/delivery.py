@@ -5,6 +5,7 @@ Shared by the sync and async clients; the only I/O is the outbox write.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -21,24 +22,41 @@ from cmc_client.tender import TenderInput, decode_tender, encode_tender
 class Circuit:
     """Remembers that CMC was unreachable a moment ago, so the till does not wait on it again.
 
-    While open, ``post_tender`` only stores the tender and leaves delivery to the drainer.
+    Open for ``window`` seconds after a transient failure, and for as long as an attempt that missed
+    the till's deadline is still waiting on CMC (a CMC that accepts connections and never answers
+    would otherwise cost every sale its whole deadline). While open, ``post_tender`` only stores the
+    tender and leaves delivery to the drainer.
     """
 
     def __init__(self, window: float) -> None:
         self.window = window
         self._open_until = 0.0
+        self._stalled = 0
+        self._lock = threading.Lock()
 
     def trip(self) -> None:
         """CMC just failed transiently."""
         self._open_until = time.monotonic() + self.window
 
+    def stall(self) -> None:
+        """An attempt missed the till's deadline and is still waiting on CMC."""
+        with self._lock:
+            self._stalled += 1
+
+    def unstall(self) -> None:
+        """A stalled attempt ended (whatever its outcome)."""
+        with self._lock:
+            self._stalled = max(0, self._stalled - 1)
+
     def reset(self) -> None:
         """CMC just answered."""
-        self._open_until = 0.0
+        with self._lock:
+            self._open_until = 0.0
+            self._stalled = 0
 
     def is_open(self) -> bool:
         """Whether the till should skip trying CMC now."""
-        return time.monotonic() < self._open_until
+        return self._stalled > 0 or time.monotonic() < self._open_until
 
 
 def store(
