@@ -63,8 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     retry.set_defaults(run=_retry)
 
     sim = commands.add_parser("simulate", help="N terminals ringing up sales")
-    sim.add_argument("--terminals", type=int, default=4)
+    sim.add_argument("--terminals", type=int, default=4, help="how many terminals (named PREFIX01...)")
     sim.add_argument("--terminal-prefix", default="TERM-")
+    sim.add_argument("--terminal-ids", help="comma-separated terminal ids (instead of --terminals/--prefix)")
     sim.add_argument("--location", default="LOC-1")
     sim.add_argument("--rate", type=float, default=10.0, help="tenders per second, all terminals")
     sim.add_argument("--duration", type=float, default=10.0, help="seconds")
@@ -161,6 +162,8 @@ def _retry(args: argparse.Namespace, http: httpx2.Client | None) -> int:
 
 def _simulate(args: argparse.Namespace, http: httpx2.Client | None) -> int:
     terminals = [f"{args.terminal_prefix}{n:02d}" for n in range(1, args.terminals + 1)]
+    if args.terminal_ids:
+        terminals = [t for t in args.terminal_ids.split(",") if t]
     with _client(args, http).start() as client:
         report = simulate(
             lambda tender: client.post_tender(tender, deadline=args.deadline),
