@@ -127,6 +127,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # A worker imports the whole service before it answers the supervisor; on a busy machine
         # that takes longer than uvicorn's 5 s default, which would kill and restart it forever.
         timeout_worker_healthcheck=60,
+        # Open CFS event streams never end by themselves; shutdown must not wait for them.
+        timeout_graceful_shutdown=5,
     )
     return 0
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Column, ColumnElement, Connection, Table, delete, select
+from sqlalchemy import Column, ColumnElement, Connection, Table, delete, func, select
 
 from cmc.store import tables
 from cmc.store.database import Database
@@ -39,7 +39,9 @@ def targets(before: datetime) -> Iterator[tuple[Table, Key, ColumnElement[bool]]
     yield a, a.c.id, a.c.message_id.in_(old_messages)
     yield m, m.c.id, (m.c.status.in_(DONE) & (m.c.created_at < before))
     yield s, s.c.id, s.c.expires_at < before
-    yield e, e.c.id, e.c.created_at < before
+    # The newest event stays: SQLite would hand its id out again, and the live feeds read ids upward.
+    newest = select(func.max(e.c.id)).scalar_subquery()
+    yield e, e.c.id, (e.c.created_at < before) & (e.c.id < newest)
 
 
 def delete_batch(

@@ -125,7 +125,9 @@ class SqliteDatabase(Database):
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            conn.connection.dbapi_connection.execute(begin)  # type: ignore[union-attr]
+            raw = conn.connection.dbapi_connection
+            if not raw.in_transaction:  # type: ignore[union-attr]
+                raw.execute(begin)  # type: ignore[union-attr]
 
         return engine
 
@@ -139,13 +141,23 @@ class SqliteDatabase(Database):
         if self._write_conn is None or self._write_conn.closed:
             self._write_conn = self._writer.connect()
         conn = self._write_conn
+        # The transaction is opened on the driver's connection: the tender path's statements run on
+        # the driver directly (cmc.store.prepared), and SQLAlchemy's own begin/commit machinery costs
+        # more than the SQLite work of a small statement. A Core statement inside ``fn`` joins it.
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
         try:
-            with conn.begin():
-                return fn(conn, *args, **kwargs)
+            raw.execute("BEGIN IMMEDIATE")
+            result = fn(conn, *args, **kwargs)
         except BaseException:
-            if conn.invalidated:
-                conn.close()
+            try:
+                conn.rollback() if conn.in_transaction() else raw.rollback()
+            finally:
+                if conn.invalidated:
+                    conn.close()
             raise
+        conn.commit() if conn.in_transaction() else raw.commit()
+        return result
 
     async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
