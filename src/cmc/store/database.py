@@ -3,11 +3,14 @@
 Store code is plain functions ``fn(conn, *args)`` over a SQLAlchemy ``Connection``. ``Database``
 runs each one inside a single database transaction:
 
-- SQLite (the embedded default) uses the stdlib driver in threads: one writer thread whose
-  transactions start with ``BEGIN IMMEDIATE`` (SQLite allows one writer; taking the lock up front
-  avoids "database is locked" upgrades), WAL so readers never block it, and ``busy_timeout`` so
-  several processes sharing the file queue instead of failing. A whole unit of work costs one
-  thread hop, not one per statement as an async SQLite driver would.
+- SQLite (the embedded default) uses the stdlib driver. Every write transaction starts with
+  ``BEGIN IMMEDIATE`` (SQLite allows one writer; taking the lock up front avoids "database is
+  locked" upgrades), WAL keeps readers from blocking it, and ``busy_timeout`` makes processes
+  sharing the file queue instead of failing. A write runs first on the event loop's own thread
+  with a zero busy timeout: a tender's SQLite work is a fraction of a millisecond, less than
+  handing it to a thread and back. Only when another process holds the write lock does the write
+  go to the writer thread, which waits for the lock there without stalling the loop. Reads run in
+  a few reader threads.
 - PostgreSQL uses asyncpg through SQLAlchemy's async engine, the same functions run via
   ``run_sync``.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -107,8 +111,12 @@ class SqliteDatabase(Database):
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="cmc-sqlite-writer")
         self._read_threads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="cmc-sqlite-reader")
         self._write_conn: Connection | None = None
+        self._inline = self._engine(immediate=True, pool_size=1, busy_timeout_ms=0)
+        self._inline_conn: Connection | None = None
 
-    def _engine(self, *, immediate: bool, pool_size: int) -> Engine:
+    def _engine(
+        self, *, immediate: bool, pool_size: int, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+    ) -> Engine:
         engine = create_engine(self.url, poolclass=QueuePool, pool_size=pool_size, max_overflow=0)
         begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
@@ -118,7 +126,7 @@ class SqliteDatabase(Database):
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
             cursor.execute(f"PRAGMA synchronous={self._synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -140,28 +148,24 @@ class SqliteDatabase(Database):
         # per transaction.
         if self._write_conn is None or self._write_conn.closed:
             self._write_conn = self._writer.connect()
-        conn = self._write_conn
-        # The transaction is opened on the driver's connection: the tender path's statements run on
-        # the driver directly (cmc.store.prepared), and SQLAlchemy's own begin/commit machinery costs
-        # more than the SQLite work of a small statement. A Core statement inside ``fn`` joins it.
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
         try:
-            raw.execute("BEGIN IMMEDIATE")
-            result = fn(conn, *args, **kwargs)
-        except BaseException:
-            try:
-                conn.rollback() if conn.in_transaction() else raw.rollback()
-            finally:
-                if conn.invalidated:
-                    conn.close()
-            raise
-        conn.commit() if conn.in_transaction() else raw.commit()
-        return result
+            return _transaction(self._write_conn, fn, args, kwargs)
+        except _Busy as busy:
+            # Here the lock stayed taken for the whole busy timeout: report SQLite's own error.
+            raise busy.__cause__ from None  # type: ignore[misc]
+
+    def _run_inline(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        """On the loop's thread; raises ``_Busy`` at once if another writer holds the lock."""
+        if self._inline_conn is None or self._inline_conn.closed:
+            self._inline_conn = self._inline.connect()
+        return _transaction(self._inline_conn, fn, args, kwargs)
 
     async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_thread, self._run_write, fn, args, kwargs)
+        try:
+            return self._run_inline(fn, args, kwargs)
+        except _Busy:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._write_thread, self._run_write, fn, args, kwargs)
 
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -171,12 +175,47 @@ class SqliteDatabase(Database):
         return self._write_thread.submit(self._run_write, fn, args, kwargs).result()
 
     async def close(self) -> None:
+        if self._inline_conn is not None:
+            self._inline_conn.close()
+        self._inline.dispose()
         if self._write_conn is not None:
             self._write_thread.submit(self._write_conn.close).result()
         self._write_thread.shutdown(wait=True)
         self._read_threads.shutdown(wait=True)
         self._writer.dispose()
         self._reader.dispose()
+
+
+class _Busy(Exception):
+    """Another process holds SQLite's write lock (raised only where the busy timeout is zero)."""
+
+
+def _transaction(conn: Connection, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+    """Run ``fn`` in one SQLite write transaction opened on the driver's connection.
+
+    The tender path's statements run on the driver directly (``cmc.store.prepared``), and
+    SQLAlchemy's own begin/commit machinery costs more than the SQLite work of a small statement;
+    a Core statement inside ``fn`` joins the same transaction.
+    """
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise _Busy() from exc
+        raise
+    try:
+        result = fn(conn, *args, **kwargs)
+    except BaseException:
+        try:
+            conn.rollback() if conn.in_transaction() else raw.rollback()
+        finally:
+            if conn.invalidated:
+                conn.close()
+        raise
+    conn.commit() if conn.in_transaction() else raw.commit()
+    return result
 
 
 class PostgresDatabase(Database):
