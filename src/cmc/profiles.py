@@ -156,6 +156,12 @@ def normalize_phone(raw: str | None, region: str) -> str | None:
     """E.164 phone number; None when it cannot be a phone number in ``region``."""
     if not raw or not raw.strip():
         return None
+    return _e164(raw, region)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _e164(raw: str, region: str) -> str | None:
+    # Parsing costs tens of microseconds and returning customers bring the same numbers back.
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from cmc.outbox.optouts import opted_out_clause
 from cmc.outbox.quiet import DEFAULT_WINDOW, QuietHours, next_allowed, parse_window
 from cmc.store import tables
+from cmc.store.prepared import Prepared
+from cmc.store.types import UtcDateTime
 
 LEASE_LOST = "lease expired: the worker sending it stopped before recording the outcome"
 
@@ -104,10 +106,25 @@ def claim(conn: Connection, *, now: datetime, limit: int, lease: timedelta, max_
     return Claim(claimed, suppressed=len(suppressed), deferred=deferred, dead=len(dead))
 
 
+_m = tables.messages
+_a = tables.message_attempts
+# Prepared: a delivered message is recorded once per tender that sends, sharing the writer with it.
+_MARK_SENT = Prepared(
+    update(_m)
+    .where(
+        _m.c.id == bindparam("mid"),
+        _m.c.status == "sending",
+        _m.c.lease_until == bindparam("lease", type_=UtcDateTime),
+    )
+    .values(status="sent", sent_at=bindparam("now", type_=UtcDateTime), last_error=None, lease_until=None)
+)
+_RECORD = Prepared(insert(_a), keys=["message_id", "attempted_at", "ok", "error"])
+
+
 def mark_sent(conn: Connection, message: Claimed, *, now: datetime) -> bool:
     """Record a delivered message; False if the lease was lost (another worker owns it now)."""
-    _record(conn, message.id, now=now, ok=True, error=None)
-    return _settle(conn, message, status="sent", sent_at=now, last_error=None)
+    _RECORD.execute(conn, {"message_id": message.id, "attempted_at": now, "ok": True, "error": None})
+    return _MARK_SENT.execute(conn, {"mid": message.id, "lease": message.lease_until, "now": now}) == 1
 
 
 def mark_all_sent(conn: Connection, messages: list[Claimed], *, now: datetime) -> list[bool]:

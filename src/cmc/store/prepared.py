@@ -10,8 +10,7 @@ so hot-path queries select only columns whose driver value is already what the c
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -20,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-_Compiled = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]
+_Compiled = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...], dict[str, Any]]
 
 
 class Prepared:
@@ -41,54 +40,67 @@ class Prepared:
         # The bind processors are the column types' own conversions (decimals, UTC instants).
         found = c._bind_processors
         processors = tuple(p if callable(p) else None for p in (found.get(name) for name in names))
-        self._compiled[dialect.name] = (c.string, names, processors)
+        # Values written into the statement itself (``.values(status="sent")``) travel as binds too.
+        fixed = {name: c.binds[name].value for name in names if not c.binds[name].required}
+        self._compiled[dialect.name] = (c.string, names, processors, fixed)
         return self._compiled[dialect.name]
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Run once with ``params``; returns the number of rows affected."""
-        with self._cursor(conn, params) as cursor:
+        cursor = self._run(conn, params)
+        try:
             return int(cursor.rowcount)
+        finally:
+            cursor.close()
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row of a query, as the driver returns it."""
-        with self._cursor(conn, params) as cursor:
+        cursor = self._run(conn, params)
+        try:
             row = cursor.fetchone()
             return None if row is None else tuple(row)
+        finally:
+            cursor.close()
 
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Every row of a query, as the driver returns them."""
-        with self._cursor(conn, params) as cursor:
+        cursor = self._run(conn, params)
+        try:
             return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
 
     def execute_many(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         """Run once per row of parameters."""
-        with self._cursor(conn, None, many=rows):
-            pass
+        self._run(conn, None, many=rows).close()
 
-    @contextlib.contextmanager
-    def _cursor(
+    def _run(
         self, conn: Connection, params: Mapping[str, Any] | None, *, many: Iterable[Mapping[str, Any]] = ()
-    ) -> Iterator[Any]:
-        sql, names, processors = self._for(conn.dialect)
-        dbapi = conn.dialect.loaded_dbapi
+    ) -> Any:
+        """Execute on a new driver cursor (the caller closes it); driver errors become SQLAlchemy's."""
+        sql, names, processors, fixed = self._compiled.get(conn.dialect.name) or self._for(conn.dialect)
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             if params is not None:
-                cursor.execute(sql, _args(params, names, processors))
+                cursor.execute(sql, _args({**fixed, **params} if fixed else params, names, processors))
             else:
-                cursor.executemany(sql, [_args(row, names, processors) for row in many])
-            yield cursor
-        except dbapi.Error as exc:
-            # The same exception classes SQLAlchemy raises (IntegrityError for a unique-key race...).
-            raise DBAPIError.instance(sql, params, exc, dbapi.Error, dialect=conn.dialect) from exc
-        finally:
+                rows = [{**fixed, **row} for row in many] if fixed else many
+                cursor.executemany(sql, [_args(row, names, processors) for row in rows])
+        except Exception as exc:
             cursor.close()
+            dbapi = conn.dialect.loaded_dbapi
+            if isinstance(exc, dbapi.Error):
+                # The same exception classes SQLAlchemy raises (IntegrityError for a unique-key race...).
+                raise DBAPIError.instance(sql, params, exc, dbapi.Error, dialect=conn.dialect) from exc
+            raise
+        return cursor
 
 
 def _args(
     params: Mapping[str, Any], names: tuple[str, ...], processors: tuple[Callable[[Any], Any] | None, ...]
-) -> tuple[Any, ...]:
-    return tuple(
-        value if (process := processors[i]) is None or value is None else process(value)
-        for i, value in enumerate(params[name] for name in names)
-    )
+) -> list[Any]:
+    values = [params[name] for name in names]
+    for i, process in enumerate(processors):
+        if process is not None and values[i] is not None:
+            values[i] = process(values[i])
+    return values

@@ -31,10 +31,20 @@ class ExactDecimal(TypeDecorator[Decimal]):
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):
-    """An aware UTC instant: timestamptz on PostgreSQL, naive-UTC ISO text on SQLite."""
+    """An aware UTC instant: timestamptz on PostgreSQL, ``YYYY-MM-DD HH:MM:SS.ffffff`` UTC text on SQLite.
+
+    The SQLite text is the format SQLAlchemy's own DATETIME uses (so it sorts and compares in time
+    order), written directly: the tender path binds a dozen instants and a second conversion layer
+    cost more than the statement.
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(26))
+        return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
         if value is None:
@@ -42,11 +52,15 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             raise ValueError("UtcDateTime needs an aware datetime")
         value = value.astimezone(dt.UTC)
-        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+        if dialect.name == "postgresql":
+            return value
+        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
+        if isinstance(value, str):
+            return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
         return value.astimezone(dt.UTC)  # type: ignore[no-any-return]
