@@ -212,62 +212,69 @@ class _Realize:
         )
 
     def _messages(self, effects: list[rules.Effect], link: _Link | None) -> dict[tuple[str, str], str | None]:
-        """Queue one message per template (the first rule asking for it); None where none could go."""
-        ids: dict[tuple[str, str], str | None] = {}
-        queued: dict[str, str | None] = {}
-        for effect in effects:
-            if effect.target not in queued:
-                queued[effect.target] = self._message(
-                    effect, self.campaign.message_templates[effect.target], link
-                )
-                ids[(effect.rule, effect.target)] = queued[effect.target]
-            else:
-                ids[(effect.rule, effect.target)] = None
-        return ids
+        """Queue one message per template (the first rule asking for it); None where none could go.
 
-    def _message(self, effect: rules.Effect, template: MessageTemplate, link: _Link | None) -> str | None:
-        sale, profile = self.sale, self.sale.profile
-        recipient = (
-            None if profile is None else (profile.email if template.channel == "email" else profile.phone)
+        A customer without the template's contact, or who opted out of that channel, gets no message.
+        """
+        profile = self.sale.profile
+        contacts = {"email": profile.email, "sms": profile.phone} if profile else {}
+        first: dict[str, rules.Effect] = {}
+        for effect in effects:
+            first.setdefault(effect.target, effect)
+        wanted = {
+            target: (effect, template, recipient)
+            for target, effect in first.items()
+            if (recipient := contacts.get((template := self.campaign.message_templates[target]).channel))
+        }
+        opted_out = optouts.opted_out(
+            self.conn, **self.scope, recipients=[recipient for _, _, recipient in wanted.values()]
         )
-        if recipient is None:
-            return None
-        if optouts.is_opted_out(self.conn, **self.scope, channel=template.channel, recipient=recipient):
-            return None
+        rows = [
+            self._message_row(effect, template, recipient, link)
+            for effect, template, recipient in wanted.values()
+            if (template.channel, recipient) not in opted_out
+        ]
+        if rows:
+            _INSERT_MESSAGE.execute_many(self.conn, rows)
+        queued = {row["template_id"]: row["id"] for row in rows}
+        return {
+            (effect.rule, effect.target): queued.get(effect.target)
+            if first[effect.target] is effect
+            else None
+            for effect in effects
+        }
+
+    def _message_row(
+        self, effect: rules.Effect, template: MessageTemplate, recipient: str, link: _Link | None
+    ) -> dict[str, Any]:
+        sale = self.sale
         token = secrets.token_urlsafe(24)
         values = self._values(link)
-        optout_url = f"{self.base_url}/u/{token}"
-        body = fill(template.body, values) + f"\n\nNo more messages: {optout_url}"
+        body = fill(template.body, values) + f"\n\nNo more messages: {self.base_url}/u/{token}"
         due = sale.now
         if template.channel == "sms":
-            due = quiet.next_allowed(
-                sale.now, sale.location.timezone, quiet.parse_window(sale.location.quiet_hours)
-            )
-        message_id = new_id()
-        _INSERT_MESSAGE.execute(
-            self.conn,
-            {
-                **self.scope,
-                "id": message_id,
-                "location_id": sale.location.id,
-                "transaction_id": sale.id,
-                "rule": effect.rule,
-                "template_id": template.id,
-                "channel": template.channel,
-                "recipient": recipient,
-                "subject": fill(template.subject, values) if template.subject else None,
-                "body": body,
-                "optout_token": token,
-                "status": "queued",
-                "attempts": 0,
-                "next_attempt_at": due,
-                "lease_until": None,
-                "last_error": None,
-                "created_at": sale.now,
-                "sent_at": None,
-            },
-        )
-        return message_id
+            window = quiet.parse_window(sale.location.quiet_hours)
+            due = quiet.next_allowed(sale.now, sale.location.timezone, window)
+        return {
+            **self.scope,
+            "id": new_id(),
+            "location_id": sale.location.id,
+            "transaction_id": sale.id,
+            "rule": effect.rule,
+            "template_id": template.id,
+            "channel": template.channel,
+            "recipient": recipient,
+            "subject": fill(template.subject, values) if template.subject else None,
+            "body": body,
+            "optout_token": token,
+            "status": "queued",
+            "attempts": 0,
+            "next_attempt_at": due,
+            "lease_until": None,
+            "last_error": None,
+            "created_at": sale.now,
+            "sent_at": None,
+        }
 
     def _values(self, link: _Link | None) -> dict[str, str]:
         sale, profile = self.sale, self.sale.profile

@@ -51,6 +51,7 @@ class PathCanon:
 
     def __init__(self, templates: Iterable[str]) -> None:
         self._routes: dict[int, list[list[str | None]]] = {}
+        self._seen: dict[str, str] = {}
         for template in templates:
             parts = template.strip("/").split("/")
             shape = [None if p.startswith("{") else p for p in parts]
@@ -58,6 +59,14 @@ class PathCanon:
 
     def canonical(self, path: str) -> str:
         """``/Pos/pax/StartInteraction`` → ``/pos/pax/startInteraction``; unknown paths unchanged."""
+        known = self._seen.get(path)
+        if known is None:
+            known = self._canonical(path)
+            if len(self._seen) < 10_000:  # a POS hits a handful of paths; junk must not grow this
+                self._seen[path] = known
+        return known
+
+    def _canonical(self, path: str) -> str:
         parts = path.strip("/").split("/")
         for shape in self._routes.get(len(parts), ()):
             if all(s is None or s.lower() == p.lower() for s, p in zip(shape, parts, strict=True)):

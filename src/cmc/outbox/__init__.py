@@ -1,7 +1,7 @@
 """The notification outbox: message rows written with the sale, sent by a dispatcher.
 
 - ``quiet``: quiet hours (pure): ``parse_window``, ``next_allowed``.
-- ``optouts``: ``opt_out`` (the ``/u/{token}`` page) and ``is_opted_out`` (marketing, dispatcher).
+- ``optouts``: ``opt_out`` (the ``/u/{token}`` page), ``opted_out`` (marketing) and ``is_opted_out``.
 - ``queue``: the rows' state transitions (claim, sent, failed), each one short transaction.
 - ``senders``: SMTP, Twilio-style SMS over HTTP, and the log sender.
 - ``dispatch``: ``Dispatcher`` (``run_once(now)``, ``start()``/``stop()``), retry delays.

@@ -1,13 +1,14 @@
 """Opt-outs: a contact that visited ``/u/{token}`` gets no more messages from that merchant.
 
 An opt-out covers one (POS system, company, channel, recipient): the merchant whose message
-carried the link, on the channel it came by. Marketing checks ``is_opted_out`` before it queues a
+carried the link, on the channel it came by. Marketing checks ``opted_out`` before it queues a
 message, and the dispatcher checks again just before sending, so a message queued before the
 visit is suppressed rather than sent.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, exists, select
@@ -27,6 +28,30 @@ _OPTED_OUT = Prepared(
         _o.c.recipient == bindparam("recipient"),
     )
 )
+
+
+@functools.cache
+def _opted_out_query(count: int) -> Prepared:
+    return Prepared(
+        select(_o.c.channel, _o.c.recipient).where(
+            _o.c.pos_system_id == bindparam("pos"),
+            _o.c.company_id == bindparam("company"),
+            _o.c.recipient.in_([bindparam(f"r{n}") for n in range(count)]),
+        )
+    )
+
+
+def opted_out(
+    conn: Connection, *, pos_system_id: str, company_id: str, recipients: list[str]
+) -> set[tuple[str, str]]:
+    """The (channel, recipient) pairs among ``recipients`` that opted out of this company's messages."""
+    if not recipients:
+        return set()
+    params = {f"r{n}": recipient for n, recipient in enumerate(recipients)}
+    params.update(pos=pos_system_id, company=company_id)
+    return {
+        (channel, recipient) for channel, recipient in _opted_out_query(len(recipients)).all(conn, params)
+    }
 
 
 def opt_out(conn: Connection, token: str, *, now: datetime) -> bool:
