@@ -57,12 +57,14 @@ pytestmark = [
 class Server:
     """The real app under uvicorn on a loopback port, in a background thread."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, database_url: str) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.settings = make_settings(tmp_path, public_url=self.url, dispatcher=False)
+        self.settings = make_settings(
+            tmp_path, database_url=database_url, public_url=self.url, dispatcher=False
+        )
         apply_registry(self.settings, registry_with_marketing(tmp_path, {**MARKETING, "rules": RULES}))
         config = uvicorn.Config(
             create_app(self.settings), log_level="warning", lifespan="on", timeout_graceful_shutdown=2
@@ -88,8 +90,8 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    with Server(tmp_path) as running:
+def server(tmp_path: Path, database_url: str) -> Iterator[Server]:
+    with Server(tmp_path, database_url) as running:
         yield running
 
 
