@@ -30,6 +30,7 @@ from cmc_client import wire
 REVERSAL_TYPES = frozenset({"refund", "return", "void"})
 MAX_AMOUNT = Decimal("1e12")
 MAX_DECIMALS = 6
+_SMALLEST = Decimal(1).scaleb(-MAX_DECIMALS)
 EARLIEST = datetime(1970, 1, 1)
 LATEST = datetime(2200, 1, 1)
 """Sales happen in this range; outside it a date is a POS bug (and would overflow time zone maths)."""
@@ -49,7 +50,7 @@ _INSERT = Prepared(insert(_t), keys=[c.name for c in _t.columns])
 _INSERT_PRODUCTS = Prepared(
     insert(tables.transaction_products), keys=[c.name for c in tables.transaction_products.columns]
 )
-_hash_encode = msgspec.json.Encoder(order="sorted").encode
+_hash_encode = msgspec.json.Encoder().encode  # Structs encode in field order: the same body, the same bytes
 
 
 @dataclass(frozen=True)
@@ -251,8 +252,7 @@ def _amount_problem(value: Decimal) -> str | None:
         return "must be a finite number"
     if abs(value) >= MAX_AMOUNT:
         return "is too large"
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -MAX_DECIMALS:
+    if value != value.quantize(_SMALLEST):
         return f"has more than {MAX_DECIMALS} decimal places"
     return None
 

@@ -44,6 +44,17 @@ class Metrics:
         self.transactions = Counter(
             "cmc_transactions", "SendTransaction outcomes", ["outcome"], registry=self.registry
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request and its latency (labelled series looked up once, then reused)."""
+        key = (method, route, status)
+        series = self._children.get(key)
+        if series is None:
+            series = (self.requests.labels(method, route, str(status)), self.latency.labels(route))
+            self._children[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 class PathCanon:
@@ -110,8 +121,7 @@ class Edge:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("path_template") or "unmatched"
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(elapsed)
+            self.metrics.observe(scope["method"], route, status, elapsed)
             if self.access_log:
                 log.info(
                     "request",
