@@ -209,6 +209,11 @@ class CfsFeed:
             return await self._poll()
 
     async def _poll(self) -> int:
+        if not self._subscribers:
+            # No screen is connected to this process: skip what it would have read, cheaply.
+            self._gaps.clear()
+            self.last_id = max(self.last_id, await self._db.read(latest_id))
+            return 0
         now = asyncio.get_running_loop().time()
         self._gaps = {i: until for i, until in self._gaps.items() if until > now}
         late = await self._db.read(events_with_ids, sorted(self._gaps)) if self._gaps else []
