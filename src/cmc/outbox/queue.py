@@ -129,7 +129,24 @@ def mark_sent(conn: Connection, message: Claimed, *, now: datetime) -> bool:
 
 def mark_all_sent(conn: Connection, messages: list[Claimed], *, now: datetime) -> list[bool]:
     """``mark_sent`` for a whole pass in one transaction; for each message, whether it was still ours."""
-    return [mark_sent(conn, message, now=now) for message in messages]
+    _RECORD.execute_many(
+        conn, [{"message_id": m.id, "attempted_at": now, "ok": True, "error": None} for m in messages]
+    )
+    settled = _MARK_SENT.execute_many_count(
+        conn, [{"mid": m.id, "lease": m.lease_until, "now": now} for m in messages]
+    )
+    if settled == len(messages):
+        return [True] * len(messages)
+    # Some lease was lost to another worker (rare): find out which were still ours.
+    m = tables.messages
+    ours = set(
+        conn.execute(
+            select(m.c.id).where(
+                m.c.id.in_([x.id for x in messages]), m.c.status == "sent", m.c.sent_at == now
+            )
+        ).scalars()
+    )
+    return [x.id in ours for x in messages]
 
 
 def mark_failed(

@@ -74,6 +74,14 @@ class Prepared:
         """Run once per row of parameters."""
         self._run(conn, None, many=rows).close()
 
+    def execute_many_count(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Run once per row of parameters; returns the total number of rows affected."""
+        cursor = self._run(conn, None, many=rows)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
     def _run(
         self, conn: Connection, params: Mapping[str, Any] | None, *, many: Iterable[Mapping[str, Any]] = ()
     ) -> Any:
