@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Table, delete, insert, select, update
 from cmc import campaign, credentials, rules
 from cmc.errors import RegistryError
 from cmc.store import notifications, tables
+from cmc_client import wire
 
 _IdStr = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^/\s]+$")]
 """Ids appear in URL paths: no slashes, no spaces."""
@@ -65,13 +66,8 @@ class ClientSpec(Spec):
     secret: str
 
 
-class SettingsSpec(Spec):
-    isCheckInMenuEnabled: bool = False
-    isTransactionsEnabled: bool = True
-    isPosRulesEnabled: bool = True
-    isReceiptPromotionEnabled: bool = False
-    isCouponsEnabled: bool = False
-    isProductsImportEnabled: bool = False
+class SettingsSpec(wire.CompanySettings, forbid_unknown_fields=True):
+    """ClearLine's six feature flags, as the settings lookup answers them; a misspelt flag is refused."""
 
 
 class PosSystemSpec(Spec):
