@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None) -> Edge:
             marketing=Marketing(base_url=settings.base_url),
             feed=feed,
         )
+        # Everything built so far lives as long as the process: keep the collector from rescanning it.
+        gc.freeze()
         try:
             yield
         finally:
