@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -16,6 +15,7 @@ from cmc.errors import (
     SessionNotFound,
     TerminalNotFound,
 )
+from cmc.ids import new_id
 from cmc.store import tables
 from cmc.store.prepared import Prepared
 from cmc.store.types import UtcDateTime
@@ -58,8 +58,8 @@ def resolve_terminal(
 def start(
     conn: Connection, pos: PosSystem, location: Location, terminal_id: str, *, now: datetime, ttl: timedelta
 ) -> str:
-    """Open a session; returns its id (a GUID, as ClearLine's)."""
-    session_id = str(uuid.uuid4())
+    """Open a session; its id is a GUID like ClearLine's, time-ordered (74 random bits) for locality."""
+    session_id = new_id()
     _INSERT.execute(
         conn,
         {

@@ -12,7 +12,6 @@ an identifier that already belongs to another profile is recorded as a conflict 
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +21,7 @@ from typing import NamedTuple
 import phonenumbers
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from cmc.ids import new_id
 from cmc.store import tables
 from cmc.store.prepared import Prepared
 from cmc_client import wire
@@ -238,7 +238,7 @@ def peek(
     has_card = any(i.kind == "card" for i in claim.identifiers)
     if result.profile_id is None:
         state = ProfileState(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             is_new=True,
             first_name=claim.first_name,
             last_name=claim.last_name,
