@@ -264,7 +264,7 @@ def record(results: dict[str, load.Result], labels: dict[str, str], options: loa
     """Append a dated section with the machine, the load and the table to RESULTS.md."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"## {stamp} (commit {git_revision()})",
+        f"### {stamp} (commit {git_revision()})",
         "",
         f"- Machine: {machine()}",
         f"- Load: {options.concurrency} keep-alive connections on loopback, {options.warmup:.0f} s warm-up, "
