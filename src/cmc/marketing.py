@@ -248,7 +248,9 @@ class _Realize:
         self, effect: rules.Effect, template: MessageTemplate, recipient: str, link: _Link | None
     ) -> dict[str, Any]:
         sale = self.sale
-        token = secrets.token_urlsafe(24)
+        # Time-ordered prefix, random tail (96 bits): unguessable, and new tokens land at the end of
+        # their unique index instead of on a random page of it.
+        token = new_id().replace("-", "") + secrets.token_urlsafe(12)
         values = self._values(link)
         body = fill(template.body, values) + f"\n\nNo more messages: {self.base_url}/u/{token}"
         due = sale.now

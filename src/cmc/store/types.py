@@ -49,12 +49,13 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
     def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("UtcDateTime needs an aware datetime")
-        value = value.astimezone(dt.UTC)
+        if value.tzinfo is not dt.UTC:
+            if value.tzinfo is None:
+                raise ValueError("UtcDateTime needs an aware datetime")
+            value = value.astimezone(dt.UTC)
         if dialect.name == "postgresql":
             return value
-        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return value.isoformat(sep=" ", timespec="microseconds")[:26]  # without the "+00:00"
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
