@@ -6,8 +6,9 @@ import time
 from datetime import UTC, datetime
 
 import msgspec
-from litestar import Response, get, post
+from litestar import get, post
 from litestar.params import FromPath
+from litestar.response.base import ASGIResponse
 
 from cmc import auth, dry_run, interactions, transactions
 from cmc.api import HttpRequest
@@ -24,6 +25,11 @@ _encode = msgspec.json.Encoder().encode
 JSON = "application/json"
 
 
+def json_response(body: bytes) -> ASGIResponse:
+    """A 200 JSON answer, built as Litestar's low-level response: the hot routes skip its conversion step."""
+    return ASGIResponse(body=body, media_type=JSON, status_code=200)
+
+
 def _pos_system(services: Services, request: HttpRequest, pos_system_id: str) -> PosSystem:
     """Authenticate the caller and return the POS system it acts for."""
     principal = services.tokens.verify(request.headers.get("authorization"), now=time.time())
@@ -35,7 +41,7 @@ def _pos_system(services: Services, request: HttpRequest, pos_system_id: str) ->
 
 
 @post("/pos/{pos_system_id:str}/startInteraction", status_code=200)
-async def start_interaction(request: HttpRequest, pos_system_id: FromPath[str]) -> Response[bytes]:
+async def start_interaction(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
     """StartInteraction: open a session for the coming transaction."""
     services = Services.of(request)
     pos = _pos_system(services, request, pos_system_id)
@@ -57,11 +63,11 @@ async def start_interaction(request: HttpRequest, pos_system_id: FromPath[str]) 
             now=datetime.now(UTC),
             ttl=services.settings.session_ttl,
         )
-    return Response(_encode(interactions.response(body, pos, session_id)), media_type=JSON)
+    return json_response(_encode(interactions.response(body, pos, session_id)))
 
 
 @post("/pos/{pos_system_id:str}/transaction", status_code=200)
-async def send_transaction(request: HttpRequest, pos_system_id: FromPath[str]) -> Response[bytes]:
+async def send_transaction(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
     """SendTransaction: store the sale once, resolve the customer, run marketing, answer."""
     services = Services.of(request)
     pos = _pos_system(services, request, pos_system_id)
@@ -69,7 +75,7 @@ async def send_transaction(request: HttpRequest, pos_system_id: FromPath[str]) -
     transactions.validate(tx)
     if not pos.accepted:
         services.metrics.transactions.labels("not-accepted").inc()
-        return Response(_encode(_not_accepted(pos)), media_type=JSON)
+        return json_response(_encode(_not_accepted(pos)))
     if not pos.settings.get("isTransactionsEnabled", True):
         raise Forbidden("Transactions are disabled for this POS system (isTransactionsEnabled is false).")
     location = interactions.resolve_terminal(
@@ -84,7 +90,7 @@ async def send_transaction(request: HttpRequest, pos_system_id: FromPath[str]) -
         preview = await services.db.read(
             dry_run.preview, tx, pos=pos, company=company, location=location, now=datetime.now(UTC)
         )
-        return Response(preview, media_type=JSON)
+        return json_response(preview)
     try:
         outcome = await services.record(
             tx, pos=pos, company=company, location=location, now=datetime.now(UTC)
@@ -93,34 +99,34 @@ async def send_transaction(request: HttpRequest, pos_system_id: FromPath[str]) -
         services.metrics.transactions.labels(type(exc).__name__).inc()
         raise
     services.metrics.transactions.labels("replayed" if outcome.replayed else "created").inc()
-    return Response(outcome.body, media_type=JSON)
+    return json_response(outcome.body)
 
 
 @get("/v2/pos/{pos_system_id:str}/settings/lookup")
-async def settings_lookup(request: HttpRequest, pos_system_id: FromPath[str]) -> Response[bytes]:
+async def settings_lookup(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
     """Settings lookup, guide form (no body): the POS system's feature flags."""
     pos = _pos_system(Services.of(request), request, pos_system_id)
-    return Response(_encode(_settings(pos, company_id=None)), media_type=JSON)
+    return json_response(_encode(_settings(pos, company_id=None)))
 
 
 @post("/v2/pos/{pos_system_id:str}/settings/lookup", status_code=200)
-async def settings_lookup_for_company(request: HttpRequest, pos_system_id: FromPath[str]) -> Response[bytes]:
+async def settings_lookup_for_company(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
     """Settings lookup, API-reference form (``{"posCompanyId"}``)."""
     services = Services.of(request)
     pos = _pos_system(services, request, pos_system_id)
     body = await decode_json(request, _settings_decoder)
     known = (pos.id, body.posCompanyId) in services.directory.current.companies
-    return Response(_encode(_settings(pos, company_id=body.posCompanyId, known=known)), media_type=JSON)
+    return json_response(_encode(_settings(pos, company_id=body.posCompanyId, known=known)))
 
 
 @get("/pos/{pos_system_id:str}/settings/{pos_company_id:str}")
 async def legacy_settings(
     request: HttpRequest, pos_system_id: FromPath[str], pos_company_id: FromPath[str]
-) -> Response[bytes]:
+) -> ASGIResponse:
     """Legacy settings form: ``{"data": {"settings": {...}}}``."""
     pos = _pos_system(Services.of(request), request, pos_system_id)
     flags = msgspec.convert(pos.settings, wire.CompanySettings)
-    return Response(_encode({"data": {"settings": flags}}), media_type=JSON)
+    return json_response(_encode({"data": {"settings": flags}}))
 
 
 def _settings(pos: PosSystem, *, company_id: str | None, known: bool = True) -> wire.SettingsResponse:
