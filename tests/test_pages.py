@@ -21,8 +21,9 @@ from sqlalchemy import func, insert, select
 
 from cmc import links
 from cmc.api.app import create_app
-from cmc.api.pages import fill, mask
+from cmc.api.pages import mask
 from cmc.cfs_feed import CfsEvent, CfsFeed, Subscription
+from cmc.placeholders import fill
 from cmc.store import tables
 from cmc.store.database import Database
 from support import REGISTRY, Api, Lifespan, apply_registry, make_settings

@@ -35,6 +35,7 @@ from cmc.cfs_feed import CfsEvent, CfsFeed, events_after, last_event
 from cmc.directory import Company, Directory
 from cmc.errors import ApiError, NotFound
 from cmc.outbox.optouts import opt_out
+from cmc.placeholders import fill
 from cmc.qr import qr_png, qr_svg
 from cmc.store import tables
 
@@ -54,8 +55,6 @@ REPLAY_WINDOW = timedelta(minutes=1)
 DEFAULT_INTERVAL = 6.0
 IMMUTABLE = "public, max-age=31536000, immutable"
 _CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_GONE = "\x00"
 WELCOME = [{"title": "Welcome", "body": ""}]
 
 
@@ -266,18 +265,6 @@ def cfs_templates(config: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
         ]
         templates[str(template["id"])] = slides or WELCOME
     return templates
-
-
-def fill(text: str, values: Mapping[str, str]) -> str:
-    """Replace ``{name}`` placeholders with ``values``; unknown ones vanish with the punctuation they strand.
-
-    ``"Thanks, {firstName}!"`` → ``"Thanks, Ada!"``, or ``"Thanks!"`` when the name is unknown. The
-    CFS page's script does the same on each live event.
-    """
-    out = _PLACEHOLDER.sub(lambda m: values.get(m[1]) or _GONE, text)
-    out = re.sub(r",[ \t]*\x00[ \t]*(?=[!?.])", "", out)
-    out = re.sub(r"[ \t]*\x00(?=[ \t]*[,!?.;:])", "", out)
-    return re.sub(r" {2,}", " ", out.replace(_GONE, "")).strip()
 
 
 def scalars(payload: Mapping[str, Any]) -> dict[str, str]:
