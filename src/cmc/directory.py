@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zoneinfo
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -77,8 +76,6 @@ class Directory:
     pos_systems: dict[str, PosSystem] = field(default_factory=dict)
     companies: dict[tuple[str, str], Company] = field(default_factory=dict)
     locations: dict[tuple[str, str], Location] = field(default_factory=dict)
-    extensions: dict[str, Any] = field(default_factory=dict)
-    """Derived per-snapshot data other modules attach (compiled rules), rebuilt with the snapshot."""
 
 
 def load(conn: Connection) -> Directory:
@@ -128,17 +125,12 @@ def load(conn: Connection) -> Directory:
     )
 
 
-Enricher = Callable[[Directory], Directory]
-"""Builds derived data (e.g. compiled rules) into a fresh snapshot before it is published."""
-
-
 class DirectoryCache:
     """The current snapshot, refreshed in the background when the registry version moves."""
 
-    def __init__(self, db: Database, *, refresh: timedelta, enrich: Enricher | None = None) -> None:
+    def __init__(self, db: Database, *, refresh: timedelta) -> None:
         self._db = db
         self._refresh = refresh.total_seconds()
-        self._enrich = enrich or (lambda snapshot: snapshot)
         self.current = Directory()
         self._task: asyncio.Task[None] | None = None
         self._nudge = asyncio.Event()
@@ -157,7 +149,7 @@ class DirectoryCache:
 
     async def reload(self) -> None:
         """Load a fresh snapshot now."""
-        self.current = self._enrich(await self._db.read(load))
+        self.current = await self._db.read(load)
 
     def wake(self) -> None:
         """Check the registry version now rather than at the next tick (a NOTIFY said it moved)."""

@@ -25,7 +25,8 @@
         ├── Gone                410
         │   └── SessionExpired
         ├── PayloadTooLarge     413
-        └── UnsupportedMediaType 415
+        ├── UnsupportedMediaType 415
+        └── NotReady            503  the store does not answer (``/ready``)
 
 A class's docstring is its default message. Routes never catch these: the problem-details handler
 in ``cmc.api.problems`` turns them into responses.
@@ -195,3 +196,9 @@ class UnsupportedMediaType(ApiError):
     """Send the body as application/json."""
 
     status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
+
+
+class NotReady(ApiError):
+    """The store is not reachable."""
+
+    status, title, slug = 503, "Service Unavailable", "not-ready"

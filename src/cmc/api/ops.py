@@ -7,14 +7,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cmc.api import HttpRequest, openapi
 from cmc.api.services import Services
-from cmc.errors import ApiError
+from cmc.errors import NotReady
 from cmc.store.database import ping
-
-
-class NotReady(ApiError):
-    """The store is not reachable."""
-
-    status, title, slug = 503, "Service Unavailable", "not-ready"
 
 
 @get("/health")
