@@ -7,7 +7,7 @@ import base64
 import copy
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 import pg_databases
 from cmc import registry
 from cmc.api.app import create_app
+from cmc.clock import system_clock
 from cmc.config import Settings
 from cmc.store import migrate
 from cmc.store.database import Database
@@ -73,6 +74,20 @@ SEED_TRANSACTION: dict[str, Any] = {
 }
 
 _ids = itertools.count(1)
+
+
+class ManualClock:
+    """A clock tests move by hand (``create_app(clock=...)``): time passes only when told to."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        """Move the clock forward by ``timedelta(**delta)``."""
+        self.now += timedelta(**delta)
 
 
 def unique(prefix: str = "tx") -> str:
@@ -241,10 +256,10 @@ def api_factory(tmp_path: Path, database_url: str) -> Callable[..., Any]:
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[Api]:
+    async def start(*, clock: ManualClock | None = None, **overrides: Any) -> AsyncIterator[Api]:
         settings = make_settings(tmp_path, **{"database_url": database_url, **overrides})
         await asyncio.to_thread(apply_registry, settings)
-        app = create_app(settings)
+        app = create_app(settings, clock=clock or system_clock)
         async with Lifespan(app):
             transport = httpx2.ASGITransport(app=app)
             async with httpx2.AsyncClient(transport=transport, base_url="http://cmc.test") as http:
@@ -269,5 +284,5 @@ async def count_rows(api: Api, table: str) -> int:
         await db.close()
 
 
-__all__ = ["SEED_TRANSACTION", "Api", "Lifespan", "apply_registry", "count_rows", "make_settings",
+__all__ = ["SEED_TRANSACTION", "Api", "Lifespan", "ManualClock", "apply_registry", "count_rows", "make_settings",
            "seed_transaction", "timedelta", "unique"]  # fmt: skip

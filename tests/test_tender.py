@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text
 
 from cmc.store import tables
-from support import Api, count_rows, seed_transaction, unique
+from support import Api, ManualClock, count_rows, seed_transaction, unique
 
 
 async def fetch(api: Api, query: Any) -> list[Any]:
@@ -150,11 +150,10 @@ async def test_session_carries_one_transaction(api: Api) -> None:
 
 
 async def test_expired_session_is_410(api_factory: Any) -> None:
-    async with api_factory(session_ttl=timedelta(milliseconds=1)) as api:
+    clock = ManualClock()
+    async with api_factory(session_ttl=timedelta(minutes=15), clock=clock) as api:
         session = await api.session()
-        import asyncio
-
-        await asyncio.sleep(0.01)
+        clock.advance(minutes=15, seconds=1)
         body = problem(await api.send(seed_transaction(sessionId=session)), 410)
         assert body["type"].endswith("session-expired")
         assert await count_rows(api, "transactions") == 0
@@ -239,11 +238,10 @@ async def test_missing_or_invalid_token_is_401(api: Api, header: str | None) -> 
 
 
 async def test_expired_token_is_401(api_factory: Any) -> None:
-    async with api_factory(token_ttl=timedelta(seconds=1)) as api:
+    clock = ManualClock()
+    async with api_factory(token_ttl=timedelta(seconds=1), clock=clock) as api:
         token = await api.token()
-        import asyncio
-
-        await asyncio.sleep(1.1)
+        clock.advance(seconds=1.1)
         answer = await api.http.post(
             "/pos/pax/startInteraction",
             json={"terminalId": "term5", "posLocationId": "loc5"},
@@ -379,3 +377,39 @@ async def test_everything_commits_atomically_or_not_at_all(api: Api) -> None:
         assert await count_rows(api, table) == 0, table
     [row] = await fetch(api, select(tables.interaction_sessions.c.transaction_id))
     assert row.transaction_id is None
+
+
+async def test_a_pos_reads_back_the_stored_answer(api: Api) -> None:
+    body = seed_transaction()
+    first = await api.tender(body)
+    token = {"Authorization": f"Bearer {await api.token()}"}
+    stored = await api.http.get(f"/pos/pax/transaction/{body['transactionId']}", headers=token)
+    assert stored.status_code == 200 and stored.content == first.content
+    assert stored.headers["content-type"].startswith("application/json")
+    named = await api.http.get(
+        f"/pos/pax/transaction/{body['transactionId']}", params={"posCompanyId": "comp5"}, headers=token
+    )
+    assert named.content == first.content
+    other_company = await api.http.get(
+        f"/pos/pax/transaction/{body['transactionId']}", params={"posCompanyId": "comp6"}, headers=token
+    )
+    assert problem(other_company, 404)["type"].endswith("transaction-not-found")
+    problem(await api.http.get("/pos/pax/transaction/never-sent", headers=token), 404)
+    clover = {"Authorization": f"Bearer {await api.token('clover')}"}
+    problem(await api.http.get(f"/pos/pax/transaction/{body['transactionId']}", headers=clover), 403)
+    # Another POS system never sees pax's transactions, even with the same id.
+    problem(await api.http.get(f"/pos/clover/transaction/{body['transactionId']}", headers=clover), 404)
+    problem(await api.http.get(f"/pos/pax/transaction/{body['transactionId']}"), 401)
+
+
+async def test_reading_back_a_transaction_id_two_companies_share_needs_the_company(api: Api) -> None:
+    shared_id = unique("shared")
+    await api.tender(seed_transaction(transactionId=shared_id))
+    await api.tender(seed_transaction(transactionId=shared_id, terminalId="term9", posLocationId="loc9"))
+    token = {"Authorization": f"Bearer {await api.token()}"}
+    body = problem(await api.http.get(f"/pos/pax/transaction/{shared_id}", headers=token), 400)
+    assert "posCompanyId" in body["errors"]
+    named = await api.http.get(
+        f"/pos/pax/transaction/{shared_id}", params={"posCompanyId": "comp6"}, headers=token
+    )
+    assert named.status_code == 200 and named.json()["data"]["profile"] is not None

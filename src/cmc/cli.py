@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from cmc import demo, logs, registry
+from cmc.clock import system_clock
 from cmc.config import Settings
 from cmc.errors import CmcError
 from cmc.store import migrate
@@ -170,7 +171,13 @@ def _rules_test(args: argparse.Namespace, settings: Settings) -> int:
     db = _open(settings)
     try:
         migrate.upgrade(db)
-        answer = db.run_sync(dry_run.explain_file, raw, pos_system_id=args.pos_system, source=args.file)
+        answer = db.run_sync(
+            dry_run.explain_file,
+            raw,
+            pos_system_id=args.pos_system,
+            source=args.file,
+            now=system_clock(),
+        )
     finally:
         asyncio.run(db.close())
     print(answer.json if args.json else answer.text)

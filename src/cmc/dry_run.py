@@ -8,7 +8,7 @@ customer profile as it would be after this transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import msgspec
 from sqlalchemy import Connection
@@ -76,7 +76,9 @@ class Explained:
     json: str
 
 
-def explain_file(conn: Connection, raw: bytes, *, pos_system_id: str | None, source: str) -> Explained:
+def explain_file(
+    conn: Connection, raw: bytes, *, pos_system_id: str | None, source: str, now: datetime
+) -> Explained:
     """Dry-run a transaction read from a file (``sessionId`` may be left out)."""
     try:
         body = msgspec.json.decode(raw)
@@ -99,7 +101,7 @@ def explain_file(conn: Connection, raw: bytes, *, pos_system_id: str | None, sou
     except ApiError as exc:
         raise CmcError(exc.detail) from None
     company = snapshot.companies[(pos.id, location.company_id)]
-    answer = preview(conn, tx, pos=pos, company=company, location=location, now=datetime.now(UTC))
+    answer = preview(conn, tx, pos=pos, company=company, location=location, now=now)
     text = msgspec.json.decode(answer)["data"]["text"]
     return Explained(text=text, json=answer.decode())
 

@@ -17,6 +17,7 @@
         │   ├── TerminalNotFound
         │   ├── LocationNotFound
         │   ├── SessionNotFound
+        │   ├── TransactionNotFound
         │   └── RouteNotFound
         ├── MethodNotAllowed    405
         ├── Conflict            409
@@ -148,6 +149,12 @@ class SessionNotFound(NotFound):
     """Unknown sessionId: call startInteraction first."""
 
     slug = "session-not-found"
+
+
+class TransactionNotFound(NotFound):
+    """CMC has no such transaction."""
+
+    slug = "transaction-not-found"
 
 
 class MethodNotAllowed(ApiError):

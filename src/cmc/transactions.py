@@ -47,6 +47,11 @@ _FIND = Prepared(
     )
 )
 _INSERT = Prepared(insert(_t), keys=[c.name for c in _t.columns])
+_STORED = select(_t.c.company_id, _t.c.response).where(
+    _t.c.pos_system_id == bindparam("pos"),
+    _t.c.company_id.in_(bindparam("companies", expanding=True)),
+    _t.c.pos_transaction_id == bindparam("tx"),
+)
 _INSERT_PRODUCTS = Prepared(
     insert(tables.transaction_products), keys=[c.name for c in tables.transaction_products.columns]
 )
@@ -206,6 +211,14 @@ def record(
             ],
         )
     return Outcome(body=body, replayed=False)
+
+
+def stored_responses(
+    conn: Connection, *, pos_system_id: str, company_ids: list[str], transaction_id: str
+) -> dict[str, bytes]:
+    """The stored SendTransaction answers of ``transaction_id``, by company, among ``company_ids``."""
+    rows = conn.execute(_STORED, {"pos": pos_system_id, "companies": company_ids, "tx": transaction_id})
+    return {row.company_id: bytes(row.response) for row in rows}
 
 
 def response_of(sale: Sale, reaction: Reaction) -> wire.TransactionResponse:

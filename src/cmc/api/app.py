@@ -17,6 +17,7 @@ from cmc.api.problems import handle_api_error, handle_http_exception, handle_une
 from cmc.api.services import Services
 from cmc.auth import Tokens, signing_key
 from cmc.cfs_feed import CfsFeed
+from cmc.clock import Clock, system_clock
 from cmc.config import Settings
 from cmc.directory import DirectoryCache
 from cmc.errors import ApiError
@@ -28,8 +29,8 @@ from cmc.store.database import Database, libpq_dsn
 ROUTES = [token.token, *pos.ROUTES, *ops.ROUTES, *pages.ROUTES]
 
 
-def create_app(settings: Settings | None = None) -> Edge:
-    """The CMC service as an ASGI app (uvicorn's ``--factory`` target)."""
+def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> Edge:
+    """The CMC service as an ASGI app (uvicorn's ``--factory`` target); ``clock`` is its only time source."""
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
     metrics = Metrics()
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None) -> Edge:
             listener = notifications.Listener(libpq_dsn(settings.database_url), wake)
             await listener.start()
         # The in-process outbox dispatcher; turn it off (CMC_DISPATCHER=0) when `cmc worker`s send.
-        dispatcher = Dispatcher(db, settings) if settings.dispatcher else None
+        dispatcher = Dispatcher(db, settings, clock=clock) if settings.dispatcher else None
         if dispatcher is not None:
             await dispatcher.start()
         app.state.dispatcher = dispatcher
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> Edge:
             metrics=metrics,
             marketing=Marketing(base_url=settings.base_url),
             feed=feed,
+            clock=clock,
         )
         # Everything built so far lives as long as the process: keep the collector from rescanning it.
         gc.freeze()

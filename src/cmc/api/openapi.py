@@ -40,6 +40,8 @@ OPERATIONS = (
               wire.StartInteractionRequest, wire.StartInteractionResponse, (400, 401, 403, 404, 413, 415)),
     Operation("post", "/pos/{posSystemId}/transaction", "SendTransaction: post a tender",
               wire.TransactionRequest, wire.TransactionResponse, (400, 401, 403, 404, 409, 410, 413, 415)),
+    Operation("get", "/pos/{posSystemId}/transaction/{transactionId}", "GetTransaction: the stored answer",
+              None, wire.TransactionResponse, (400, 401, 403, 404)),
     Operation("get", "/v2/pos/{posSystemId}/settings/lookup", "POS settings (guide form)",
               None, wire.SettingsResponse, (401, 403)),
     Operation("post", "/v2/pos/{posSystemId}/settings/lookup", "POS settings for a company",
@@ -83,9 +85,10 @@ def _operation(op: Operation, refs: dict[type, Any]) -> dict[str, Any]:
         "responses": responses,
         "security": [{"bearer": []}] if op.auth else [{"basic": []}],
     }
-    if "{posSystemId}" in op.path:
+    names = [part[1:-1] for part in op.path.split("/") if part.startswith("{")]
+    if names:
         result["parameters"] = [
-            {"name": "posSystemId", "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names
         ]
     if op.request is not None:
         content = {media: {"schema": refs[op.request]} for media in JSON_BODY}

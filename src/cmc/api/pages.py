@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,8 @@ class FeedNotRunning(ApiError):
 @get("/s/{code:str}")
 async def short_link(request: HttpRequest, code: FromPath[str]) -> Redirect:
     """Count the scan and redirect to the widget's landing page."""
-    target = await Services.of(request).db.write(record_scan, code, now=datetime.now(UTC))
+    services = Services.of(request)
+    target = await services.db.write(record_scan, code, now=services.clock())
     if target is None:
         raise NotFound("No such short link.")
     headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -174,7 +175,7 @@ async def cfs_page(
     wanted = request.query_params.get("template")
     pinned = wanted is not None and wanted in templates
     current = wanted if pinned else next(iter(templates), None)
-    now = datetime.now(UTC)
+    now = services.clock()
     last = await services.db.read(last_event, (pos_system_id, terminal_id), since=now - GREETING_WINDOW)
     if last is not None and not pinned and str(last.payload.get("templateId")) in templates:
         current = str(last.payload.get("templateId"))
@@ -224,7 +225,7 @@ async def _stream(
         yield ServerSentEventMessage(event="ready", data="{}", retry=RECONNECT_MS)
         seen = 0
         if after is not None:
-            since = datetime.now(UTC) - REPLAY_WINDOW
+            since = services.clock() - REPLAY_WINDOW
             for event in await services.db.read(events_after, after, limit=20, key=key, since=since):
                 yield _message(event)
                 seen = event.id
@@ -331,7 +332,7 @@ async def unsubscribe_one_click(request: HttpRequest, token: FromPath[str]) -> R
 
 async def _unsubscribe(request: HttpRequest, token: str) -> Response[bytes]:
     services = Services.of(request)
-    contact = await services.db.write(opt_out_contact, token, now=datetime.now(UTC))
+    contact = await services.db.write(opt_out_contact, token, now=services.clock())
     if contact is None:
         lines = ["This unsubscribe link is not valid. It may have been mistyped."]
         return _page("message.html", heading="Link not found", lines=lines, status=404, cache="no-store")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
-
 import msgspec
 from litestar import get, post
 from litestar.params import FromPath
@@ -15,7 +12,7 @@ from cmc.api import HttpRequest
 from cmc.api.body import decode_json
 from cmc.api.services import Services
 from cmc.directory import PosSystem
-from cmc.errors import Forbidden, NotFound
+from cmc.errors import BadRequest, Forbidden, NotFound, TransactionNotFound
 from cmc_client import wire
 
 _start_decoder = msgspec.json.Decoder(wire.StartInteractionRequest)
@@ -32,7 +29,7 @@ def json_response(body: bytes) -> ASGIResponse:
 
 def _pos_system(services: Services, request: HttpRequest, pos_system_id: str) -> PosSystem:
     """Authenticate the caller and return the POS system it acts for."""
-    principal = services.tokens.verify(request.headers.get("authorization"), now=time.time())
+    principal = services.tokens.verify(request.headers.get("authorization"), now=services.clock().timestamp())
     auth.require_pos_system(principal, pos_system_id)
     pos = services.directory.current.pos_systems.get(principal.pos_system_id)
     if pos is None:
@@ -60,7 +57,7 @@ async def start_interaction(request: HttpRequest, pos_system_id: FromPath[str]) 
             pos,
             location,
             body.terminalId,
-            now=datetime.now(UTC),
+            now=services.clock(),
             ttl=services.settings.session_ttl,
         )
     return json_response(_encode(interactions.response(body, pos, session_id)))
@@ -88,18 +85,47 @@ async def send_transaction(request: HttpRequest, pos_system_id: FromPath[str]) -
     company = services.directory.current.companies[(pos.id, location.company_id)]
     if request.query_params.get("dryRun", "").lower() in {"true", "1"}:
         preview = await services.db.read(
-            dry_run.preview, tx, pos=pos, company=company, location=location, now=datetime.now(UTC)
+            dry_run.preview, tx, pos=pos, company=company, location=location, now=services.clock()
         )
         return json_response(preview)
     try:
-        outcome = await services.record(
-            tx, pos=pos, company=company, location=location, now=datetime.now(UTC)
-        )
+        outcome = await services.record(tx, pos=pos, company=company, location=location, now=services.clock())
     except Exception as exc:
         services.metrics.transactions.labels(type(exc).__name__).inc()
         raise
     services.metrics.transactions.labels("replayed" if outcome.replayed else "created").inc()
     return json_response(outcome.body)
+
+
+@get("/pos/{pos_system_id:str}/transaction/{transaction_id:str}")
+async def get_transaction(
+    request: HttpRequest, pos_system_id: FromPath[str], transaction_id: FromPath[str]
+) -> ASGIResponse:
+    """The stored SendTransaction answer of a transaction, byte for byte (reconciliation)."""
+    services = Services.of(request)
+    pos = _pos_system(services, request, pos_system_id)
+    wanted = request.query_params.get("posCompanyId")
+    companies = [c for (p, c) in services.directory.current.companies if p == pos.id]
+    if wanted is not None:
+        companies = [c for c in companies if c == wanted]
+    found = (
+        await services.db.read(
+            transactions.stored_responses,
+            pos_system_id=pos.id,
+            company_ids=companies,
+            transaction_id=transaction_id,
+        )
+        if companies
+        else {}
+    )
+    if not found:
+        raise TransactionNotFound(f"CMC has no transaction {transaction_id!r} for POS system {pos.id!r}.")
+    if len(found) > 1:
+        raise BadRequest(
+            "Several companies of this POS system have this transactionId: name one with posCompanyId.",
+            errors={"posCompanyId": [f"one of {', '.join(sorted(found))}"]},
+        )
+    return json_response(next(iter(found.values())))
 
 
 @get("/v2/pos/{pos_system_id:str}/settings/lookup")
@@ -147,4 +173,11 @@ def _not_accepted(pos: PosSystem) -> wire.TransactionResponse:
     )
 
 
-ROUTES = [start_interaction, send_transaction, settings_lookup, settings_lookup_for_company, legacy_settings]
+ROUTES = [
+    start_interaction,
+    send_transaction,
+    get_transaction,
+    settings_lookup,
+    settings_lookup_for_company,
+    legacy_settings,
+]

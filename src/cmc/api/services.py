@@ -12,6 +12,7 @@ from cmc.api import HttpRequest
 from cmc.api.edge import Metrics
 from cmc.auth import Tokens
 from cmc.cfs_feed import CfsFeed
+from cmc.clock import Clock, system_clock
 from cmc.config import Settings
 from cmc.directory import Company, DirectoryCache, Location, PosSystem
 from cmc.store.database import Database
@@ -30,6 +31,8 @@ class Services:
     marketing: transactions.Marketing = transactions.no_marketing
     feed: CfsFeed | None = None
     """The live CFS feed (``cmc.cfs_feed``); started with the app."""
+    clock: Clock = system_clock
+    """Where every route reads the time (tests pass their own)."""
 
     @staticmethod
     def of(request: HttpRequest) -> Services:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -28,7 +27,7 @@ async def token(request: HttpRequest) -> Response[bytes]:
     client_id, secret = auth.parse_basic(request.headers.get("authorization"))
     scope = auth.check_grant(form)
     pos_system_id = await services.db.read(auth.authenticate_client, client_id, secret)
-    access_token = services.tokens.issue(client_id, pos_system_id, now=datetime.now(UTC))
+    access_token = services.tokens.issue(client_id, pos_system_id, now=services.clock())
     answer = wire.TokenResponse(
         access_token=access_token, expires_in=int(services.tokens.ttl.total_seconds()), scope=scope
     )

@@ -10,27 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 import structlog
 
+from cmc.clock import Clock, system_clock
 from cmc.config import Settings
 from cmc.outbox import queue
 from cmc.outbox.quiet import next_allowed
 from cmc.outbox.senders import DeliveryFailed, Outgoing, PermanentFailure, Sender, senders_from
 from cmc.store.database import Database
 
-Clock = Callable[[], datetime]
-
 MAX_BACKOFF = timedelta(hours=1)
 JITTER = 0.2
 """Each retry delay is scaled by a random factor in [1 - JITTER, 1 + JITTER] so retries spread out."""
-
-
-def utcnow() -> datetime:
-    """The wall clock, aware UTC."""
-    return datetime.now(UTC)
 
 
 def retry_delay(
@@ -55,7 +49,7 @@ class Dispatcher:
         settings: Settings,
         *,
         senders: Mapping[str, Sender] | None = None,
-        clock: Clock = utcnow,
+        clock: Clock = system_clock,
         rng: random.Random | None = None,
         batch: int = 50,
         lease: timedelta = timedelta(minutes=2),
