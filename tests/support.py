@@ -284,5 +284,5 @@ async def count_rows(api: Api, table: str) -> int:
         await db.close()
 
 
-__all__ = ["SEED_TRANSACTION", "Api", "Lifespan", "ManualClock", "apply_registry", "count_rows", "make_settings",
-           "seed_transaction", "timedelta", "unique"]  # fmt: skip
+__all__ = ["SEED_TRANSACTION", "Api", "Lifespan", "ManualClock", "apply_registry", "count_rows",
+           "make_settings", "seed_transaction", "timedelta", "unique"]  # fmt: skip

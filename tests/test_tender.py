@@ -413,3 +413,48 @@ async def test_reading_back_a_transaction_id_two_companies_share_needs_the_compa
         f"/pos/pax/transaction/{shared_id}", params={"posCompanyId": "comp6"}, headers=token
     )
     assert named.status_code == 200 and named.json()["data"]["profile"] is not None
+
+
+def test_request_fingerprints_stay_what_stored_transactions_hold() -> None:
+    """Replays of transactions stored by earlier versions must still match their fingerprint."""
+    import msgspec
+
+    from cmc import transactions
+    from cmc_client import wire
+    from support import SEED_TRANSACTION
+
+    full = dict(SEED_TRANSACTION, sessionId="s-1", transactionId="tx-fixed")
+    minimal = {"sessionId": "s", "transactionId": "t-min", "terminalId": "term5", "posLocationId": "loc5"}
+    for body, expected in (
+        (full, "63a0b8bffaf46174fe2d97a0767003721bf4910776ec123d2f50a2891fe6ce1c"),
+        (minimal, "cb9c458bb6f7c2d53f29396c3fa4d7922dca5abfb060e60d373654048d3a5daa"),
+        (dict(minimal, products=None), "cb9c458bb6f7c2d53f29396c3fa4d7922dca5abfb060e60d373654048d3a5daa"),
+    ):
+        tx = msgspec.json.decode(json.dumps(body).encode(), type=wire.TransactionRequest)
+        assert transactions.request_hash(tx) == expected
+
+
+async def test_explicit_nulls_read_as_absent(api: Api) -> None:
+    body = seed_transaction(products=None)
+    body["customer"]["contacts"] = None
+    answer = await api.tender(body)
+    assert answer.status_code == 200, answer.text
+    lines = seed_transaction()
+    lines["products"][0]["quantity"] = None
+    answer = await api.tender(lines)
+    assert answer.status_code == 200, answer.text
+    # Null and absent are the same body: the replay with [] is not a conflict.
+    again = dict(body, products=[], sessionId=await api.session())
+    again["customer"] = dict(body["customer"], contacts=[])
+    assert (await api.send(again)).content == (await api.send(body)).content
+
+
+async def test_contacts_and_products_are_bounded(api: Api) -> None:
+    from cmc_client.wire import MAX_CONTACTS, MAX_PRODUCTS
+
+    many = seed_transaction()
+    many["customer"]["contacts"] = [{"email": f"c{n}@example.com"} for n in range(MAX_CONTACTS + 1)]
+    body = problem(await api.tender(many), 400)
+    assert "customer.contacts" in body["errors"]
+    basket = seed_transaction(products=[{"productId": f"p{n}"} for n in range(MAX_PRODUCTS + 1)])
+    assert "products" in problem(await api.tender(basket), 400)["errors"]

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select
@@ -91,7 +92,8 @@ def facts_of(sale: Sale) -> rules.Facts:
         now=sale.now,
         is_reversal=sale.is_reversal,
         products=tuple(
-            rules.ProductLine(p.productId, p.productCategory, p.manufacturer, p.quantity) for p in tx.products
+            rules.ProductLine(p.productId, p.productCategory, p.manufacturer, p.quantity or Decimal(0))
+            for p in tx.products or ()
         ),
         customer=customer,
     )

@@ -184,7 +184,7 @@ def claim_of(tx: wire.TransactionRequest, *, region: str) -> Claim:
     customer = tx.customer or wire.Customer()
     emails: list[str] = []
     phones: list[str] = []
-    for contact in customer.contacts:
+    for contact in customer.contacts or ():
         kind = (contact.type or "").strip().lower()
         email = contact.email or (contact.value if kind == "email" else None)
         phone = contact.phone or (contact.value if kind == "phone" else None)

@@ -106,8 +106,8 @@ def validate(tx: wire.TransactionRequest) -> None:
     errors: dict[str, list[str]] = {}
     if tx.transactionAmount is not None and (problem := _amount_problem(tx.transactionAmount)):
         errors["transactionAmount"] = [problem]
-    for index, product in enumerate(tx.products):
-        if problem := _amount_problem(product.quantity):
+    for index, product in enumerate(tx.products or ()):
+        if product.quantity is not None and (problem := _amount_problem(product.quantity)):
             errors[f"products[{index}].quantity"] = [problem]
     if tx.transactionDate is not None and not EARLIEST <= tx.transactionDate.replace(tzinfo=None) <= LATEST:
         errors["transactionDate"] = [f"must be between {EARLIEST.year} and {LATEST.year}"]
@@ -120,8 +120,14 @@ def validate(tx: wire.TransactionRequest) -> None:
 
 
 def request_hash(tx: wire.TransactionRequest) -> str:
-    """Fingerprint of the body, sessionId excluded, for telling a replay from a conflicting reuse."""
-    return hashlib.sha256(_hash_encode(msgspec.structs.replace(tx, sessionId=""))).hexdigest()
+    """Fingerprint of the body, sessionId excluded, for telling a replay from a conflicting reuse.
+
+    The hashed bytes are the body with an empty ``sessionId`` in front, as every stored fingerprint
+    was computed when ``sessionId`` was the request's first field (a test pins the vectors).
+    """
+    fields = msgspec.to_builtins(tx)
+    del fields["sessionId"]
+    return hashlib.sha256(_hash_encode({"sessionId": "", **fields})).hexdigest()
 
 
 def record(
@@ -207,7 +213,7 @@ def record(
                     "product_category": p.productCategory,
                     "quantity": p.quantity,
                 }
-                for index, p in enumerate(tx.products)
+                for index, p in enumerate(tx.products)  # non-empty: checked above
             ],
         )
     return Outcome(body=body, replayed=False)

@@ -1,48 +1,23 @@
 """What a POS hands to the SDK: a SendTransaction body without the ``sessionId``.
 
-The POS knows the sale; the SDK obtains the session. :class:`Tender` therefore carries every field of
-:class:`cmc_client.wire.TransactionRequest` except ``sessionId`` (a test keeps the two in step). The SDK
+The POS knows the sale; the SDK obtains the session. :class:`~cmc_client.wire.Tender` is
+:class:`~cmc_client.wire.TransactionRequest` without ``sessionId`` (the request extends it). The SDK
 stores a tender as the exact bytes it encoded once, and builds every SendTransaction body from those
 bytes, so a replay after a lost answer sends the identical body.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 import msgspec
 
 from cmc_client import wire
+from cmc_client.wire import Tender
 
 ENCODER = msgspec.json.Encoder(decimal_format="number")
 """Encodes wire bodies: exact decimals go out as JSON numbers, never through float."""
-
-
-class Tender(wire.Struct):
-    """One paid sale as the POS reports it: ``wire.TransactionRequest`` minus ``sessionId``."""
-
-    transactionId: wire.NonEmpty
-    """The POS's own id of the sale; the same sale must always keep the same id."""
-    terminalId: wire.NonEmpty
-    posLocationId: wire.NonEmpty
-    transactionType: wire.Text | None = None
-    """Free text: ``Sale``/``Undefined`` are sales; ``Refund``/``Return``/``Void`` reverse."""
-    transactionAmount: Decimal | None = None
-    """Exact decimal amount (sent as a JSON number)."""
-    transactionDate: dt.datetime | None = None
-    customer: wire.Customer | None = None
-    salesPerson: wire.SalesPerson | None = None
-    products: list[wire.Product] = []
-    loyalty: wire.Loyalty | None = None
-    cardNumber: wire.Text | None = None
-    posCompanyId: wire.Text | None = None
-    purchaseName: wire.Text | None = None
-    purchaseId: wire.Text | None = None
-    purchaseQuantity: Decimal | None = None
-    purchasePrice: wire.Text | float | None = None
 
 
 TenderInput = Tender | Mapping[str, Any]
@@ -79,3 +54,14 @@ def transaction_body(tender_body: bytes, session_id: str) -> bytes:
 def to_request(tender: Tender, session_id: str) -> wire.TransactionRequest:
     """The typed :class:`~cmc_client.wire.TransactionRequest` for ``tender`` in session ``session_id``."""
     return wire.TransactionRequest(sessionId=session_id, **msgspec.structs.asdict(tender))
+
+
+__all__ = [
+    "ENCODER",
+    "Tender",
+    "TenderInput",
+    "decode_tender",
+    "encode_tender",
+    "to_request",
+    "transaction_body",
+]

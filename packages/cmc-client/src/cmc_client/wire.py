@@ -76,6 +76,13 @@ class StartInteractionResponse(Struct):
 # --- transaction ------------------------------------------------------------------------------
 
 
+MAX_CONTACTS = 20
+"""Contacts per customer: more is a broken or hostile client (a real customer has an email and a phone)."""
+
+MAX_PRODUCTS = 1000
+"""Basket lines per transaction."""
+
+
 class Contact(Struct):
     """One customer contact, in either shape the public docs show.
 
@@ -99,7 +106,12 @@ class Customer(Struct):
     """ISO date or date-time; only the date part is kept."""
     gender: Label | None = None
     """Extension: not in the seed request, but the profile carries it."""
-    contacts: list[Contact] = []
+    contacts: Annotated[list[Contact], msgspec.Meta(max_length=MAX_CONTACTS)] | None = []
+    """At most ``MAX_CONTACTS``; ``null`` is read as no contacts (always a list once decoded)."""
+
+    def __post_init__(self) -> None:
+        if self.contacts is None:
+            self.contacts = []
 
 
 class SalesPerson(Struct):
@@ -117,7 +129,12 @@ class Product(Struct):
     productName: Text | None = None
     manufacturer: Text | None = None
     productCategory: Text | None = None
-    quantity: Decimal = Decimal(1)
+    quantity: Decimal | None = Decimal(1)
+    """``null`` or absent is one (always a Decimal once decoded)."""
+
+    def __post_init__(self) -> None:
+        if self.quantity is None:
+            self.quantity = Decimal(1)
 
 
 class Loyalty(Struct):
@@ -126,11 +143,15 @@ class Loyalty(Struct):
     cardNumber: Code | None = None
 
 
-class TransactionRequest(Struct):
-    """``POST /pos/{posSystemId}/transaction`` body (SendTransaction)."""
+class Tender(Struct):
+    """One paid sale as the POS reports it: SendTransaction's body without the ``sessionId``.
 
-    sessionId: NonEmpty
+    The SDK takes a ``Tender`` (it obtains the session itself); the server decodes
+    :class:`TransactionRequest`, which is this plus ``sessionId``: one definition, one set of bounds.
+    """
+
     transactionId: NonEmpty
+    """The POS's own id of the sale; the same sale must always keep the same id."""
     terminalId: NonEmpty
     posLocationId: NonEmpty
     transactionType: Label | None = None
@@ -141,7 +162,8 @@ class TransactionRequest(Struct):
     """A date-time without offset is read in the location's timezone."""
     customer: Customer | None = None
     salesPerson: SalesPerson | None = None
-    products: list[Product] = []
+    products: Annotated[list[Product], msgspec.Meta(max_length=MAX_PRODUCTS)] | None = []
+    """At most ``MAX_PRODUCTS``; ``null`` is read as none (always a list once decoded)."""
     loyalty: Loyalty | None = None
     cardNumber: Code | None = None
     """Loyalty card number, also accepted at the top level."""
@@ -154,6 +176,16 @@ class TransactionRequest(Struct):
     """Deprecated by ClearLine; accepted and ignored."""
     purchasePrice: Text | float | None = None
     """Deprecated by ClearLine (a string in its schema, a number in some POS); accepted and ignored."""
+
+    def __post_init__(self) -> None:
+        if self.products is None:
+            self.products = []
+
+
+class TransactionRequest(Tender, kw_only=True):
+    """``POST /pos/{posSystemId}/transaction`` body (SendTransaction): a :class:`Tender` in a session."""
+
+    sessionId: NonEmpty
 
 
 class Profile(Struct):
