@@ -19,9 +19,9 @@ import zxingcpp
 from PIL import Image
 from sqlalchemy import func, insert, select
 
-from cmc import links
+from cmc import links, screens
 from cmc.api.app import create_app
-from cmc.api.pages import mask
+from cmc.api.optout import mask
 from cmc.cfs_feed import CfsEvent, CfsFeed, Subscription
 from cmc.placeholders import fill
 from cmc.store import tables
@@ -226,10 +226,10 @@ def test_link_builders() -> None:
     }
     assert links.qr_svg_url("https://cmc.example", code) == f"https://cmc.example/qr/{code}.svg"
     assert (
-        links.cfs_carousel_url("https://cmc.example/", "pax", "term 5", template_id=7)
+        screens.carousel_url("https://cmc.example/", "pax", "term 5", template_id=7)
         == "https://cmc.example/cfs/pax/term%205?template=7"
     )
-    assert links.cfs_carousel_url("https://cmc.example", "pax", "t5") == "https://cmc.example/cfs/pax/t5"
+    assert screens.carousel_url("https://cmc.example", "pax", "t5") == "https://cmc.example/cfs/pax/t5"
 
 
 # --- the CFS page ---------------------------------------------------------------------------------

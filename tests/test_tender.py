@@ -365,10 +365,10 @@ async def test_offset_dates_are_kept_and_missing_dates_are_now(api: Api) -> None
 async def test_everything_commits_atomically_or_not_at_all(api: Api) -> None:
     services = api.app.app.state.services
 
-    def exploding(conn: Any, sale: Any) -> Any:
+    async def exploding(tx: Any, sale: Any) -> Any:
         raise RuntimeError("marketing failed after the profile was written")
 
-    services.marketing = exploding
+    services.react = exploding
     session = await api.session()
     answer = await api.send(seed_transaction(sessionId=session))
     assert answer.status_code == 500
@@ -419,7 +419,7 @@ def test_request_fingerprints_stay_what_stored_transactions_hold() -> None:
     """Replays of transactions stored by earlier versions must still match their fingerprint."""
     import msgspec
 
-    from cmc import transactions
+    from cmc import validation
     from cmc_client import wire
     from support import SEED_TRANSACTION
 
@@ -431,7 +431,7 @@ def test_request_fingerprints_stay_what_stored_transactions_hold() -> None:
         (dict(minimal, products=None), "cb9c458bb6f7c2d53f29396c3fa4d7922dca5abfb060e60d373654048d3a5daa"),
     ):
         tx = msgspec.json.decode(json.dumps(body).encode(), type=wire.TransactionRequest)
-        assert transactions.request_hash(tx) == expected
+        assert validation.request_hash(tx) == expected
 
 
 async def test_explicit_nulls_read_as_absent(api: Api) -> None:

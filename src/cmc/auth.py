@@ -2,23 +2,24 @@
 
 Tokens are HS256 JWTs (PyJWT) carrying the client id, its POS system and the scope, so any process
 on any node verifies them without a lookup. The signing key is ``CMC_JWT_SECRET`` or, when unset,
-a random key created once and kept in the database, so every process sharing it agrees.
+a random key created once and kept in the database (``meta``), so every process sharing it agrees.
+Client secrets are checked against the registry snapshot's hashes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import jwt
-from sqlalchemy import Connection, insert, select
 
 from cmc import credentials
 from cmc.errors import BadRequest, Forbidden, InvalidClient, Unauthorized
-from cmc.store import tables
+from cmc.registry import store as registry_store
+from cmc.store.database import Database
 
 SCOPE = "pos_integration"
 ALGORITHM = "HS256"
@@ -32,18 +33,6 @@ class Principal:
     client_id: str
     pos_system_id: str
     expires_at: float
-
-
-def signing_key(conn: Connection, configured: str | None) -> str:
-    """The configured key, else the database's own (created on first use)."""
-    if configured:
-        return configured
-    meta = tables.meta
-    key = conn.execute(select(meta.c.value).where(meta.c.key == "jwt_secret")).scalar()
-    if key is None:
-        key = secrets.token_urlsafe(48)
-        conn.execute(insert(meta).values(key="jwt_secret", value=key))
-    return str(key)
 
 
 def parse_basic(header: str | None) -> tuple[str, str]:
@@ -74,16 +63,15 @@ def check_grant(form: dict[str, str]) -> str:
     return SCOPE
 
 
-def authenticate_client(conn: Connection, client_id: str, secret: str) -> str:
-    """Check a client's secret; return its POS system id."""
-    row = conn.execute(
-        select(tables.api_clients.c.pos_system_id, tables.api_clients.c.secret_hash).where(
-            tables.api_clients.c.client_id == client_id
-        )
-    ).first()
-    if row is None or not credentials.verify_secret(secret, row.secret_hash):
+async def authenticate_client(db: Database, client_id: str, secret: str) -> str:
+    """Check a client's secret against the stored hash; return its POS system id.
+
+    The hash costs ~50 ms of CPU (scrypt): it runs in a worker thread, never on the event loop.
+    """
+    client = await db.query(registry_store.client, client_id)
+    if client is None or not await asyncio.to_thread(credentials.verify_secret, secret, client.secret_hash):
         raise InvalidClient()
-    return str(row.pos_system_id)
+    return client.pos_system_id
 
 
 class Tokens:

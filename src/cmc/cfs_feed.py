@@ -25,10 +25,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Column, ColumnElement, Connection, func, insert, select
 
-from cmc.store import tables
+from cmc.store import notifications, tables
 from cmc.store.database import Database
+from cmc.store.driver import Tx
+from cmc.store.statements import Statement
 
 __all__ = [
     "CfsEvent",
@@ -38,6 +40,8 @@ __all__ = [
     "events_with_ids",
     "last_event",
     "latest_id",
+    "prune_targets",
+    "publish",
 ]
 
 log = structlog.get_logger(__name__)
@@ -66,6 +70,27 @@ class CfsEvent:
 # --- store --------------------------------------------------------------------------------------
 
 _t = tables.cfs_events
+_INSERT = Statement(insert(_t), name="cfs_feed.publish", keys=[c.name for c in _t.columns if c.name != "id"])
+
+
+async def publish(
+    tx: Tx, *, pos_system_id: str, terminal_id: str, payload: dict[str, Any], now: datetime
+) -> None:
+    """Write an event for a terminal's screens in the caller's transaction; every process pushes it."""
+    await notifications.notify_in(tx, notifications.CFS_CHANNEL)
+    await tx.execute(
+        _INSERT,
+        {"pos_system_id": pos_system_id, "terminal_id": terminal_id, "payload": payload, "created_at": now},
+    )
+
+
+def prune_targets(before: datetime) -> list[tuple[Column[Any], ColumnElement[bool]]]:
+    """What ``cmc prune`` deletes here: events older than ``before``, but never the newest one.
+
+    The newest event stays: SQLite would hand its id out again, and the live feeds read ids upward.
+    """
+    newest = select(func.max(_t.c.id)).scalar_subquery()
+    return [(_t.c.id, (_t.c.created_at < before) & (_t.c.id < newest))]
 
 
 def latest_id(conn: Connection) -> int:

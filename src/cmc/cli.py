@@ -169,17 +169,17 @@ def _rules_test(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         raise CmcError(f"{args.file}: cannot read: {exc.strerror}") from None
     db = _open(settings)
-    try:
-        migrate.upgrade(db)
-        answer = db.run_sync(
-            dry_run.explain_file,
-            raw,
-            pos_system_id=args.pos_system,
-            source=args.file,
-            now=system_clock(),
-        )
-    finally:
-        asyncio.run(db.close())
+    migrate.upgrade(db)
+
+    async def run() -> dry_run.Explained:
+        try:
+            return await dry_run.explain_file(
+                db, raw, pos_system_id=args.pos_system, source=args.file, now=system_clock()
+            )
+        finally:
+            await db.close()
+
+    answer = asyncio.run(run())
     print(answer.json if args.json else answer.text)
     return 0
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import socket
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -173,13 +172,20 @@ def _simulate(args: argparse.Namespace, url: str, folder: Path, out: TextIO) -> 
 
 
 def _report(settings: Settings, results: list[TenderResult], out: TextIO) -> None:
+    import asyncio
+
+    from cmc import firings
+    from cmc.outbox import queue
     from cmc.qr import qr_terminal
+    from cmc.store.database import Database
 
     delivered = [r for r in results if r.response is not None]
-    path = settings.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as db:
-        fired = Counter(dict(db.execute("SELECT rule, count(*) FROM rule_firings GROUP BY rule").fetchall()))
-        messages = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+    db = Database.open(settings.database_url)
+    try:
+        fired = Counter(db.run_sync(firings.counts_by_rule))
+        messages = db.run_sync(queue.count)
+    finally:
+        asyncio.run(db.close())
     effects = Counter(
         (effect.rule, effect.kind) for r in delivered if r.response for effect in r.response.data.effects
     )

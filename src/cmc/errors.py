@@ -6,6 +6,10 @@
     ├── DeliveryFailed               an email/SMS attempt failed (``cmc.outbox.senders``)
     │   ├── TemporaryFailure         retried with backoff
     │   └── PermanentFailure         the message is dead
+    ├── StoreError                   the database failed a unit of work (``cmc.store.driver``)
+    │   ├── DuplicateKey             a unique key already holds the value: a race the caller settles
+    │   ├── Contention               deadlock, serialization failure or a held lock: retried
+    │   └── StoreUnavailable         the connection was lost or refused: retried, then 503
     └── ApiError                     answered as RFC 9457 problem details
         ├── BadRequest          400
         │   ├── MalformedJson
@@ -27,7 +31,9 @@
         │   └── SessionExpired
         ├── PayloadTooLarge     413
         ├── UnsupportedMediaType 415
-        └── NotReady            503  the store does not answer (``/ready``)
+        ├── TooManyRequests     429  (with ``Retry-After``)
+        └── ServiceUnavailable  503  (with ``Retry-After``)
+            └── NotReady             the store does not answer (``/ready``)
 
 A class's docstring is its default message. Routes never catch these: the problem-details handler
 in ``cmc.api.problems`` turns them into responses.
@@ -50,6 +56,27 @@ class ConfigError(CmcError):
 
 class RegistryError(CmcError):
     """The registry file is invalid; nothing was applied."""
+
+
+class StoreError(CmcError):
+    """The database could not complete the unit of work."""
+
+    def __init__(self, detail: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        """SQLSTATE (or SQLite's error name): safe to log, unlike the driver's message."""
+
+
+class DuplicateKey(StoreError):
+    """A unique key already holds this value."""
+
+
+class Contention(StoreError):
+    """Another transaction held what this one needed (deadlock, serialization failure, lock)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database connection was lost or refused."""
 
 
 class ApiError(CmcError):
@@ -205,7 +232,24 @@ class UnsupportedMediaType(ApiError):
     status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
 
 
-class NotReady(ApiError):
+class TooManyRequests(ApiError):
+    """Too many requests: try again later."""
+
+    status, title, slug = 429, "Too Many Requests", "too-many-requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class ServiceUnavailable(ApiError):
+    """CMC cannot answer right now; try again shortly."""
+
+    status, title, slug = 503, "Service Unavailable", "unavailable"
+    headers = {"Retry-After": "1"}
+
+
+class NotReady(ServiceUnavailable):
     """The store is not reachable."""
 
-    status, title, slug = 503, "Service Unavailable", "not-ready"
+    slug = "not-ready"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Column, ColumnElement, bindparam, insert, select, update
 
-from cmc.directory import Directory, Location, PosSystem
 from cmc.errors import (
     LocationNotFound,
     SessionAlreadyUsed,
@@ -16,18 +16,34 @@ from cmc.errors import (
     TerminalNotFound,
 )
 from cmc.ids import new_id
+from cmc.registry import Directory, Location, PosSystem
 from cmc.store import tables
-from cmc.store.prepared import Prepared
+from cmc.store.driver import Tx
+from cmc.store.statements import Statement
 from cmc.store.types import UtcDateTime
 from cmc_client import wire
 
 # Statements are built once: building and cache-keying a Core statement costs more than running it.
 _s = tables.interaction_sessions
-_INSERT = Prepared(insert(_s), keys=[c.name for c in _s.columns])
-_SELECT = select(
-    _s.c.id, _s.c.pos_system_id, _s.c.location_id, _s.c.terminal_id, _s.c.expires_at, _s.c.transaction_id
-).where(_s.c.id == bindparam("id"))
-_CONSUME = Prepared(
+
+
+class _Session(NamedTuple):
+    pos_system_id: str
+    location_id: str
+    terminal_id: str
+    expires_at: datetime
+    transaction_id: str | None
+
+
+_INSERT = Statement(insert(_s), name="sessions.insert", keys=[c.name for c in _s.columns])
+_SELECT = Statement(
+    select(
+        _s.c.pos_system_id, _s.c.location_id, _s.c.terminal_id, _s.c.expires_at, _s.c.transaction_id
+    ).where(_s.c.id == bindparam("id")),
+    name="sessions.get",
+    into=_Session,
+)
+_CONSUME = Statement(
     update(_s)
     .where(
         _s.c.id == bindparam("sid"),
@@ -37,8 +53,14 @@ _CONSUME = Prepared(
         _s.c.location_id == bindparam("location"),
         _s.c.expires_at > bindparam("now", type_=UtcDateTime),
     )
-    .values(transaction_id=bindparam("tid"))
+    .values(transaction_id=bindparam("tid")),
+    name="sessions.consume",
 )
+
+
+def prune_targets(before: datetime) -> list[tuple[Column[Any], ColumnElement[bool]]]:
+    """What ``cmc prune`` deletes here: sessions that expired before ``before``."""
+    return [(_s.c.id, _s.c.expires_at < before)]
 
 
 def resolve_terminal(
@@ -55,13 +77,13 @@ def resolve_terminal(
     return location
 
 
-def start(
-    conn: Connection, pos: PosSystem, location: Location, terminal_id: str, *, now: datetime, ttl: timedelta
+async def start(
+    tx: Tx, pos: PosSystem, location: Location, terminal_id: str, *, now: datetime, ttl: timedelta
 ) -> str:
     """Open a session; its id is a GUID like ClearLine's, time-ordered (74 random bits) for locality."""
     session_id = new_id()
-    _INSERT.execute(
-        conn,
+    await tx.execute(
+        _INSERT,
         {
             "id": session_id,
             "pos_system_id": pos.id,
@@ -90,8 +112,8 @@ def response(
     )
 
 
-def consume(
-    conn: Connection, pos: PosSystem, tx: wire.TransactionRequest, transaction_id: str, *, now: datetime
+async def consume(
+    tx: Tx, pos: PosSystem, request: wire.TransactionRequest, transaction_id: str, *, now: datetime
 ) -> None:
     """Bind the session ``tx`` names to ``transaction_id``, or raise why it cannot carry it.
 
@@ -99,22 +121,22 @@ def consume(
     why (unknown 404, used 409, expired 410, other terminal or location 400). Concurrent consumers
     of one session cannot both win: the loser sees it used.
     """
-    done = _CONSUME.execute(
-        conn,
+    done = await tx.execute(
+        _CONSUME,
         {
-            "sid": tx.sessionId,
+            "sid": request.sessionId,
             "tid": transaction_id,
             "pos": pos.id,
-            "terminal": tx.terminalId,
-            "location": tx.posLocationId,
+            "terminal": request.terminalId,
+            "location": request.posLocationId,
             "now": now,
         },
     )
     if done == 1:
         return
-    row = conn.execute(_SELECT, {"id": tx.sessionId}).first()
+    row = await tx.first(_SELECT, {"id": request.sessionId})
     if row is None or row.pos_system_id != pos.id:
-        raise SessionNotFound(f"Unknown sessionId {tx.sessionId!r}: call startInteraction first.")
+        raise SessionNotFound(f"Unknown sessionId {request.sessionId!r}: call startInteraction first.")
     if row.transaction_id is not None:
         raise SessionAlreadyUsed()
     if row.expires_at <= now:
@@ -122,8 +144,8 @@ def consume(
     mismatched = [
         name
         for name, sent, held in (
-            ("terminalId", tx.terminalId, row.terminal_id),
-            ("posLocationId", tx.posLocationId, row.location_id),
+            ("terminalId", request.terminalId, row.terminal_id),
+            ("posLocationId", request.posLocationId, row.location_id),
         )
         if sent != held
     ]

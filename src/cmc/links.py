@@ -1,23 +1,37 @@
-"""Short link codes and the public URLs built on them (pure: no I/O, the base URL is passed in).
+"""Short links: ``/s/{code}`` redirects to a widget's landing page and counts the scan.
 
-``base_url`` is ``Settings.base_url`` (``CMC_PUBLIC_URL`` without a trailing slash). The routes that
-answer these URLs live in ``cmc.api.pages``.
+Codes are unguessable (128 random bits). The URL builders are pure (the base URL is passed in:
+``Settings.base_url``); every statement on ``short_links`` is here. The pages that answer these
+URLs live in ``cmc.api.links``.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
+from datetime import datetime
 from typing import TypedDict
-from urllib.parse import quote, urlencode
 
-__all__ = [
-    "ShortLinkUrls",
-    "cfs_carousel_url",
-    "cfs_events_path",
-    "new_code",
-    "qr_svg_url",
-    "short_link_urls",
-]
+from sqlalchemy import bindparam, insert, select, update
+
+from cmc.store import tables
+from cmc.store.driver import Tx
+from cmc.store.statements import Statement
+from cmc.store.types import UtcDateTime
+
+__all__ = ["ShortLinkUrls", "create", "new_code", "qr_svg_url", "record_scan", "short_link_urls", "title_of"]
+
+_CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_s = tables.short_links
+_INSERT = Statement(insert(_s), name="links.insert", keys=[c.name for c in _s.columns])
+_SCAN = Statement(
+    update(_s)
+    .where(_s.c.code == bindparam("code"))
+    .values(scans=_s.c.scans + 1, last_scan_at=bindparam("now", type_=UtcDateTime))
+    .returning(_s.c.target_url),
+    name="links.scan",
+)
+_TITLE = Statement(select(_s.c.title).where(_s.c.code == bindparam("code")), name="links.title")
 
 
 class ShortLinkUrls(TypedDict):
@@ -50,19 +64,52 @@ def qr_svg_url(base_url: str, code: str) -> str:
     return f"{base_url.rstrip('/')}/qr/{code}.svg"
 
 
-def cfs_carousel_url(
-    base_url: str, pos_system_id: str, terminal_id: str, *, template_id: int | str | None = None
+async def create(
+    tx: Tx,
+    *,
+    pos_system_id: str,
+    company_id: str,
+    location_id: str,
+    terminal_id: str,
+    transaction_id: str,
+    widget_id: int,
+    title: str,
+    landing_url: str,
+    now: datetime,
 ) -> str:
-    """``cfsTemplate.cfsCarouselUrl``: the terminal's customer-facing screen page, on ``template_id``."""
-    url = f"{base_url.rstrip('/')}{cfs_page_path(pos_system_id, terminal_id)}"
-    return url if template_id is None else f"{url}?{urlencode({'template': template_id})}"
+    """A new short link to ``landing_url`` (``{code}`` in it becomes the code); returns the code."""
+    code = new_code()
+    await tx.execute(
+        _INSERT,
+        {
+            "code": code,
+            "pos_system_id": pos_system_id,
+            "company_id": company_id,
+            "location_id": location_id,
+            "terminal_id": terminal_id,
+            "transaction_id": transaction_id,
+            "widget_id": widget_id,
+            "title": title,
+            "target_url": landing_url.replace("{code}", code),
+            "scans": 0,
+            "created_at": now,
+            "last_scan_at": None,
+        },
+    )
+    return code
 
 
-def cfs_page_path(pos_system_id: str, terminal_id: str) -> str:
-    """``/cfs/{posSystemId}/{terminalId}``, each id percent-encoded."""
-    return f"/cfs/{quote(pos_system_id, safe='')}/{quote(terminal_id, safe='')}"
+async def record_scan(tx: Tx, code: str, *, now: datetime) -> str | None:
+    """Count one scan of ``code``; its target URL, or None for an unknown code."""
+    if not _CODE.match(code):
+        return None
+    row = await tx.first(_SCAN, {"code": code, "now": now})
+    return None if row is None else str(row[0])
 
 
-def cfs_events_path(pos_system_id: str, terminal_id: str) -> str:
-    """The server-sent events stream the CFS page listens to."""
-    return f"{cfs_page_path(pos_system_id, terminal_id)}/events"
+async def title_of(tx: Tx, code: str) -> str | None:
+    """The widget title of short link ``code``, or None when there is no such link."""
+    if not _CODE.match(code):
+        return None
+    row = await tx.first(_TITLE, {"code": code})
+    return None if row is None else str(row[0])

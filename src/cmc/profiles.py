@@ -6,90 +6,30 @@ strongest identifier already known decides the profile; identifiers not yet know
 an identifier that already belongs to another profile is recorded as a conflict and left where it is
 (a claim typed at the till never merges two profiles).
 
-``identifiers_of`` and ``match`` are pure; ``resolve`` does the store calls.
+``claim_of`` and ``match`` are pure; ``peek`` and ``resolve`` run in the sale's transaction
+(every statement on ``profiles``, ``profile_identifiers`` and ``profile_conflicts`` is here).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
 
 import phonenumbers
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from cmc.ids import new_id
 from cmc.store import tables
-from cmc.store.prepared import Prepared
+from cmc.store.driver import Tx
+from cmc.store.statements import Statement
 from cmc_client import wire
 
 KINDS = ("card", "pos", "email", "phone")
 """Identifier kinds in matching priority order."""
-
-# Built once: constructing a Core statement per call costs more than executing it.
-_p = tables.profiles
-_i = tables.profile_identifiers
-_STORED = (_p.c.id, _p.c.first_name, _p.c.last_name, _p.c.email, _p.c.phone, _p.c.gender, _p.c.birth_date,
-           _p.c.visit_count, _p.c.lifetime_spend, _p.c.has_card)  # fmt: skip
-
-
-class Stored(NamedTuple):
-    """A stored profile, as matching needs it."""
-
-    id: str
-    first_name: str | None
-    last_name: str | None
-    email: str | None
-    phone: str | None
-    gender: str | None
-    birth_date: str | None
-    visit_count: int
-    lifetime_spend: Decimal
-    has_card: bool
-
-
-@functools.cache
-def _known_query(count: int) -> Prepared:
-    """Identifiers and the profiles they point at, in one round trip, for ``count`` values."""
-    return Prepared(
-        select(_i.c.kind, _i.c.value, *_STORED)
-        .join(_p, _p.c.id == _i.c.profile_id)
-        .where(
-            _i.c.pos_system_id == bindparam("pos"),
-            _i.c.company_id == bindparam("company"),
-            _i.c.value.in_([bindparam(f"v{n}") for n in range(count)]),
-        )
-        # PostgreSQL: concurrent sales of one customer queue here, so visit counts and per-customer
-        # rule limits see each other (SQLite's single writer already serializes them).
-        .with_for_update(of=_p)
-    )
-
-
-_INSERT_PROFILE = Prepared(insert(_p), keys=[c.name for c in _p.columns])
-_UPDATE_PROFILE = Prepared(
-    update(_p)
-    .where(_p.c.id == bindparam("pid"))
-    .values(
-        first_name=bindparam("first_name"),
-        last_name=bindparam("last_name"),
-        email=bindparam("email"),
-        phone=bindparam("phone"),
-        gender=bindparam("gender"),
-        birth_date=bindparam("birth_date"),
-        visit_count=bindparam("visit_count"),
-        lifetime_spend=bindparam("lifetime_spend"),
-        has_card=bindparam("has_card"),
-        updated_at=bindparam("updated_at"),
-    )
-)
-_INSERT_IDENTIFIERS = Prepared(insert(_i), keys=[c.name for c in _i.columns])
-_INSERT_CONFLICTS = Prepared(
-    insert(tables.profile_conflicts),
-    keys=[c.name for c in tables.profile_conflicts.columns if c.name != "id"],
-)
 
 
 @dataclass(frozen=True)
@@ -126,10 +66,9 @@ class Match:
 
 @dataclass(frozen=True)
 class ProfileState:
-    """The resolved profile after this transaction, as the response and the rules see it."""
+    """A profile: as stored, or as it is after this transaction (what the response and rules see)."""
 
     id: str
-    is_new: bool
     first_name: str | None
     last_name: str | None
     email: str | None
@@ -139,6 +78,53 @@ class ProfileState:
     visit_count: int
     lifetime_spend: Decimal
     has_card: bool
+    is_new: bool = False
+
+
+_p = tables.profiles
+_i = tables.profile_identifiers
+_STATE = [f.name for f in dataclasses.fields(ProfileState) if f.name != "is_new"]
+"""The profile columns, named as ``ProfileState``'s fields."""
+
+
+def _known_row(kind: str, value: str, *profile: object) -> tuple[Identifier, ProfileState]:
+    return Identifier(kind, value), ProfileState(*profile)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _known_query(count: int) -> Statement[tuple[Identifier, ProfileState]]:
+    """Identifiers and the profiles they point at, in one round trip, for ``count`` values."""
+    return Statement(
+        select(_i.c.kind, _i.c.value, *(_p.c[name] for name in _STATE))
+        .join(_p, _p.c.id == _i.c.profile_id)
+        .where(
+            _i.c.pos_system_id == bindparam("pos"),
+            _i.c.company_id == bindparam("company"),
+            _i.c.value.in_([bindparam(f"v{n}") for n in range(count)]),
+        )
+        # PostgreSQL: concurrent sales of one customer queue here, so visit counts and per-customer
+        # rule limits see each other (SQLite's single writer already serializes them).
+        .with_for_update(of=_p),
+        name=f"profiles.known[{count}]",
+        into=_known_row,
+    )
+
+
+_INSERT_PROFILE = Statement(insert(_p), name="profiles.insert", keys=[c.name for c in _p.columns])
+_UPDATE_PROFILE = Statement(
+    update(_p)
+    .where(_p.c.id == bindparam("pid"))
+    .values(**{name: bindparam(name) for name in _STATE if name != "id"}, updated_at=bindparam("updated_at")),
+    name="profiles.update",
+)
+_INSERT_IDENTIFIERS = Statement(
+    insert(_i), name="profiles.insert_identifiers", keys=[c.name for c in _i.columns]
+)
+_INSERT_CONFLICTS = Statement(
+    insert(tables.profile_conflicts),
+    name="profiles.insert_conflicts",
+    keys=[c.name for c in tables.profile_conflicts.columns if c.name != "id"],
+)
 
 
 def normalize_email(raw: str | None) -> str | None:
@@ -182,16 +168,17 @@ def normalize_card(raw: str | None) -> str | None:
 def claim_of(tx: wire.TransactionRequest, *, region: str) -> Claim:
     """Normalize what ``tx`` says about its customer."""
     customer = tx.customer or wire.Customer()
-    emails: list[str] = []
-    phones: list[str] = []
+    # Dicts as ordered sets: first seen first, each once (the wire type bounds how many there are).
+    emails: dict[str, None] = {}
+    phones: dict[str, None] = {}
     for contact in customer.contacts or ():
         kind = (contact.type or "").strip().lower()
         email = contact.email or (contact.value if kind == "email" else None)
         phone = contact.phone or (contact.value if kind == "phone" else None)
-        if (normalized := normalize_email(email)) and normalized not in emails:
-            emails.append(normalized)
-        if (normalized := normalize_phone(phone, region)) and normalized not in phones:
-            phones.append(normalized)
+        if normalized := normalize_email(email):
+            emails.setdefault(normalized)
+        if normalized := normalize_phone(phone, region):
+            phones.setdefault(normalized)
     card = normalize_card(tx.loyalty.cardNumber if tx.loyalty and tx.loyalty.cardNumber else tx.cardNumber)
     pos_id = (customer.id or "").strip() or None
     identifiers = (
@@ -204,8 +191,8 @@ def claim_of(tx: wire.TransactionRequest, *, region: str) -> Claim:
         identifiers=tuple(identifiers),
         first_name=_clean(customer.firstName),
         last_name=_clean(customer.lastName),
-        email=emails[0] if emails else None,
-        phone=phones[0] if phones else None,
+        email=next(iter(emails), None),
+        phone=next(iter(phones), None),
         birth_date=_date_part(customer.birthDate),
         gender=_clean(customer.gender),
     )
@@ -219,8 +206,8 @@ def match(claim: Claim, known: Mapping[Identifier, str]) -> Match:
     return Match(profile_id=owner, new=new, conflicts=conflicts)
 
 
-def peek(
-    conn: Connection,
+async def peek(
+    tx: Tx,
     claim: Claim,
     *,
     pos_system_id: str,
@@ -231,15 +218,14 @@ def peek(
     """The profile ``claim`` resolves to, as it will be after this transaction; writes nothing."""
     if not claim.identifiers:
         return None
-    known = _known(conn, claim.identifiers, pos_system_id=pos_system_id, company_id=company_id)
-    result = match(claim, {ident: row.id for ident, row in known.items()})
+    known = await _known(tx, claim.identifiers, pos_system_id=pos_system_id, company_id=company_id)
+    result = match(claim, {ident: stored.id for ident, stored in known.items()})
     visit = 0 if is_reversal else 1
     spend = _spend_delta(amount, is_reversal)
     has_card = any(i.kind == "card" for i in claim.identifiers)
     if result.profile_id is None:
         state = ProfileState(
             id=new_id(),
-            is_new=True,
             first_name=claim.first_name,
             last_name=claim.last_name,
             email=claim.email,
@@ -249,27 +235,27 @@ def peek(
             visit_count=visit,
             lifetime_spend=spend,
             has_card=has_card,
+            is_new=True,
         )
         return state, result
-    row = next(row for row in known.values() if row.id == result.profile_id)
+    stored = next(stored for stored in known.values() if stored.id == result.profile_id)
     state = ProfileState(
-        id=row.id,
-        is_new=False,
-        first_name=claim.first_name or row.first_name,
-        last_name=claim.last_name or row.last_name,
-        email=claim.email or row.email,
-        phone=claim.phone or row.phone,
-        gender=claim.gender or row.gender,
-        birth_date=claim.birth_date or row.birth_date,
-        visit_count=row.visit_count + visit,
-        lifetime_spend=row.lifetime_spend + spend,
-        has_card=has_card or row.has_card,
+        id=stored.id,
+        first_name=claim.first_name or stored.first_name,
+        last_name=claim.last_name or stored.last_name,
+        email=claim.email or stored.email,
+        phone=claim.phone or stored.phone,
+        gender=claim.gender or stored.gender,
+        birth_date=claim.birth_date or stored.birth_date,
+        visit_count=stored.visit_count + visit,
+        lifetime_spend=stored.lifetime_spend + spend,
+        has_card=has_card or stored.has_card,
     )
     return state, result
 
 
-def resolve(
-    conn: Connection,
+async def resolve(
+    tx: Tx,
     claim: Claim,
     *,
     pos_system_id: str,
@@ -281,27 +267,27 @@ def resolve(
 ) -> ProfileState | None:
     """Find or create the profile of ``claim`` and record this transaction on it (None: anonymous)."""
     scope = {"pos_system_id": pos_system_id, "company_id": company_id}
-    peeked = peek(conn, claim, **scope, amount=amount, is_reversal=is_reversal)
+    peeked = await peek(tx, claim, **scope, amount=amount, is_reversal=is_reversal)
     if peeked is None:
         return None
     state, result = peeked
+    values = _row(state)
     if state.is_new:
-        _INSERT_PROFILE.execute(conn, {**_row(state), **scope, "created_at": now, "updated_at": now})
+        await tx.execute(_INSERT_PROFILE, {**values, **scope, "created_at": now, "updated_at": now})
     else:
-        values = _row(state)
         values["pid"] = values.pop("id")
-        _UPDATE_PROFILE.execute(conn, {**values, "updated_at": now})
+        await tx.execute(_UPDATE_PROFILE, {**values, "updated_at": now})
     if result.new:
-        _INSERT_IDENTIFIERS.execute_many(
-            conn,
+        await tx.execute_many(
+            _INSERT_IDENTIFIERS,
             [
                 {**scope, "kind": i.kind, "value": i.value, "profile_id": state.id, "first_seen": now}
                 for i in result.new
             ],
         )
     if result.conflicts:
-        _INSERT_CONFLICTS.execute_many(
-            conn,
+        await tx.execute_many(
+            _INSERT_CONFLICTS,
             [
                 {
                     **scope,
@@ -333,38 +319,21 @@ def to_wire(state: ProfileState | None, *, sales_person: str | None) -> wire.Pro
     )
 
 
-def _known(
-    conn: Connection, identifiers: Sequence[Identifier], *, pos_system_id: str, company_id: str
-) -> dict[Identifier, Stored]:
-    """The known identifiers among ``identifiers``, each with its profile."""
+async def _known(
+    tx: Tx, identifiers: Sequence[Identifier], *, pos_system_id: str, company_id: str
+) -> dict[Identifier, ProfileState]:
+    """The known identifiers among ``identifiers``, each with its stored profile."""
     values = sorted({ident.value for ident in identifiers})
     params: dict[str, str] = {f"v{n}": value for n, value in enumerate(values)}
     params.update(pos=pos_system_id, company=company_id)
     wanted = set(identifiers)
-    known = {}
-    for kind, value, *profile in _known_query(len(values)).all(conn, params):
-        if (ident := Identifier(kind, value)) in wanted:
-            stored = Stored(*profile)
-            # Raw driver values: SQLite hands back text for decimals and integers for booleans.
-            known[ident] = stored._replace(
-                lifetime_spend=Decimal(stored.lifetime_spend), has_card=bool(stored.has_card)
-            )
-    return known
+    return {
+        ident: stored for ident, stored in await tx.all(_known_query(len(values)), params) if ident in wanted
+    }
 
 
 def _row(state: ProfileState) -> dict[str, object]:
-    return {
-        "id": state.id,
-        "first_name": state.first_name,
-        "last_name": state.last_name,
-        "email": state.email,
-        "phone": state.phone,
-        "gender": state.gender,
-        "birth_date": state.birth_date,
-        "visit_count": state.visit_count,
-        "lifetime_spend": state.lifetime_spend,
-        "has_card": state.has_card,
-    }
+    return {name: getattr(state, name) for name in _STATE}
 
 
 def _spend_delta(amount: Decimal | None, is_reversal: bool) -> Decimal:

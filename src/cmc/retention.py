@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Connection, Table, delete, func, select
+from sqlalchemy import Column, ColumnElement, Connection, Table, delete, select
 
-from cmc.store import tables
+from cmc import cfs_feed, interactions
+from cmc.outbox import queue
 from cmc.store.database import Database
 
-DONE = ("sent", "dead", "suppressed")
-Key = Column[str] | Column[int]
+Key = Column[Any]
 
 
 @dataclass
@@ -33,15 +34,14 @@ class PruneReport:
 
 
 def targets(before: datetime) -> Iterator[tuple[Table, Key, ColumnElement[bool]]]:
-    """(table, key column, condition) of everything older than ``before`` that may go."""
-    s, m, a, e = tables.interaction_sessions, tables.messages, tables.message_attempts, tables.cfs_events
-    old_messages = select(m.c.id).where(m.c.status.in_(DONE), m.c.created_at < before)
-    yield a, a.c.id, a.c.message_id.in_(old_messages)
-    yield m, m.c.id, (m.c.status.in_(DONE) & (m.c.created_at < before))
-    yield s, s.c.id, s.c.expires_at < before
-    # The newest event stays: SQLite would hand its id out again, and the live feeds read ids upward.
-    newest = select(func.max(e.c.id)).scalar_subquery()
-    yield e, e.c.id, (e.c.created_at < before) & (e.c.id < newest)
+    """(table, key column, condition) of everything older than ``before`` that may go, per owner."""
+    for key, condition in (
+        *queue.prune_targets(before),
+        *interactions.prune_targets(before),
+        *cfs_feed.prune_targets(before),
+    ):
+        assert isinstance(key.table, Table)
+        yield key.table, key, condition
 
 
 def delete_batch(

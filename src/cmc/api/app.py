@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,22 +13,24 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 
 from cmc import logs
-from cmc.api import ops, pages, pos, token
+from cmc.api import cfs, links, ops, optout, pos, token
 from cmc.api.edge import Edge, Metrics
 from cmc.api.problems import handle_api_error, handle_http_exception, handle_unexpected
 from cmc.api.services import Services
-from cmc.auth import Tokens, signing_key
+from cmc.auth import Tokens
 from cmc.cfs_feed import CfsFeed
 from cmc.clock import Clock, system_clock
 from cmc.config import Settings
-from cmc.directory import DirectoryCache
 from cmc.errors import ApiError
-from cmc.marketing import Marketing
+from cmc.marketing import react
 from cmc.outbox import Dispatcher
-from cmc.store import migrate, notifications
+from cmc.registry import DirectoryCache
+from cmc.store import meta, migrate, notifications
 from cmc.store.database import Database, libpq_dsn
 
-ROUTES = [token.token, *pos.ROUTES, *ops.ROUTES, *pages.ROUTES]
+JWT_KEY = "jwt_secret"
+"""The ``meta`` key of the generated token signing key (when ``CMC_JWT_SECRET`` is unset)."""
+ROUTES = [token.token, *pos.ROUTES, *ops.ROUTES, *links.ROUTES, *cfs.ROUTES, *optout.ROUTES]
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> Edge:
@@ -40,7 +44,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         db = Database.open(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
         await db.write(lambda conn: None)  # fail fast when the store is unreachable
         await asyncio.to_thread(migrate.upgrade, db)
-        key = await db.write(signing_key, settings.jwt_secret)
+        key = settings.jwt_secret
+        if not key:
+            key = await db.write(meta.get_or_create, JWT_KEY, secrets.token_urlsafe(48))
         directory = DirectoryCache(db, refresh=settings.registry_refresh)
         await directory.start()
         feed = CfsFeed(db, poll=settings.cfs_poll)
@@ -61,7 +67,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             directory=directory,
             tokens=Tokens(key, ttl=settings.token_ttl),
             metrics=metrics,
-            marketing=Marketing(base_url=settings.base_url),
+            react=functools.partial(react, base_url=settings.base_url),
             feed=feed,
             clock=clock,
         )

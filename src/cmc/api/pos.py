@@ -1,4 +1,4 @@
-"""The POS API: StartInteraction, SendTransaction and the settings lookup."""
+"""The POS API: StartInteraction, SendTransaction, reading a transaction back, the settings lookup."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from litestar import get, post
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
-from cmc import auth, dry_run, interactions, transactions
+from cmc import auth, interactions, tender, transactions
 from cmc.api import HttpRequest
 from cmc.api.body import decode_json
 from cmc.api.services import Services
-from cmc.directory import PosSystem
-from cmc.errors import BadRequest, Forbidden, NotFound, TransactionNotFound
+from cmc.errors import BadRequest, NotFound, TransactionNotFound
+from cmc.registry import PosSystem
 from cmc_client import wire
 
 _start_decoder = msgspec.json.Decoder(wire.StartInteractionRequest)
@@ -52,7 +52,7 @@ async def start_interaction(request: HttpRequest, pos_system_id: FromPath[str]) 
     )
     session_id = None
     if pos.accepted:
-        session_id = await services.db.write(
+        session_id = await services.db.transact(
             interactions.start,
             pos,
             location,
@@ -68,33 +68,22 @@ async def send_transaction(request: HttpRequest, pos_system_id: FromPath[str]) -
     """SendTransaction: store the sale once, resolve the customer, run marketing, answer."""
     services = Services.of(request)
     pos = _pos_system(services, request, pos_system_id)
-    tx = await decode_json(request, _transaction_decoder)
-    transactions.validate(tx)
-    if not pos.accepted:
-        services.metrics.transactions.labels("not-accepted").inc()
-        return json_response(_encode(_not_accepted(pos)))
-    if not pos.settings.get("isTransactionsEnabled", True):
-        raise Forbidden("Transactions are disabled for this POS system (isTransactionsEnabled is false).")
-    location = interactions.resolve_terminal(
-        services.directory.current,
-        pos,
-        location_id=tx.posLocationId,
-        terminal_id=tx.terminalId,
-        company_id=tx.posCompanyId,
-    )
-    company = services.directory.current.companies[(pos.id, location.company_id)]
-    if request.query_params.get("dryRun", "").lower() in {"true", "1"}:
-        preview = await services.db.read(
-            dry_run.preview, tx, pos=pos, company=company, location=location, now=services.clock()
-        )
-        return json_response(preview)
+    body = await decode_json(request, _transaction_decoder)
     try:
-        outcome = await services.record(tx, pos=pos, company=company, location=location, now=services.clock())
+        answer = await tender.send_transaction(
+            services.db,
+            services.directory.current,
+            pos,
+            body,
+            now=services.clock(),
+            react=services.react,
+            dry_run=request.query_params.get("dryRun", "").lower() in {"true", "1"},
+        )
     except Exception as exc:
         services.metrics.transactions.labels(type(exc).__name__).inc()
         raise
-    services.metrics.transactions.labels("replayed" if outcome.replayed else "created").inc()
-    return json_response(outcome.body)
+    services.metrics.transactions.labels(answer.kind).inc()
+    return json_response(answer.body)
 
 
 @get("/pos/{pos_system_id:str}/transaction/{transaction_id:str}")
@@ -105,18 +94,12 @@ async def get_transaction(
     services = Services.of(request)
     pos = _pos_system(services, request, pos_system_id)
     wanted = request.query_params.get("posCompanyId")
-    companies = [c for (p, c) in services.directory.current.companies if p == pos.id]
-    if wanted is not None:
-        companies = [c for c in companies if c == wanted]
-    found = (
-        await services.db.read(
-            transactions.stored_responses,
-            pos_system_id=pos.id,
-            company_ids=companies,
-            transaction_id=transaction_id,
-        )
-        if companies
-        else {}
+    companies = [c for (p, c) in services.directory.current.companies if p == pos.id and wanted in (None, c)]
+    found = await services.db.query(
+        transactions.stored_responses,
+        pos_system_id=pos.id,
+        company_ids=companies,
+        transaction_id=transaction_id,
     )
     if not found:
         raise TransactionNotFound(f"CMC has no transaction {transaction_id!r} for POS system {pos.id!r}.")
@@ -163,13 +146,6 @@ def _settings(pos: PosSystem, *, company_id: str | None, known: bool = True) -> 
             companySettings=msgspec.convert(pos.settings, wire.CompanySettings),
             notificationSettings=wire.NotificationSettings(),
         )
-    )
-
-
-def _not_accepted(pos: PosSystem) -> wire.TransactionResponse:
-    """A POS that is not Accepted gets its status back and nothing is stored."""
-    return wire.TransactionResponse(
-        data=wire.TransactionData(id=None, qrCodeWidget=None, cfsTemplate=None, posStatus=pos.status)  # type: ignore[arg-type]
     )
 
 

@@ -26,7 +26,7 @@ async def token(request: HttpRequest) -> Response[bytes]:
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
     client_id, secret = auth.parse_basic(request.headers.get("authorization"))
     scope = auth.check_grant(form)
-    pos_system_id = await services.db.read(auth.authenticate_client, client_id, secret)
+    pos_system_id = await auth.authenticate_client(services.db, client_id, secret)
     access_token = services.tokens.issue(client_id, pos_system_id, now=services.clock())
     answer = wire.TokenResponse(
         access_token=access_token, expires_in=int(services.tokens.ttl.total_seconds()), scope=scope

@@ -1,4 +1,7 @@
-"""The outbox's state transitions, each one short database transaction (store functions).
+"""The notification outbox: every statement on ``messages`` and ``message_attempts``.
+
+``enqueue`` writes a sale's messages inside the sale's transaction (marketing calls it); the
+dispatcher's state transitions are each one short database transaction of their own:
 
     queued ──claim──► sending ──► sent
       ▲                  │ ├────► queued (temporary failure, later next_attempt_at)
@@ -16,20 +19,100 @@ over finds its update matches no row and leaves the row to the new owner.
 
 from __future__ import annotations
 
+import secrets
 import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Column, ColumnElement, Connection, func, insert, select, update
 
-from cmc.outbox.optouts import opted_out_clause
+from cmc.ids import new_id
+from cmc.outbox import optouts
 from cmc.outbox.quiet import DEFAULT_WINDOW, QuietHours, next_allowed, parse_window
+from cmc.registry import store as registry_store
 from cmc.store import tables
-from cmc.store.prepared import Prepared
-from cmc.store.types import UtcDateTime
+from cmc.store.driver import Tx
+from cmc.store.statements import Statement
 
 LEASE_LOST = "lease expired: the worker sending it stopped before recording the outcome"
+DONE = ("sent", "dead", "suppressed")
+"""End states: what ``prune`` may delete."""
+
+_m = tables.messages
+_a = tables.message_attempts
+_INSERT = Statement(insert(_m), name="outbox.enqueue", keys=[c.name for c in _m.columns])
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """An email or SMS a sale asks for, rendered; ``due`` is when it may go (quiet hours applied)."""
+
+    pos_system_id: str
+    company_id: str
+    location_id: str
+    transaction_id: str
+    rule: str
+    template_id: str
+    channel: str
+    recipient: str
+    subject: str | None
+    body: str
+    due: datetime
+
+
+async def enqueue(tx: Tx, messages: Sequence[NewMessage], *, now: datetime, base_url: str) -> list[str]:
+    """Queue ``messages`` in the caller's transaction, each with its own opt-out link; returns their ids."""
+    rows = []
+    for message in messages:
+        # Time-ordered prefix, random tail (96 bits): unguessable, and new tokens land at the end of
+        # their unique index instead of on a random page of it.
+        token = new_id().replace("-", "") + secrets.token_urlsafe(12)
+        rows.append(
+            {
+                **vars(message),
+                "id": new_id(),
+                "body": f"{message.body}\n\nNo more messages: {base_url}/u/{token}",
+                "optout_token": token,
+                "status": "queued",
+                "attempts": 0,
+                "next_attempt_at": message.due,
+                "lease_until": None,
+                "last_error": None,
+                "created_at": now,
+                "sent_at": None,
+            }
+        )
+    if rows:
+        for row in rows:
+            del row["due"]
+        await tx.execute_many(_INSERT, rows)
+    return [row["id"] for row in rows]
+
+
+def contact_of(conn: Connection, token: str) -> optouts.Contact | None:
+    """Who the message carrying opt-out ``token`` went to, and from which merchant."""
+    row = conn.execute(
+        select(_m.c.pos_system_id, _m.c.company_id, _m.c.channel, _m.c.recipient).where(
+            _m.c.optout_token == token
+        )
+    ).first()
+    return None if row is None else optouts.Contact(*row)
+
+
+def count(conn: Connection) -> int:
+    """Messages in the outbox, in any state."""
+    return int(conn.execute(select(func.count()).select_from(_m)).scalar_one())
+
+
+def prune_targets(before: datetime) -> list[tuple[Column[Any], ColumnElement[bool]]]:
+    """What ``cmc prune`` deletes here: finished messages created before ``before``, attempts first."""
+    old = select(_m.c.id).where(_m.c.status.in_(DONE), _m.c.created_at < before)
+    return [
+        (_a.c.id, _a.c.message_id.in_(old)),
+        (_m.c.id, _m.c.status.in_(DONE) & (_m.c.created_at < before)),
+    ]
 
 
 @dataclass(frozen=True)
@@ -106,47 +189,31 @@ def claim(conn: Connection, *, now: datetime, limit: int, lease: timedelta, max_
     return Claim(claimed, suppressed=len(suppressed), deferred=deferred, dead=len(dead))
 
 
-_m = tables.messages
-_a = tables.message_attempts
-# Prepared: a delivered message is recorded once per tender that sends, sharing the writer with it.
-_MARK_SENT = Prepared(
-    update(_m)
-    .where(
-        _m.c.id == bindparam("mid"),
-        _m.c.status == "sending",
-        _m.c.lease_until == bindparam("lease", type_=UtcDateTime),
-    )
-    .values(status="sent", sent_at=bindparam("now", type_=UtcDateTime), last_error=None, lease_until=None)
-)
-_RECORD = Prepared(insert(_a), keys=["message_id", "attempted_at", "ok", "error"])
-
-
 def mark_sent(conn: Connection, message: Claimed, *, now: datetime) -> bool:
     """Record a delivered message; False if the lease was lost (another worker owns it now)."""
-    _RECORD.execute(conn, {"message_id": message.id, "attempted_at": now, "ok": True, "error": None})
-    return _MARK_SENT.execute(conn, {"mid": message.id, "lease": message.lease_until, "now": now}) == 1
+    return mark_all_sent(conn, [message], now=now) == [True]
 
 
 def mark_all_sent(conn: Connection, messages: list[Claimed], *, now: datetime) -> list[bool]:
-    """``mark_sent`` for a whole pass in one transaction; for each message, whether it was still ours."""
-    _RECORD.execute_many(
-        conn, [{"message_id": m.id, "attempted_at": now, "ok": True, "error": None} for m in messages]
+    """Record a pass's delivered messages in one transaction; for each, whether it was still ours.
+
+    A message is ours while it is ``sending`` under the lease we claimed it with; a worker whose
+    lease ran out and was taken over settles nothing.
+    """
+    conn.execute(
+        insert(_a), [{"message_id": m.id, "attempted_at": now, "ok": True, "error": None} for m in messages]
     )
-    settled = _MARK_SENT.execute_many_count(
-        conn, [{"mid": m.id, "lease": m.lease_until, "now": now} for m in messages]
-    )
-    if settled == len(messages):
-        return [True] * len(messages)
-    # Some lease was lost to another worker (rare): find out which were still ours.
-    m = tables.messages
-    ours = set(
-        conn.execute(
-            select(m.c.id).where(
-                m.c.id.in_([x.id for x in messages]), m.c.status == "sent", m.c.sent_at == now
-            )
-        ).scalars()
-    )
-    return [x.id in ours for x in messages]
+    ours: set[str] = set()
+    for lease in {m.lease_until for m in messages}:
+        ids = [m.id for m in messages if m.lease_until == lease]
+        settled = conn.execute(
+            update(_m)
+            .where(_m.c.id.in_(ids), _m.c.status == "sending", _m.c.lease_until == lease)
+            .values(status="sent", sent_at=now, last_error=None, lease_until=None)
+            .returning(_m.c.id)
+        )
+        ours.update(settled.scalars())
+    return [m.id in ours for m in messages]
 
 
 def mark_failed(
@@ -195,8 +262,8 @@ def _due(conn: Connection, now: datetime, limit: int) -> list[Any]:
 
 
 def _candidates() -> Any:
-    m, loc = tables.messages, tables.locations
-    same_location = and_(loc.c.pos_system_id == m.c.pos_system_id, loc.c.id == m.c.location_id)
+    m = tables.messages
+    zone, quiet_hours = registry_store.location_window_columns(m.c.pos_system_id, m.c.location_id)
     return select(
         m.c.id,
         m.c.status,
@@ -206,9 +273,11 @@ def _candidates() -> Any:
         m.c.body,
         m.c.optout_token,
         m.c.attempts,
-        opted_out_clause().label("opted_out"),
-        select(loc.c.timezone).where(same_location).scalar_subquery().label("timezone"),
-        select(loc.c.quiet_hours).where(same_location).scalar_subquery().label("quiet_hours"),
+        optouts.opted_out_clause(m.c.pos_system_id, m.c.company_id, m.c.channel, m.c.recipient).label(
+            "opted_out"
+        ),
+        zone.label("timezone"),
+        quiet_hours.label("quiet_hours"),
     ).with_for_update(skip_locked=True, of=m)
 
 

@@ -15,7 +15,10 @@ from collections.abc import Callable, Mapping
 
 import asyncpg
 import structlog
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, func, literal, select, text
+
+from cmc.store.driver import Tx
+from cmc.store.statements import Statement
 
 CFS_CHANNEL = "cmc_cfs_events"
 REGISTRY_CHANNEL = "cmc_registry"
@@ -24,10 +27,19 @@ RECONNECT_SECONDS = 2.0
 log = structlog.get_logger(__name__)
 
 
+_NOTIFY = Statement(select(func.pg_notify(bindparam("channel"), literal(""))), name="notifications.notify")
+
+
 def notify(conn: Connection, channel: str) -> None:
     """Queue a notification on ``channel``, sent when ``conn``'s transaction commits (PostgreSQL only)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+
+
+async def notify_in(tx: Tx, channel: str) -> None:
+    """``notify`` inside a driver transaction."""
+    if tx.dialect == "postgresql":
+        await tx.execute(_NOTIFY, {"channel": channel})
 
 
 class Listener:

@@ -1,4 +1,4 @@
-"""The directory: POS systems, companies, locations and terminals, held in memory for the hot path.
+"""The registry snapshot: POS systems, clients, companies, locations and terminals, in memory.
 
 The registry changes rarely (``cmc apply``) and is read on every request, so each process keeps an
 immutable snapshot and swaps in a new one when the registry version in the database moves. A
@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zoneinfo
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import structlog
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from cmc import campaign, registry
-from cmc.campaign import Campaign
-from cmc.store import tables
+from cmc.outbox.quiet import QuietHours, parse_window
+from cmc.registry import setup, store
+from cmc.registry.setup import Setup
 from cmc.store.database import Database
 
 log = structlog.get_logger(__name__)
@@ -51,21 +51,28 @@ class Location:
     name: str
     timezone: zoneinfo.ZoneInfo
     country: str
-    quiet_hours: str
+    quiet_hours: QuietHours
     terminals: frozenset[str]
     cfs_terminals: frozenset[str]
 
 
 @dataclass(frozen=True)
 class Company:
-    """A merchant account; ``config`` holds its widgets, templates and rules as applied."""
+    """A merchant account with its marketing setup (compiled once per snapshot)."""
 
     pos_system_id: str
     id: str
     name: str
-    config: dict[str, Any]
-    campaign: Campaign
-    """Widgets, templates and compiled rules, built once per snapshot."""
+    setup: Setup
+
+
+@dataclass(frozen=True)
+class Client:
+    """An API client: the POS system it acts for and its secret's hash."""
+
+    client_id: str
+    pos_system_id: str
+    secret_hash: str
 
 
 @dataclass(frozen=True)
@@ -76,17 +83,18 @@ class Directory:
     pos_systems: dict[str, PosSystem] = field(default_factory=dict)
     companies: dict[tuple[str, str], Company] = field(default_factory=dict)
     locations: dict[tuple[str, str], Location] = field(default_factory=dict)
+    clients: dict[str, Client] = field(default_factory=dict)
 
 
 def load(conn: Connection) -> Directory:
-    """Read the whole registry in one transaction."""
-    t = tables
-    terminals: dict[tuple[str, str], list[tuple[str, bool]]] = {}
-    for row in conn.execute(select(t.terminals)):
-        terminals.setdefault((row.pos_system_id, row.location_id), []).append((row.id, row.cfs))
+    """Read the whole registry in one transaction and build the snapshot."""
+    rows = store.load_rows(conn)
+    terminals: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
+    for row in rows.terminals:
+        terminals[(row.pos_system_id, row.location_id)].append((row.id, row.cfs))
     locations = {}
-    for row in conn.execute(select(t.locations)):
-        terms = terminals.get((row.pos_system_id, row.id), [])
+    for row in rows.locations:
+        terms = terminals[(row.pos_system_id, row.id)]
         locations[(row.pos_system_id, row.id)] = Location(
             pos_system_id=row.pos_system_id,
             id=row.id,
@@ -94,34 +102,32 @@ def load(conn: Connection) -> Directory:
             name=row.name,
             timezone=zoneinfo.ZoneInfo(row.timezone),
             country=row.country,
-            quiet_hours=row.quiet_hours,
+            quiet_hours=parse_window(row.quiet_hours),
             terminals=frozenset(term for term, _ in terms),
             cfs_terminals=frozenset(term for term, cfs in terms if cfs),
         )
+    company_locations: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for loc in locations.values():
+        company_locations[(loc.pos_system_id, loc.company_id)].append(loc.id)
     return Directory(
-        version=registry.current_version(conn),
+        version=rows.version,
         pos_systems={
             row.id: PosSystem(id=row.id, name=row.name, status=row.status, settings=dict(row.settings))
-            for row in conn.execute(select(t.pos_systems))
+            for row in rows.pos_systems
         },
         companies={
             (row.pos_system_id, row.id): Company(
                 pos_system_id=row.pos_system_id,
                 id=row.id,
                 name=row.name,
-                config=dict(row.config or {}),
-                campaign=campaign.load(
-                    row.config or {},
-                    locations=[
-                        loc.id
-                        for loc in locations.values()
-                        if loc.company_id == row.id and loc.pos_system_id == row.pos_system_id
-                    ],
-                ),
+                setup=setup.load(row.config, locations=company_locations[(row.pos_system_id, row.id)]),
             )
-            for row in conn.execute(select(t.companies))
+            for row in rows.companies
         },
         locations=locations,
+        clients={
+            row.client_id: Client(row.client_id, row.pos_system_id, row.secret_hash) for row in rows.clients
+        },
     )
 
 
@@ -161,7 +167,7 @@ class DirectoryCache:
                 await asyncio.wait_for(self._nudge.wait(), self._refresh)
             self._nudge.clear()
             try:
-                version = await self._db.read(registry.current_version)
+                version = await self._db.read(store.current_version)
                 if version != self.current.version:
                     await self.reload()
                     log.info("registry reloaded", version=self.current.version)

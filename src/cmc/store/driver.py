@@ -1,0 +1,164 @@
+"""Driver transactions: ``Statement``s run on the stdlib sqlite3 or the asyncpg connection directly.
+
+A unit of work on the hot path is ``async def unit(tx: Tx, ...)``: it runs statements with
+``await tx.first(...)`` and friends, and decides in plain Python between them. ``Database.transact``
+opens the transaction, runs the unit, commits.
+
+- On PostgreSQL each call is one round trip on an asyncpg connection (statements are prepared
+  once per connection by asyncpg's statement cache); no greenlet, no SQLAlchemy execution context.
+- On SQLite the calls are synchronous underneath: the coroutine never suspends, so it is driven to
+  completion without an event loop (``run_to_completion``), on the loop's thread or in the writer
+  thread alike. A unit that awaited anything else would be a bug, and is reported as one.
+
+Driver errors become the store's own (``DuplicateKey``, ``Contention``, ``StoreUnavailable``) carrying
+the SQLSTATE only: a driver's message can quote the row (an email in a duplicate key), and these
+errors end up in logs.
+"""
+
+from __future__ import annotations
+
+import abc
+import sqlite3
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from cmc.errors import Contention, DuplicateKey, StoreError, StoreUnavailable
+from cmc.store.statements import Statement
+
+T = TypeVar("T")
+R = TypeVar("R")
+Params = Mapping[str, Any] | None
+
+
+class Tx(abc.ABC):
+    """One open database transaction, as a unit of work sees it."""
+
+    dialect: str
+
+    @abc.abstractmethod
+    async def execute(self, statement: Statement[Any], params: Params = None) -> int:
+        """Run a write; returns the number of rows it affected."""
+
+    @abc.abstractmethod
+    async def execute_many(self, statement: Statement[Any], rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run a write once per row of parameters."""
+
+    @abc.abstractmethod
+    async def all(self, statement: Statement[R], params: Params = None) -> list[R]:
+        """Every row of a query (or of a write's ``RETURNING``)."""
+
+    async def first(self, statement: Statement[R], params: Params = None) -> R | None:
+        """The first row, or None."""
+        rows = await self.all(statement, params)
+        return rows[0] if rows else None
+
+
+class SqliteTx(Tx):
+    """A transaction on a stdlib ``sqlite3`` connection (the caller began it)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    async def execute(self, statement: Statement[Any], params: Params = None) -> int:
+        compiled = statement.compiled(self.dialect)
+        try:
+            cursor = self._connection.execute(compiled.sql, compiled.args(params or {}))
+        except sqlite3.Error as exc:
+            raise sqlite_error(exc) from None
+        count = cursor.rowcount
+        cursor.close()
+        return count
+
+    async def execute_many(self, statement: Statement[Any], rows: Sequence[Mapping[str, Any]]) -> None:
+        compiled = statement.compiled(self.dialect)
+        try:
+            self._connection.executemany(compiled.sql, [compiled.args(row) for row in rows]).close()
+        except sqlite3.Error as exc:
+            raise sqlite_error(exc) from None
+
+    async def all(self, statement: Statement[R], params: Params = None) -> list[R]:
+        compiled = statement.compiled(self.dialect)
+        try:
+            cursor = self._connection.execute(compiled.sql, compiled.args(params or {}))
+            raw = cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise sqlite_error(exc) from None
+        cursor.close()
+        return statement.rows(self.dialect, raw)
+
+
+class PgTx(Tx):
+    """A transaction on an asyncpg connection (the caller began it)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    async def execute(self, statement: Statement[Any], params: Params = None) -> int:
+        compiled = statement.compiled(self.dialect)
+        try:
+            status = await self._connection.execute(compiled.sql, *compiled.args(params or {}))
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise pg_error(exc) from None
+        # "INSERT 0 3", "UPDATE 2", "DELETE 0": the count is the last word.
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def execute_many(self, statement: Statement[Any], rows: Sequence[Mapping[str, Any]]) -> None:
+        compiled = statement.compiled(self.dialect)
+        try:
+            await self._connection.executemany(compiled.sql, [compiled.args(row) for row in rows])
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise pg_error(exc) from None
+
+    async def all(self, statement: Statement[R], params: Params = None) -> list[R]:
+        compiled = statement.compiled(self.dialect)
+        try:
+            raw = await self._connection.fetch(compiled.sql, *compiled.args(params or {}))
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise pg_error(exc) from None
+        return statement.rows(self.dialect, raw)
+
+
+def run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Drive a unit of work that never suspends (a SQLite one) to its result, without a loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coroutine.close()
+    raise RuntimeError("a SQLite unit of work awaited something other than its transaction")
+
+
+_CONTENTION = {"40001", "40P01", "55P03"}
+"""serialization_failure, deadlock_detected, lock_not_available."""
+
+
+def pg_error(exc: BaseException) -> StoreError:
+    """The store's error for an asyncpg one (SQLSTATE only: the message may quote row values)."""
+    code = getattr(exc, "sqlstate", None)
+    if code == "23505":
+        return DuplicateKey(code=code)
+    if code in _CONTENTION:
+        return Contention(code=code)
+    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError) or (
+        code or ""
+    ).startswith(("08", "57P")):
+        return StoreUnavailable(code=code or type(exc).__name__)
+    return StoreError(f"database error {code or type(exc).__name__}", code=code or type(exc).__name__)
+
+
+def sqlite_error(exc: sqlite3.Error) -> StoreError:
+    """The store's error for a sqlite3 one (its error name only)."""
+    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    if name in {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}:
+        return DuplicateKey(code=name)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return Contention(code=name)
+    return StoreError(f"database error {name}", code=name)

@@ -1,0 +1,161 @@
+"""Statements for the driver: a Core statement compiled once per dialect, with its own conversions.
+
+SQLAlchemy's execution machinery (execution context, events, result wrapping) costs about as much as
+the SQLite work of a small INSERT, and on PostgreSQL the async engine adds a greenlet hop to every
+statement. A ``Statement`` keeps the SQL written once in Core, so each dialect gets its own SQL and
+parameter style, and compiles it once per dialect. A driver transaction (``cmc.store.driver``) runs
+it on the DBAPI / asyncpg connection with exactly the conversions SQLAlchemy would apply: the column
+types' bind processors on the way in, their result processors on the way out (SQLite's text
+decimals become ``Decimal``, its integers ``bool``, its UTC text aware instants). A contract test
+runs every statement both ways, through the driver and through ``Connection.execute``, on both
+engines, and compares the results.
+
+Only public SQLAlchemy compiler attributes are read (``positiontup``, ``binds``, ``string``) and the
+types' public ``bind_processor`` / ``result_processor``; SQLAlchemy is pinned below the next minor
+release in ``pyproject.toml`` because the compiled form's layout is what this relies on.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast, overload
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import ReturnsRows
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+R = TypeVar("R")
+Processor = Callable[[Any], Any] | None
+
+DIALECTS: dict[str, Dialect] = {
+    "sqlite": sqlite.pysqlite.dialect(),
+    "postgresql": postgresql.asyncpg.dialect(),  # type: ignore[no-untyped-call]
+}
+"""The two dialects CMC runs on, as the drivers see them (stdlib sqlite3, asyncpg)."""
+
+ALL: list[Statement[Any]] = []
+"""Every statement made, in creation order (the contract test runs each one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """One statement in one dialect: its SQL, parameter order, conversions and fixed values."""
+
+    sql: str
+    names: tuple[str, ...]
+    binds: tuple[Processor, ...]
+    results: tuple[Processor, ...]
+    fixed: Mapping[str, Any]
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        """The positional parameters for ``params``, converted as the columns' types want them."""
+        merged = {**self.fixed, **params} if self.fixed else params
+        values = [merged[name] for name in self.names]
+        for i, process in enumerate(self.binds):
+            if process is not None and values[i] is not None:
+                values[i] = process(values[i])
+        return values
+
+    def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
+        """A driver row with each column converted as its type wants it."""
+        return tuple(
+            value if process is None or value is None else process(value)
+            for process, value in zip(self.results, raw, strict=True)
+        )
+
+
+class Statement(Generic[R]):
+    """A statement ready to run on a driver connection; ``into`` builds each result row.
+
+    ``into`` is a NamedTuple (or any callable taking the columns positionally); without it a row is
+    a plain tuple. ``name`` identifies the statement in the contract test and in logs.
+    """
+
+    @overload
+    def __init__(
+        self: Statement[tuple[Any, ...]],
+        statement: ClauseElement,
+        *,
+        name: str,
+        keys: Sequence[str] | None = None,
+        into: None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        statement: ClauseElement,
+        *,
+        name: str,
+        keys: Sequence[str] | None = None,
+        into: Callable[..., R],
+    ) -> None: ...
+
+    def __init__(
+        self,
+        statement: ClauseElement,
+        *,
+        name: str,
+        keys: Sequence[str] | None = None,
+        into: Callable[..., R] | None = None,
+    ) -> None:
+        self.statement = statement
+        self.name = name
+        self.keys = list(keys) if keys is not None else None
+        self.into: Callable[..., R] = into if into is not None else cast(Callable[..., R], _plain)
+        self._compiled: dict[str, Compiled] = {}
+        ALL.append(self)
+
+    def compiled(self, dialect: str) -> Compiled:
+        """The statement compiled for ``dialect`` (``sqlite`` or ``postgresql``), once."""
+        found = self._compiled.get(dialect)
+        if found is None:
+            found = self._compiled[dialect] = _compile(self.statement, DIALECTS[dialect], self.keys)
+        return found
+
+    def rows(self, dialect: str, raw: Iterable[Sequence[Any]]) -> list[R]:
+        """Driver rows as result rows."""
+        compiled = self.compiled(dialect)
+        return [self.into(*compiled.row(r)) for r in raw]
+
+    def __repr__(self) -> str:
+        return f"Statement({self.name!r})"
+
+
+def _plain(*columns: Any) -> tuple[Any, ...]:
+    return columns
+
+
+def _compile(statement: ClauseElement, dialect: Dialect, keys: list[str] | None) -> Compiled:
+    compiled = statement.compile(dialect=dialect, column_keys=keys)
+    assert isinstance(compiled, SQLCompiler)
+    names = tuple(compiled.positiontup or ())
+    binds = tuple(_bind_processor(compiled, name, dialect) for name in names)
+    # Values written into the statement itself (``.values(status="sent")``) travel as binds too.
+    fixed = {name: compiled.binds[name].value for name in names if not compiled.binds[name].required}
+    results: tuple[Processor, ...] = ()
+    if isinstance(statement, ReturnsRows):
+        results = tuple(_result_processor(column.type, dialect) for column in statement.exported_columns)
+    return Compiled(compiled.string, names, binds, results, fixed)
+
+
+def _result_processor(kind: TypeEngine[Any], dialect: Dialect) -> Processor:
+    if dialect.name != "postgresql":
+        return kind.dialect_impl(dialect).result_processor(dialect, None)
+    # asyncpg hands back native values for every type CMC uses (numeric as Decimal, timestamptz as
+    # an aware datetime, boolean, json through the codec both pools install), so SQLAlchemy's own
+    # asyncpg processors are no-ops here; only our column types' conversions remain.
+    if isinstance(kind, TypeDecorator):
+        return functools.partial(kind.process_result_value, dialect=dialect)
+    return None
+
+
+def _bind_processor(compiled: SQLCompiler, name: str, dialect: Dialect) -> Processor:
+    bind = compiled.binds[name]
+    process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+    return process if callable(process) else None

@@ -1,0 +1,74 @@
+"""What a SendTransaction body must be beyond its wire type, and its fingerprint (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime
+from decimal import Decimal
+
+import msgspec
+
+from cmc.errors import ValidationFailed
+from cmc_client import wire
+
+MAX_AMOUNT = Decimal("1e12")
+MAX_DECIMALS = 6
+_SMALLEST = Decimal(1).scaleb(-MAX_DECIMALS)
+EARLIEST = datetime(1970, 1, 1)
+LATEST = datetime(2200, 1, 1)
+"""Sales happen in this range; outside it a date is a POS bug (and would overflow time zone maths)."""
+
+_hash_encode = msgspec.json.Encoder().encode  # Structs encode in field order: the same body, the same bytes
+
+
+def validate(request: wire.TransactionRequest) -> None:
+    """What the wire types cannot say: finite bounded amounts, real dates."""
+    errors: dict[str, list[str]] = {}
+    if request.transactionAmount is not None and (problem := _amount_problem(request.transactionAmount)):
+        errors["transactionAmount"] = [problem]
+    for index, product in enumerate(request.products or ()):
+        if product.quantity is not None and (problem := _amount_problem(product.quantity)):
+            errors[f"products[{index}].quantity"] = [problem]
+    when = request.transactionDate
+    if when is not None and not EARLIEST <= when.replace(tzinfo=None) <= LATEST:
+        errors["transactionDate"] = [f"must be between {EARLIEST.year} and {LATEST.year}"]
+    if request.customer and request.customer.birthDate and not _is_date(request.customer.birthDate):
+        errors["customer.birthDate"] = ["must be an ISO 8601 date (YYYY-MM-DD) or date-time"]
+    if request.purchaseQuantity is not None and (problem := _amount_problem(request.purchaseQuantity)):
+        errors["purchaseQuantity"] = [problem]
+    if errors:
+        raise ValidationFailed(errors=errors)
+
+
+def request_hash(request: wire.TransactionRequest) -> str:
+    """Fingerprint of the body, sessionId excluded, for telling a replay from a conflicting reuse.
+
+    The hashed bytes are the body with an empty ``sessionId`` in front, as every stored fingerprint
+    was computed when ``sessionId`` was the request's first field (a test pins the vectors).
+    """
+    fields = msgspec.to_builtins(request)
+    del fields["sessionId"]
+    return hashlib.sha256(_hash_encode({"sessionId": "", **fields})).hexdigest()
+
+
+def _amount_problem(value: Decimal) -> str | None:
+    if not value.is_finite():
+        return "must be a finite number"
+    if abs(value) >= MAX_AMOUNT:
+        return "is too large"
+    if value != value.quantize(_SMALLEST):
+        return f"has more than {MAX_DECIMALS} decimal places"
+    return None
+
+
+def _is_date(value: str) -> bool:
+    """An ISO 8601 date (``1990-04-11``) or date-time (``1990-04-11T00:00:00Z``)."""
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            date.fromisoformat(text)
+        else:
+            datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
