@@ -26,7 +26,7 @@ _s = tables.short_links
 _INSERT = Statement(insert(_s), name="links.insert", keys=[c.name for c in _s.columns])
 _SCAN = Statement(
     update(_s)
-    .where(_s.c.code == bindparam("code"))
+    .where(_s.c.code == bindparam("scanned"))
     .values(scans=_s.c.scans + 1, last_scan_at=bindparam("now", type_=UtcDateTime))
     .returning(_s.c.target_url),
     name="links.scan",
@@ -103,7 +103,7 @@ async def record_scan(tx: Tx, code: str, *, now: datetime) -> str | None:
     """Count one scan of ``code``; its target URL, or None for an unknown code."""
     if not _CODE.match(code):
         return None
-    row = await tx.first(_SCAN, {"code": code, "now": now})
+    row = await tx.first(_SCAN, {"scanned": code, "now": now})
     return None if row is None else str(row[0])
 
 
