@@ -342,7 +342,7 @@ async def test_crashed_workers_lease_expires_and_the_message_is_claimed_again(
     queued = await enqueue(db)
     lease = timedelta(minutes=2)
     # A worker claims the message and dies before settling it.
-    crashed = await db.write(queue.claim, now=NOON, limit=10, lease=lease, max_attempts=6)
+    crashed = await db.write(queue.claim, now=NOON, limit=10, lease=lease, max_attempts=6, base_url="")
     assert [m.id for m in crashed.messages] == [queued.id]
     assert (await row(db, queued.id)).status == "sending"
     with smtp_server() as inbox:
@@ -365,7 +365,7 @@ async def test_message_that_keeps_killing_its_worker_ends_dead(db: Database, tmp
     queued = await enqueue(db)
     lease, now = timedelta(minutes=2), NOON
     for _ in range(3):
-        claim = await db.write(queue.claim, now=now, limit=10, lease=lease, max_attempts=3)
+        claim = await db.write(queue.claim, now=now, limit=10, lease=lease, max_attempts=3, base_url="")
         assert len(claim.messages) == 1
         now += lease
     assert await dispatcher(db, tmp_path, outbox_max_attempts=3).run_once(now) == 1

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cmc.outbox.dispatch import retry_delay
-from cmc.outbox.quiet import QuietHours, next_allowed, parse_window
+from cmc.quiet_hours import QuietHours, next_allowed, parse_window
 
 NY = ZoneInfo("America/New_York")
 TOKYO = ZoneInfo("Asia/Tokyo")

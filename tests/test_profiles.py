@@ -179,9 +179,9 @@ def test_claim_of_reads_both_contact_shapes_mixed() -> None:
         Identifier("phone", "+14155550100"),
         Identifier("phone", "+14155550199"),
     )
-    assert (claim.first_name, claim.last_name) == ("Ada", None)
-    assert (claim.email, claim.phone) == ("ada@example.com", "+14155550100")
-    assert (claim.birth_date, claim.gender) == ("1990-04-11", "F")
+    assert (claim.person.first_name, claim.person.last_name) == ("Ada", None)
+    assert (claim.person.email, claim.person.phone) == ("ada@example.com", "+14155550100")
+    assert (claim.person.birth_date, claim.person.gender) == ("1990-04-11", "F")
 
 
 def test_claim_of_top_level_card_and_region() -> None:
@@ -197,11 +197,11 @@ def test_claim_of_anonymous_transaction_has_no_identifiers() -> None:
     named_only = claim_of(
         request(customer={"firstName": "Ada", "contacts": [{"email": "nope"}]}), region="US"
     )
-    assert named_only.identifiers == () and named_only.first_name == "Ada"
+    assert named_only.identifiers == () and named_only.person.first_name == "Ada"
 
 
 def _claim(*identifiers: Identifier) -> Claim:
-    return Claim(identifiers, None, None, None, None, None, None)
+    return Claim(identifiers)
 
 
 CARD, POS, EMAIL, PHONE = (

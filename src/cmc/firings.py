@@ -6,8 +6,8 @@ Every statement on ``rule_firings`` is here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, bindparam, func, insert, select
 
@@ -15,6 +15,9 @@ from cmc.store import tables
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
 from cmc.store.types import UtcDateTime
+
+if TYPE_CHECKING:
+    from cmc.sale import Sale
 
 _f = tables.rule_firings
 _INSERT = Statement(insert(_f), name="firings.insert", keys=[c.name for c in _f.columns if c.name != "id"])
@@ -30,22 +33,13 @@ _USAGE = Statement(
 )
 
 
-@dataclass(frozen=True)
-class Firing:
-    """One rule that fired for one transaction."""
-
-    pos_system_id: str
-    company_id: str
-    rule: str
-    profile_id: str | None
-    transaction_id: str
-    fired_at: datetime
-
-
-async def record(tx: Tx, firings: Sequence[Firing]) -> None:
-    """Store the firings of one transaction."""
-    if firings:
-        await tx.execute_many(_INSERT, [vars(f) for f in firings])
+async def record(tx: Tx, sale: Sale, rules: Sequence[str]) -> None:
+    """Store that ``rules`` fired for ``sale``."""
+    profile_id = sale.profile.id if sale.profile else None
+    scope = {"pos_system_id": sale.pos.id, "company_id": sale.company.id, "transaction_id": sale.id}
+    await tx.execute_many(
+        _INSERT, [{**scope, "rule": rule, "profile_id": profile_id, "fired_at": sale.now} for rule in rules]
+    )
 
 
 async def usage(

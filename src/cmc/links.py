@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from sqlalchemy import bindparam, insert, select, update
 
@@ -18,6 +18,10 @@ from cmc.store import tables
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
 from cmc.store.types import UtcDateTime
+
+if TYPE_CHECKING:
+    from cmc.registry.setup import Widget
+    from cmc.sale import Sale
 
 __all__ = ["ShortLinkUrls", "create", "new_code", "qr_svg_url", "record_scan", "short_link_urls", "title_of"]
 
@@ -64,38 +68,24 @@ def qr_svg_url(base_url: str, code: str) -> str:
     return f"{base_url.rstrip('/')}/qr/{code}.svg"
 
 
-async def create(
-    tx: Tx,
-    *,
-    pos_system_id: str,
-    company_id: str,
-    location_id: str,
-    terminal_id: str,
-    transaction_id: str,
-    widget_id: int,
-    title: str,
-    landing_url: str,
-    now: datetime,
-) -> str:
-    """A new short link to ``landing_url`` (``{code}`` in it becomes the code); returns the code."""
+async def create(tx: Tx, sale: Sale, widget: Widget) -> str:
+    """A new short link of ``sale`` to the widget's landing page (``{code}`` becomes the code)."""
     code = new_code()
-    await tx.execute(
-        _INSERT,
-        {
-            "code": code,
-            "pos_system_id": pos_system_id,
-            "company_id": company_id,
-            "location_id": location_id,
-            "terminal_id": terminal_id,
-            "transaction_id": transaction_id,
-            "widget_id": widget_id,
-            "title": title,
-            "target_url": landing_url.replace("{code}", code),
-            "scans": 0,
-            "created_at": now,
-            "last_scan_at": None,
-        },
-    )
+    row = {
+        "code": code,
+        "pos_system_id": sale.pos.id,
+        "company_id": sale.company.id,
+        "location_id": sale.location.id,
+        "terminal_id": sale.request.terminalId,
+        "transaction_id": sale.id,
+        "widget_id": widget.id,
+        "title": widget.title,
+        "target_url": widget.landingUrl.replace("{code}", code),
+        "scans": 0,
+        "created_at": sale.now,
+        "last_scan_at": None,
+    }
+    await tx.execute(_INSERT, row)
     return code
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from cmc import cfs_feed, firings, links, profiles, rules, screens
 from cmc.outbox import optouts, queue
-from cmc.outbox.quiet import next_allowed
 from cmc.placeholders import fill
+from cmc.quiet_hours import next_allowed
 from cmc.registry.setup import MessageTemplate
 from cmc.sale import Reaction, Sale, sales_person_name
 from cmc.store.driver import Tx
@@ -69,20 +69,7 @@ async def react(tx: Tx, sale: Sale, *, base_url: str) -> Reaction:
     evaluation = await evaluate(tx, sale)
     if not evaluation.fired:
         return Reaction()
-    await firings.record(
-        tx,
-        [
-            firings.Firing(
-                pos_system_id=sale.pos.id,
-                company_id=sale.company.id,
-                rule=fired.rule,
-                profile_id=sale.profile.id if sale.profile else None,
-                transaction_id=sale.id,
-                fired_at=sale.now,
-            )
-            for fired in evaluation.fired
-        ],
-    )
+    await firings.record(tx, sale, [fired.rule for fired in evaluation.fired])
     link = await _short_link(tx, sale, evaluation.qr_widget, base_url)
     message_ids = await _messages(tx, sale, evaluation.notifications, link, base_url)
     first_message = next((m for m in message_ids.values() if m), None)
@@ -120,11 +107,11 @@ def facts_of(sale: Sale) -> rules.Facts:
         customer = rules.CustomerFacts(
             is_new=profile.is_new,
             visit_count=profile.visit_count,
-            has_email=profile.email is not None,
-            has_phone=profile.phone is not None,
+            has_email=profile.person.email is not None,
+            has_phone=profile.person.phone is not None,
             has_loyalty_card=profile.has_card,
             lifetime_spend=profile.lifetime_spend,
-            birth_date=date.fromisoformat(profile.birth_date) if profile.birth_date else None,
+            birth_date=date.fromisoformat(profile.person.birth_date) if profile.person.birth_date else None,
         )
     return rules.Facts(
         location_id=sale.location.id,
@@ -154,18 +141,7 @@ async def _short_link(tx: Tx, sale: Sale, effect: rules.Effect | None, base_url:
     if effect is None:
         return None
     widget = sale.company.setup.widgets[int(effect.target)]
-    code = await links.create(
-        tx,
-        pos_system_id=sale.pos.id,
-        company_id=sale.company.id,
-        location_id=sale.location.id,
-        terminal_id=sale.request.terminalId,
-        transaction_id=sale.id,
-        widget_id=widget.id,
-        title=widget.title,
-        landing_url=widget.landingUrl,
-        now=sale.now,
-    )
+    code = await links.create(tx, sale, widget)
     return _Link(
         code=code, widget_id=widget.id, title=widget.title, urls=links.short_link_urls(base_url, code)
     )
@@ -192,7 +168,7 @@ async def _messages(
     A customer without the template's contact, or who opted out of that channel, gets no message.
     """
     profile = sale.profile
-    contacts = {"email": profile.email, "sms": profile.phone} if profile else {}
+    contacts = {"email": profile.person.email, "sms": profile.person.phone} if profile else {}
     first: dict[str, rules.Effect] = {}
     for effect in effects:
         first.setdefault(effect.target, effect)
@@ -215,8 +191,8 @@ async def _messages(
     ]
     ids = await queue.enqueue(
         tx,
+        sale,
         [_message(sale, effect, template, recipient, link) for effect, template, recipient in chosen],
-        now=sale.now,
         base_url=base_url,
     )
     queued = {template.id: message_id for (_, template, _), message_id in zip(chosen, ids, strict=True)}
@@ -233,26 +209,17 @@ def _message(
     due = sale.now
     if template.channel == "sms":
         due = next_allowed(sale.now, sale.location.timezone, sale.location.quiet_hours)
+    subject = fill(template.subject, values) if template.subject else None
     return queue.NewMessage(
-        pos_system_id=sale.pos.id,
-        company_id=sale.company.id,
-        location_id=sale.location.id,
-        transaction_id=sale.id,
-        rule=effect.rule,
-        template_id=template.id,
-        channel=template.channel,
-        recipient=recipient,
-        subject=fill(template.subject, values) if template.subject else None,
-        body=fill(template.body, values),
-        due=due,
+        effect.rule, template.id, template.channel, recipient, subject, fill(template.body, values), due
     )
 
 
 def _values(sale: Sale, link: _Link | None) -> dict[str, str]:
     profile = sale.profile
     return {
-        "firstName": (profile.first_name if profile else None) or "",
-        "lastName": (profile.last_name if profile else None) or "",
+        "firstName": (profile.person.first_name if profile else None) or "",
+        "lastName": (profile.person.last_name if profile else None) or "",
         "companyName": sale.company.name,
         "locationName": sale.location.name,
         "shortLinkUrl": link.urls["shortLinkUrl"] if link else "",
@@ -267,7 +234,7 @@ async def _cfs_event(tx: Tx, sale: Sale, link: _Link, template: rules.Effect | N
         "title": link.title,
         **link.urls,
         "qrSvgUrl": links.qr_svg_url(base_url, link.code),
-        "firstName": sale.profile.first_name if sale.profile else None,
+        "firstName": sale.profile.person.first_name if sale.profile else None,
         "templateId": int(template.target) if template else None,
     }
     await cfs_feed.publish(

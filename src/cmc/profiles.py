@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import bindparam, insert, select, update
@@ -41,16 +42,46 @@ class Identifier:
 
 
 @dataclass(frozen=True)
+class Person:
+    """A customer's personal details (normalized; None where unknown)."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    """The first valid email of the sale: where email messages go."""
+    phone: str | None = None
+    """E.164: where SMS go."""
+    gender: str | None = None
+    birth_date: str | None = None
+    """``YYYY-MM-DD``."""
+
+    def over(self, older: Person) -> Person:
+        """These details where known, ``older``'s elsewhere (what a sale tells CMC updates the profile)."""
+        return Person(*(new or old for new, old in zip(_values(self), _values(older), strict=True)))
+
+
+def _values(person: Person) -> tuple[str | None, ...]:
+    return dataclasses.astuple(person)
+
+
+PERSON = [f.name for f in dataclasses.fields(Person)]
+"""The profile columns that hold a ``Person``, in field order."""
+
+
+@dataclass(frozen=True)
 class Claim:
     """What a transaction says about its customer, normalized."""
 
     identifiers: tuple[Identifier, ...]
-    first_name: str | None
-    last_name: str | None
-    email: str | None
-    phone: str | None
-    birth_date: str | None
-    gender: str | None
+    person: Person = Person()
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The merchant account a profile belongs to: identifiers are unique within it."""
+
+    pos_system_id: str
+    company_id: str
 
 
 @dataclass(frozen=True)
@@ -69,13 +100,9 @@ class ProfileState:
     """A profile: as stored, or as it is after this transaction (what the response and rules see)."""
 
     id: str
-    first_name: str | None
-    last_name: str | None
-    email: str | None
-    phone: str | None
-    gender: str | None
-    birth_date: str | None
+    person: Person
     visit_count: int
+    """Visits, this one included."""
     lifetime_spend: Decimal
     has_card: bool
     is_new: bool = False
@@ -83,12 +110,14 @@ class ProfileState:
 
 _p = tables.profiles
 _i = tables.profile_identifiers
-_STATE = [f.name for f in dataclasses.fields(ProfileState) if f.name != "is_new"]
-"""The profile columns, named as ``ProfileState``'s fields."""
+_COUNTERS = ("visit_count", "lifetime_spend", "has_card")
+_STATE = ("id", *PERSON, *_COUNTERS)
+"""The profile columns ``ProfileState`` is read from and written to, in this order."""
 
 
-def _known_row(kind: str, value: str, *profile: object) -> tuple[Identifier, ProfileState]:
-    return Identifier(kind, value), ProfileState(*profile)  # type: ignore[arg-type]
+def _known_row(kind: str, value: str, profile_id: str, *columns: Any) -> tuple[Identifier, ProfileState]:
+    split = len(PERSON)
+    return Identifier(kind, value), ProfileState(profile_id, Person(*columns[:split]), *columns[split:])
 
 
 @functools.cache
@@ -187,15 +216,15 @@ def claim_of(tx: wire.TransactionRequest, *, region: str) -> Claim:
         + [Identifier("email", e) for e in emails]
         + [Identifier("phone", p) for p in phones]
     )
-    return Claim(
-        identifiers=tuple(identifiers),
+    person = Person(
         first_name=_clean(customer.firstName),
         last_name=_clean(customer.lastName),
         email=next(iter(emails), None),
         phone=next(iter(phones), None),
-        birth_date=_date_part(customer.birthDate),
         gender=_clean(customer.gender),
+        birth_date=_date_part(customer.birthDate),
     )
+    return Claim(tuple(identifiers), person)
 
 
 def match(claim: Claim, known: Mapping[Identifier, str]) -> Match:
@@ -207,49 +236,25 @@ def match(claim: Claim, known: Mapping[Identifier, str]) -> Match:
 
 
 async def peek(
-    tx: Tx,
-    claim: Claim,
-    *,
-    pos_system_id: str,
-    company_id: str,
-    amount: Decimal | None,
-    is_reversal: bool,
+    tx: Tx, claim: Claim, scope: Scope, *, amount: Decimal | None, is_reversal: bool
 ) -> tuple[ProfileState, Match] | None:
     """The profile ``claim`` resolves to, as it will be after this transaction; writes nothing."""
     if not claim.identifiers:
         return None
-    known = await _known(tx, claim.identifiers, pos_system_id=pos_system_id, company_id=company_id)
+    known = await _known(tx, claim.identifiers, scope)
     result = match(claim, {ident: stored.id for ident, stored in known.items()})
     visit = 0 if is_reversal else 1
     spend = _spend_delta(amount, is_reversal)
     has_card = any(i.kind == "card" for i in claim.identifiers)
     if result.profile_id is None:
-        state = ProfileState(
-            id=new_id(),
-            first_name=claim.first_name,
-            last_name=claim.last_name,
-            email=claim.email,
-            phone=claim.phone,
-            gender=claim.gender,
-            birth_date=claim.birth_date,
-            visit_count=visit,
-            lifetime_spend=spend,
-            has_card=has_card,
-            is_new=True,
-        )
-        return state, result
+        return ProfileState(new_id(), claim.person, visit, spend, has_card, is_new=True), result
     stored = next(stored for stored in known.values() if stored.id == result.profile_id)
     state = ProfileState(
-        id=stored.id,
-        first_name=claim.first_name or stored.first_name,
-        last_name=claim.last_name or stored.last_name,
-        email=claim.email or stored.email,
-        phone=claim.phone or stored.phone,
-        gender=claim.gender or stored.gender,
-        birth_date=claim.birth_date or stored.birth_date,
-        visit_count=stored.visit_count + visit,
-        lifetime_spend=stored.lifetime_spend + spend,
-        has_card=has_card or stored.has_card,
+        stored.id,
+        claim.person.over(stored.person),
+        stored.visit_count + visit,
+        stored.lifetime_spend + spend,
+        has_card or stored.has_card,
     )
     return state, result
 
@@ -257,19 +262,18 @@ async def peek(
 async def resolve(
     tx: Tx,
     claim: Claim,
+    merchant: Scope,
     *,
-    pos_system_id: str,
-    company_id: str,
     transaction_id: str,
     amount: Decimal | None,
     is_reversal: bool,
     now: datetime,
 ) -> ProfileState | None:
     """Find or create the profile of ``claim`` and record this transaction on it (None: anonymous)."""
-    scope = {"pos_system_id": pos_system_id, "company_id": company_id}
-    peeked = await peek(tx, claim, **scope, amount=amount, is_reversal=is_reversal)
+    peeked = await peek(tx, claim, merchant, amount=amount, is_reversal=is_reversal)
     if peeked is None:
         return None
+    scope = vars(merchant)
     state, result = peeked
     values = _row(state)
     if state.is_new:
@@ -308,24 +312,23 @@ def to_wire(state: ProfileState | None, *, sales_person: str | None) -> wire.Pro
     """The seed's profile block."""
     if state is None:
         return None
+    person = state.person
     return wire.Profile(
         id=state.id,
-        firstName=state.first_name,
-        lastName=state.last_name,
-        customerEmail=state.email,
-        customerPhone=state.phone,
+        firstName=person.first_name,
+        lastName=person.last_name,
+        customerEmail=person.email,
+        customerPhone=person.phone,
         salesPerson=sales_person,
-        gender=state.gender,
+        gender=person.gender,
     )
 
 
-async def _known(
-    tx: Tx, identifiers: Sequence[Identifier], *, pos_system_id: str, company_id: str
-) -> dict[Identifier, ProfileState]:
+async def _known(tx: Tx, identifiers: Sequence[Identifier], scope: Scope) -> dict[Identifier, ProfileState]:
     """The known identifiers among ``identifiers``, each with its stored profile."""
     values = sorted({ident.value for ident in identifiers})
     params: dict[str, str] = {f"v{n}": value for n, value in enumerate(values)}
-    params.update(pos=pos_system_id, company=company_id)
+    params.update(pos=scope.pos_system_id, company=scope.company_id)
     wanted = set(identifiers)
     return {
         ident: stored for ident, stored in await tx.all(_known_query(len(values)), params) if ident in wanted
@@ -333,7 +336,8 @@ async def _known(
 
 
 def _row(state: ProfileState) -> dict[str, object]:
-    return {name: getattr(state, name) for name in _STATE}
+    counters = {name: getattr(state, name) for name in _COUNTERS}
+    return {"id": state.id, **dataclasses.asdict(state.person), **counters}
 
 
 def _spend_delta(amount: Decimal | None, is_reversal: bool) -> Decimal:

@@ -20,19 +20,41 @@ REVERSAL_TYPES = frozenset({"refund", "return", "void"})
 
 
 @dataclass(frozen=True)
+class Place:
+    """Where a sale happens: the POS system, the merchant account and its store."""
+
+    pos: PosSystem
+    company: Company
+    location: Location
+
+
+@dataclass(frozen=True)
 class Sale:
     """A transaction being recorded, as marketing sees it."""
 
     id: str
     request: wire.TransactionRequest
-    pos: PosSystem
-    company: Company
-    location: Location
+    place: Place
     claim: Claim
     profile: ProfileState | None
     is_reversal: bool
     occurred_at: datetime
     now: datetime
+
+    @property
+    def pos(self) -> PosSystem:
+        """The POS system the sale came through."""
+        return self.place.pos
+
+    @property
+    def company(self) -> Company:
+        """The merchant account."""
+        return self.place.company
+
+    @property
+    def location(self) -> Location:
+        """The store."""
+        return self.place.location
 
 
 @dataclass(frozen=True)

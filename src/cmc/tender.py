@@ -30,8 +30,8 @@ from cmc import interactions, profiles, rules, sale, transactions
 from cmc.errors import DuplicateKey, Forbidden, TransactionConflict
 from cmc.ids import new_id
 from cmc.marketing import evaluate
-from cmc.registry import Company, Directory, Location, PosSystem
-from cmc.sale import React, Reaction, Sale
+from cmc.registry import Directory, PosSystem
+from cmc.sale import Place, React, Reaction, Sale
 from cmc.store.database import Database
 from cmc.store.driver import Tx
 from cmc.validation import request_hash, validate
@@ -75,15 +75,12 @@ async def send_transaction(
         terminal_id=request.terminalId,
         company_id=request.posCompanyId,
     )
-    company = directory.companies[(pos.id, location.company_id)]
+    place = Place(pos, directory.companies[(pos.id, location.company_id)], location)
     if dry_run:
-        body = await db.query(_preview, request, pos=pos, company=company, location=location, now=now)
-        return Answer(body, "dry-run")
+        return Answer(await db.query(_preview, request, place, now=now), "dry-run")
     for attempt in range(1, RACE_ATTEMPTS + 1):
         try:
-            return await db.transact(
-                _record, request, pos=pos, company=company, location=location, now=now, react=react
-            )
+            return await db.transact(_record, request, place, now=now, react=react)
         except DuplicateKey:
             # Another process stored the same transaction (or session use) first; the next run sees it.
             if attempt == RACE_ATTEMPTS:
@@ -92,74 +89,33 @@ async def send_transaction(
 
 
 async def _record(
-    tx: Tx,
-    request: wire.TransactionRequest,
-    *,
-    pos: PosSystem,
-    company: Company,
-    location: Location,
-    now: datetime,
-    react: React,
+    tx: Tx, request: wire.TransactionRequest, place: Place, *, now: datetime, react: React
 ) -> Answer:
     """Store ``request`` exactly once and answer it; a replay answers what the first time answered."""
     fingerprint = request_hash(request)
     existing = await transactions.find(
-        tx, pos_system_id=pos.id, company_id=company.id, transaction_id=request.transactionId
+        tx, pos_system_id=place.pos.id, company_id=place.company.id, transaction_id=request.transactionId
     )
     if existing is not None:
         if existing.request_hash != fingerprint:
             raise TransactionConflict()
         return Answer(existing.response, "replayed")
     sale_id = new_id()
-    await interactions.consume(tx, pos, request, sale_id, now=now)
-    recorded = await _sale(
-        tx, request, sale_id, pos=pos, company=company, location=location, now=now, write=True
-    )
+    await interactions.consume(tx, place.pos, request, sale_id, now=now)
+    recorded = await _sale(tx, request, sale_id, place, now=now, write=True)
     reaction = await react(tx, recorded)
     body = _encode(response_of(recorded, reaction))
-    await transactions.insert_record(
-        tx,
-        transactions.Record(
-            id=sale_id,
-            pos_system_id=pos.id,
-            company_id=company.id,
-            pos_transaction_id=request.transactionId,
-            location_id=location.id,
-            terminal_id=request.terminalId,
-            session_id=request.sessionId,
-            transaction_type=request.transactionType or "Undefined",
-            is_reversal=recorded.is_reversal,
-            amount=request.transactionAmount,
-            occurred_at=recorded.occurred_at,
-            received_at=now,
-            profile_id=recorded.profile.id if recorded.profile else None,
-            loyalty_card=next((i.value for i in recorded.claim.identifiers if i.kind == "card"), None),
-            request_hash=fingerprint,
-            request=_encode(request),
-            response=body,
-        ),
-        request.products or [],
-    )
+    await transactions.save(tx, recorded, request_hash=fingerprint, response=body)
     return Answer(body, "created")
 
 
-async def _preview(
-    tx: Tx,
-    request: wire.TransactionRequest,
-    *,
-    pos: PosSystem,
-    company: Company,
-    location: Location,
-    now: datetime,
-) -> bytes:
+async def _preview(tx: Tx, request: wire.TransactionRequest, place: Place, *, now: datetime) -> bytes:
     """The dry-run response: profile, effects, per-rule explanation and its text rendering."""
-    previewed = await _sale(
-        tx, request, "dry-run", pos=pos, company=company, location=location, now=now, write=False
-    )
+    previewed = await _sale(tx, request, "dry-run", place, now=now, write=False)
     evaluation = await evaluate(tx, previewed, explain=True)
     data = {
         "dryRun": True,
-        "posStatus": pos.status,
+        "posStatus": place.pos.status,
         "profile": profiles.to_wire(
             previewed.profile, sales_person=sale.sales_person_name(request.salesPerson)
         ),
@@ -171,15 +127,7 @@ async def _preview(
 
 
 async def _sale(
-    tx: Tx,
-    request: wire.TransactionRequest,
-    sale_id: str,
-    *,
-    pos: PosSystem,
-    company: Company,
-    location: Location,
-    now: datetime,
-    write: bool,
+    tx: Tx, request: wire.TransactionRequest, sale_id: str, place: Place, *, now: datetime, write: bool
 ) -> Sale:
     """The sale of ``request`` with its customer's profile as it is after this transaction.
 
@@ -187,36 +135,18 @@ async def _sale(
     is only looked up, as it would be.
     """
     reversal = sale.is_reversal(request)
-    claim = profiles.claim_of(request, region=location.country)
+    claim = profiles.claim_of(request, region=place.location.country)
+    scope = profiles.Scope(place.pos.id, place.company.id)
     amount = request.transactionAmount
     if write:
         profile = await profiles.resolve(
-            tx,
-            claim,
-            pos_system_id=pos.id,
-            company_id=company.id,
-            transaction_id=sale_id,
-            amount=amount,
-            is_reversal=reversal,
-            now=now,
+            tx, claim, scope, transaction_id=sale_id, amount=amount, is_reversal=reversal, now=now
         )
     else:
-        peeked = await profiles.peek(
-            tx, claim, pos_system_id=pos.id, company_id=company.id, amount=amount, is_reversal=reversal
-        )
+        peeked = await profiles.peek(tx, claim, scope, amount=amount, is_reversal=reversal)
         profile = peeked[0] if peeked else None
-    return Sale(
-        id=sale_id,
-        request=request,
-        pos=pos,
-        company=company,
-        location=location,
-        claim=claim,
-        profile=profile,
-        is_reversal=reversal,
-        occurred_at=sale.occurred_at(request, location, now=now),
-        now=now,
-    )
+    when = sale.occurred_at(request, place.location, now=now)
+    return Sale(sale_id, request, place, claim, profile, reversal, when, now)
 
 
 def response_of(recorded: Sale, reaction: Reaction) -> wire.TransactionResponse:

@@ -7,17 +7,20 @@ response bytes a replay answers with. ``cmc.tender`` decides what to store; this
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+import msgspec
 from sqlalchemy import bindparam, insert, select
 
 from cmc.store import tables
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
-from cmc_client import wire
+
+if TYPE_CHECKING:
+    from cmc.sale import Sale
+    from cmc_client import wire
+
+_encode = msgspec.json.Encoder().encode
 
 _t = tables.transactions
 _p = tables.transaction_products
@@ -58,53 +61,52 @@ def _responses(companies: int) -> Statement[tuple[str, bytes]]:
     )
 
 
-@dataclass(frozen=True)
-class Record:
-    """One transaction as it is stored."""
-
-    id: str
-    pos_system_id: str
-    company_id: str
-    pos_transaction_id: str
-    location_id: str
-    terminal_id: str
-    session_id: str
-    transaction_type: str
-    is_reversal: bool
-    amount: Decimal | None
-    occurred_at: datetime
-    received_at: datetime
-    profile_id: str | None
-    loyalty_card: str | None
-    request_hash: str
-    request: bytes
-    response: bytes
-
-
 async def find(tx: Tx, *, pos_system_id: str, company_id: str, transaction_id: str) -> Stored | None:
     """The stored transaction with this POS transaction id, if any."""
     return await tx.first(_FIND, {"pos": pos_system_id, "company": company_id, "tx": transaction_id})
 
 
-async def insert_record(tx: Tx, record: Record, products: list[wire.Product]) -> None:
-    """Store a transaction and its basket lines."""
-    await tx.execute(_INSERT, vars(record))
-    if products:
+async def save(tx: Tx, sale: Sale, *, request_hash: str, response: bytes) -> None:
+    """Store the sale's transaction, its basket lines, its fingerprint and the answer replays get."""
+    request = sale.request
+    card = next((i.value for i in sale.claim.identifiers if i.kind == "card"), None)
+    row = {
+        "id": sale.id,
+        "pos_system_id": sale.pos.id,
+        "company_id": sale.company.id,
+        "pos_transaction_id": request.transactionId,
+        "location_id": sale.location.id,
+        "terminal_id": request.terminalId,
+        "session_id": request.sessionId,
+        "transaction_type": request.transactionType or "Undefined",
+        "is_reversal": sale.is_reversal,
+        "amount": request.transactionAmount,
+        "occurred_at": sale.occurred_at,
+        "received_at": sale.now,
+        "profile_id": sale.profile.id if sale.profile else None,
+        "loyalty_card": card,
+        "request_hash": request_hash,
+        "request": _encode(request),
+        "response": response,
+    }
+    await tx.execute(_INSERT, row)
+    if request.products:
         await tx.execute_many(
             _INSERT_PRODUCTS,
-            [
-                {
-                    "transaction_id": record.id,
-                    "line_no": index,
-                    "product_id": p.productId,
-                    "product_name": p.productName,
-                    "manufacturer": p.manufacturer,
-                    "product_category": p.productCategory,
-                    "quantity": p.quantity,
-                }
-                for index, p in enumerate(products)
-            ],
+            [_line(sale.id, index, product) for index, product in enumerate(request.products)],
         )
+
+
+def _line(transaction_id: str, index: int, product: wire.Product) -> dict[str, object]:
+    return {
+        "transaction_id": transaction_id,
+        "line_no": index,
+        "product_id": product.productId,
+        "product_name": product.productName,
+        "manufacturer": product.manufacturer,
+        "product_category": product.productCategory,
+        "quantity": product.quantity,
+    }
 
 
 async def stored_responses(

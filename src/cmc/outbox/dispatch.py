@@ -18,8 +18,8 @@ import structlog
 from cmc.clock import Clock, system_clock
 from cmc.config import Settings
 from cmc.outbox import queue
-from cmc.outbox.quiet import next_allowed
 from cmc.outbox.senders import DeliveryFailed, Outgoing, PermanentFailure, Sender, senders_from
+from cmc.quiet_hours import next_allowed
 from cmc.store.database import Database
 
 MAX_BACKOFF = timedelta(hours=1)
@@ -77,6 +77,7 @@ class Dispatcher:
             limit=self.batch,
             lease=self.lease,
             max_attempts=self._settings.outbox_max_attempts,
+            base_url=self._settings.base_url,
         )
         outcomes = await asyncio.gather(
             *(self._deliver(message, now=now) for message in claim.messages), return_exceptions=True
@@ -143,7 +144,7 @@ class Dispatcher:
     async def _deliver(self, message: queue.Claimed, *, now: datetime) -> bool:
         """Send one message: True when it went out (the pass records it), False after recording a failure."""
         try:
-            await self._sender(message.channel).send(self._outgoing(message))
+            await self._sender(message.channel).send(message.message)
         except DeliveryFailed as exc:
             await self._failed(message, exc, now=now)
         except Exception as exc:
@@ -180,16 +181,6 @@ class Dispatcher:
     def _sender(self, channel: str) -> Sender:
         sender = self._senders.get(channel)
         return sender if sender is not None else _Unroutable()
-
-    def _outgoing(self, message: queue.Claimed) -> Outgoing:
-        return Outgoing(
-            id=message.id,
-            channel=message.channel,
-            recipient=message.recipient,
-            subject=message.subject,
-            body=message.body,
-            optout_url=f"{self._settings.base_url}/u/{message.optout_token}",
-        )
 
 
 class _Unroutable:

@@ -24,17 +24,21 @@ import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, ColumnElement, Connection, func, insert, select, update
 
 from cmc.ids import new_id
 from cmc.outbox import optouts
-from cmc.outbox.quiet import DEFAULT_WINDOW, QuietHours, next_allowed, parse_window
+from cmc.outbox.senders import Outgoing
+from cmc.quiet_hours import DEFAULT_WINDOW, QuietHours, next_allowed, parse_window
 from cmc.registry import store as registry_store
 from cmc.store import tables
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
+
+if TYPE_CHECKING:
+    from cmc.sale import Sale
 
 LEASE_LOST = "lease expired: the worker sending it stopped before recording the outcome"
 DONE = ("sent", "dead", "suppressed")
@@ -49,10 +53,6 @@ _INSERT = Statement(insert(_m), name="outbox.enqueue", keys=[c.name for c in _m.
 class NewMessage:
     """An email or SMS a sale asks for, rendered; ``due`` is when it may go (quiet hours applied)."""
 
-    pos_system_id: str
-    company_id: str
-    location_id: str
-    transaction_id: str
     rule: str
     template_id: str
     channel: str
@@ -62,8 +62,15 @@ class NewMessage:
     due: datetime
 
 
-async def enqueue(tx: Tx, messages: Sequence[NewMessage], *, now: datetime, base_url: str) -> list[str]:
-    """Queue ``messages`` in the caller's transaction, each with its own opt-out link; returns their ids."""
+async def enqueue(tx: Tx, sale: Sale, messages: Sequence[NewMessage], *, base_url: str) -> list[str]:
+    """Queue the sale's ``messages`` in its transaction, each with its own opt-out link; returns their ids."""
+    scope = {
+        "pos_system_id": sale.pos.id,
+        "company_id": sale.company.id,
+        "location_id": sale.location.id,
+        "transaction_id": sale.id,
+    }
+    now = sale.now
     rows = []
     for message in messages:
         # Time-ordered prefix, random tail (96 bits): unguessable, and new tokens land at the end of
@@ -71,6 +78,7 @@ async def enqueue(tx: Tx, messages: Sequence[NewMessage], *, now: datetime, base
         token = new_id().replace("-", "") + secrets.token_urlsafe(12)
         rows.append(
             {
+                **scope,
                 **vars(message),
                 "id": new_id(),
                 "body": f"{message.body}\n\nNo more messages: {base_url}/u/{token}",
@@ -119,17 +127,23 @@ def prune_targets(before: datetime) -> list[tuple[Column[Any], ColumnElement[boo
 class Claimed:
     """A message this worker now holds, until ``lease_until``."""
 
-    id: str
-    channel: str
-    recipient: str
-    subject: str | None
-    body: str
-    optout_token: str
+    message: Outgoing
+    """What the sender delivers."""
     attempts: int
     """Attempts including the one now starting."""
     lease_until: datetime
     tz: zoneinfo.ZoneInfo
     quiet: QuietHours
+
+    @property
+    def id(self) -> str:
+        """The message id."""
+        return self.message.id
+
+    @property
+    def channel(self) -> str:
+        """``email`` or ``sms``."""
+        return self.message.channel
 
 
 @dataclass(frozen=True)
@@ -147,8 +161,13 @@ class Claim:
         return len(self.messages) + self.suppressed + self.deferred + self.dead
 
 
-def claim(conn: Connection, *, now: datetime, limit: int, lease: timedelta, max_attempts: int) -> Claim:
-    """Take up to ``limit`` due messages (queued and due, or sending with an expired lease)."""
+def claim(
+    conn: Connection, *, now: datetime, limit: int, lease: timedelta, max_attempts: int, base_url: str
+) -> Claim:
+    """Take up to ``limit`` due messages (queued and due, or sending with an expired lease).
+
+    ``base_url`` builds each message's opt-out link (``CMC_PUBLIC_URL``).
+    """
     m = tables.messages
     rows = _due(conn, now, limit)
     suppressed, dead, claimed = [], [], []
@@ -173,7 +192,10 @@ def claim(conn: Connection, *, now: datetime, limit: int, lease: timedelta, max_
             )
             deferred += 1
             continue
-        claimed.append(_claimed(row, lease_until=lease_until, tz=tz, quiet=quiet))
+        outgoing = Outgoing(
+            row.id, row.channel, row.recipient, row.subject, row.body, f"{base_url}/u/{row.optout_token}"
+        )
+        claimed.append(Claimed(outgoing, row.attempts + 1, lease_until, tz, quiet))
     if suppressed:
         conn.execute(update(m).where(m.c.id.in_(suppressed)).values(status="suppressed", lease_until=None))
     if dead:
@@ -279,21 +301,6 @@ def _candidates() -> Any:
         zone.label("timezone"),
         quiet_hours.label("quiet_hours"),
     ).with_for_update(skip_locked=True, of=m)
-
-
-def _claimed(row: Any, *, lease_until: datetime, tz: zoneinfo.ZoneInfo, quiet: QuietHours) -> Claimed:
-    return Claimed(
-        id=row.id,
-        channel=row.channel,
-        recipient=row.recipient,
-        subject=row.subject,
-        body=row.body,
-        optout_token=row.optout_token,
-        attempts=row.attempts + 1,
-        lease_until=lease_until,
-        tz=tz,
-        quiet=quiet,
-    )
 
 
 def _settle(conn: Connection, message: Claimed, **values: Any) -> bool:

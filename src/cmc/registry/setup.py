@@ -118,24 +118,18 @@ def check(raw: Mapping[str, Any], *, locations: Collection[str], path: str) -> D
     _unique([w.id for w in widgets], f"{path}.widgets")
     _unique([t.id for t in templates], f"{path}.cfsTemplates")
     _unique([m.id for m in messages], f"{path}.messageTemplates")
-    parsed = _parse_rules(
-        raw.get("rules") or [], widgets, templates, messages, locations, path=f"{path}.rules"
+    document = Document(
+        widgets=tuple(widgets), cfsTemplates=tuple(templates), messageTemplates=tuple(messages)
     )
-    return Document(
-        widgets=tuple(widgets),
-        cfsTemplates=tuple(templates),
-        messageTemplates=tuple(messages),
-        rules=tuple(rules.rule_to_data(rule) for rule in parsed),
-    )
+    parsed = _parse_rules(raw.get("rules") or [], document, locations, f"{path}.rules")
+    return msgspec.structs.replace(document, rules=tuple(rules.rule_to_data(rule) for rule in parsed))
 
 
 def compile_setup(document: Document, *, locations: Collection[str]) -> Setup:
     """The setup of a validated document, its rules compiled for the company's ``locations``."""
     if document == Document():
         return EMPTY
-    parsed = _parse_rules(
-        list(document.rules), document.widgets, document.cfsTemplates, document.messageTemplates, locations
-    )
+    parsed = _parse_rules(list(document.rules), document, locations, "rules")
     return Setup(
         widgets={w.id: w for w in document.widgets},
         cfs_templates={t.id: t for t in document.cfsTemplates},
@@ -151,22 +145,15 @@ def load(data: Mapping[str, Any] | None, *, locations: Collection[str]) -> Setup
 
 
 def _parse_rules(
-    raw: list[Any],
-    widgets: Collection[Widget],
-    templates: Collection[CfsTemplate],
-    messages: Collection[MessageTemplate],
-    locations: Collection[str],
-    *,
-    path: str = "rules",
+    raw: list[Any], document: Document, locations: Collection[str], path: str
 ) -> list[rules.Rule]:
-    return rules.parse_rules(
-        raw,
-        locations=locations,
-        widgets={w.id for w in widgets},
-        cfs_templates={t.id for t in templates},
-        message_templates={m.id for m in messages},
-        path=path,
-    )
+    """The rules of ``raw``, checked against the document's widgets and templates and these locations."""
+    ids = {
+        "widgets": {w.id for w in document.widgets},
+        "cfs_templates": {t.id for t in document.cfsTemplates},
+        "message_templates": {m.id for m in document.messageTemplates},
+    }
+    return rules.parse_rules(raw, locations=locations, path=path, **ids)  # type: ignore[arg-type]
 
 
 def _items(raw: object, kind: type[Any], path: str) -> list[Any]:

@@ -18,7 +18,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import Connection
 
-from cmc.outbox.quiet import QuietHours, parse_window
+from cmc.quiet_hours import QuietHours, parse_window
 from cmc.registry import setup, store
 from cmc.registry.setup import Setup
 from cmc.store.database import Database

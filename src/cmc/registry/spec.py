@@ -20,7 +20,7 @@ import yaml
 
 from cmc import rules
 from cmc.errors import RegistryError
-from cmc.outbox.quiet import parse_window
+from cmc.quiet_hours import parse_window
 from cmc.registry import setup
 from cmc_client import wire
 

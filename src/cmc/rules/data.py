@@ -5,30 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from cmc.rules.model import (
-    _DAYS,
-    AllOf,
-    Amount,
-    AnyOf,
-    BasketQuantity,
-    Condition,
-    Customer,
-    DayOfWeek,
-    Location,
-    Not,
-    Products,
-    Range,
-    Rule,
-    Terminal,
-    TimeOfDay,
-    TransactionType,
-)
+from cmc.rules import model as m
 from cmc.rules.parse import _UNITS
 
 # --------------------------------------------------------------------------- back to plain data
 
 
-def rule_to_data(rule: Rule) -> dict[str, object]:
+def rule_to_data(rule: m.Rule) -> dict[str, object]:
     """The rule as registry-shaped plain data (JSON-safe: decimals as strings, dates as ISO strings)."""
     data: dict[str, object] = {"name": rule.name, "priority": rule.priority}
     if rule.locations is not None:
@@ -54,31 +37,33 @@ def rule_to_data(rule: Rule) -> dict[str, object]:
     return data
 
 
-def _condition_to_data(cond: Condition) -> dict[str, object]:
+def _condition_to_data(cond: m.Condition) -> dict[str, object]:
     match cond:
-        case AllOf() | AnyOf():
-            return {"all" if isinstance(cond, AllOf) else "any": [_condition_to_data(c) for c in cond.items]}
-        case Not():
+        case m.AllOf() | m.AnyOf():
+            return {
+                "all" if isinstance(cond, m.AllOf) else "any": [_condition_to_data(c) for c in cond.items]
+            }
+        case m.Not():
             return {"not": _condition_to_data(cond.item)}
-        case Amount():
+        case m.Amount():
             return {"amount": _range_to_data(cond.range)}
-        case BasketQuantity():
+        case m.BasketQuantity():
             return {"basketQuantity": _range_to_data(cond.range)}
-        case TransactionType():
+        case m.TransactionType():
             return {"transactionType": {"in": list(cond.names)}}
-        case Location() | Terminal():
-            return {"location" if isinstance(cond, Location) else "terminal": {"in": list(cond.ids)}}
-        case DayOfWeek():
-            return {"dayOfWeek": {"in": [_DAYS[d] for d in cond.days]}}
-        case TimeOfDay():
+        case m.Location() | m.Terminal():
+            return {"location" if isinstance(cond, m.Location) else "terminal": {"in": list(cond.ids)}}
+        case m.DayOfWeek():
+            return {"dayOfWeek": {"in": [m.DAYS[d] for d in cond.days]}}
+        case m.TimeOfDay():
             return {"timeOfDay": {"between": [f"{cond.start:%H:%M}", f"{cond.end:%H:%M}"]}}
-        case Products():
+        case m.Products():
             return {"products": {cond.mode: _matcher_to_data(cond)}}
-        case Customer():
+        case m.Customer():
             return {"customer": _customer_to_data(cond)}
 
 
-def _range_to_data(r: Range, *, integer: bool = False) -> dict[str, object]:
+def _range_to_data(r: m.Range, *, integer: bool = False) -> dict[str, object]:
     def number(d: Decimal) -> object:
         return int(d) if integer else str(d)
 
@@ -87,7 +72,7 @@ def _range_to_data(r: Range, *, integer: bool = False) -> dict[str, object]:
     return {"gte": number(r.gte)} if r.gte is not None else {"lte": number(r.lte or Decimal(0))}
 
 
-def _matcher_to_data(p: Products) -> dict[str, object]:
+def _matcher_to_data(p: m.Products) -> dict[str, object]:
     data: dict[str, object] = {}
     for key, values in (("productId", p.product_ids), ("productCategory", p.categories)):
         if values is not None:
@@ -99,7 +84,7 @@ def _matcher_to_data(p: Products) -> dict[str, object]:
     return data
 
 
-def _customer_to_data(c: Customer) -> dict[str, object]:
+def _customer_to_data(c: m.Customer) -> dict[str, object]:
     data: dict[str, object] = {}
     flags = (("new", c.new), ("hasEmail", c.has_email), ("hasPhone", c.has_phone))
     for key, flag in (*flags, ("hasLoyaltyCard", c.has_loyalty_card)):

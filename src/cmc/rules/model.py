@@ -161,4 +161,4 @@ class Rule(msgspec.Struct, frozen=True):
 
 
 # DayOfWeek.days index this; parsing, plain data and explanations all name days with it.
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

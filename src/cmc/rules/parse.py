@@ -9,32 +9,12 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import NoReturn
 
-from cmc.rules.model import (
-    _DAYS,
-    Actions,
-    AllOf,
-    Amount,
-    AnyOf,
-    BasketQuantity,
-    Condition,
-    Customer,
-    DayOfWeek,
-    Limit,
-    Location,
-    Not,
-    Products,
-    Range,
-    Rule,
-    RuleError,
-    Terminal,
-    TimeOfDay,
-    TransactionType,
-)
+from cmc.rules import model as m
 
 # --------------------------------------------------------------------------- parsing
 
 _DAY_NAMES = {
-    **{d.lower(): i for i, d in enumerate(_DAYS)},
+    **{d.lower(): i for i, d in enumerate(m.DAYS)},
     "monday": 0,
     "tuesday": 1,
     "wednesday": 2,
@@ -67,7 +47,7 @@ def parse_rules(
     cfs_templates: Collection[int],
     message_templates: Collection[str],
     path: str = "rules",
-) -> list[Rule]:
+) -> list[m.Rule]:
     """Validate a company's ``rules:`` list (``None`` is no rules); raise RuleError on the first problem.
 
     Ids are checked against the company's ``locations``, ``widgets``, ``cfs_templates`` and
@@ -76,14 +56,16 @@ def parse_rules(
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise RuleError("must be a list of rules", rule=None, field=path)
+        raise m.RuleError("must be a list of rules", rule=None, field=path)
     known = _Known(frozenset(locations), frozenset(widgets), frozenset(cfs_templates), message_templates)
-    rules: list[Rule] = []
+    rules: list[m.Rule] = []
     names: set[str] = set()
     for i, item in enumerate(raw):
         rule = _Parser(known, f"{path}[{i}]").rule(item)
         if rule.name in names:
-            raise RuleError("duplicate rule name in this company", rule=rule.name, field=f"{path}[{i}].name")
+            raise m.RuleError(
+                "duplicate rule name in this company", rule=rule.name, field=f"{path}[{i}].name"
+            )
         names.add(rule.name)
         rules.append(rule)
     return rules
@@ -106,9 +88,9 @@ class _Parser:
         self.name: str | None = None
 
     def fail(self, path: str, message: str) -> NoReturn:
-        raise RuleError(message, rule=self.name, field=path)
+        raise m.RuleError(message, rule=self.name, field=path)
 
-    def rule(self, raw: object) -> Rule:
+    def rule(self, raw: object) -> m.Rule:
         p = self.path
         if isinstance(raw, Mapping) and isinstance(raw.get("name"), str) and raw["name"].strip():
             self.name = raw["name"]
@@ -118,7 +100,7 @@ class _Parser:
         valid_until = self.moment(spec["validUntil"], f"{p}.validUntil") if "validUntil" in spec else None
         if valid_from is not None and valid_until is not None and _after(valid_from, valid_until):
             self.fail(f"{p}.validUntil", f"{valid_until.isoformat()} is before validFrom")
-        return Rule(
+        return m.Rule(
             name=name,
             then=self.actions(spec["then"], f"{p}.then"),
             priority=self.integer(spec.get("priority", 0), f"{p}.priority"),
@@ -181,7 +163,7 @@ class _Parser:
             self.fail(path, "must be a finite number")
         return value
 
-    def range(self, raw: object, path: str, *, integer: bool = False) -> Range:
+    def range(self, raw: object, path: str, *, integer: bool = False) -> m.Range:
         spec = self.mapping(raw, path, ("between", "gte", "lte"))
         if not spec:
             self.fail(path, "needs between, gte or lte")
@@ -201,7 +183,7 @@ class _Parser:
             lows.append(Decimal(number(spec["gte"], f"{path}.gte")))
         if "lte" in spec:
             highs.append(Decimal(number(spec["lte"], f"{path}.lte")))
-        result = Range(max(lows) if lows else None, min(highs) if highs else None)
+        result = m.Range(max(lows) if lows else None, min(highs) if highs else None)
         if result.gte is not None and result.lte is not None and result.gte > result.lte:
             self.fail(path, f"no value is both >= {result.gte} and <= {result.lte}")
         return result
@@ -243,7 +225,7 @@ class _Parser:
 
     # -- rule parts
 
-    def actions(self, raw: object, path: str) -> Actions:
+    def actions(self, raw: object, path: str) -> m.Actions:
         spec = self.mapping(raw, path, ("qrWidget", "cfsTemplate", "notify"))
         if not spec:
             self.fail(path, "needs at least one action: qrWidget, cfsTemplate or notify")
@@ -262,16 +244,16 @@ class _Parser:
                 self.fail(f"{path}.notify[{i}]", f"unknown message template {message!r}")
         if len(set(notify)) != len(notify):
             self.fail(f"{path}.notify", "lists a message template twice")
-        return Actions(widget, template, notify)
+        return m.Actions(widget, template, notify)
 
-    def limit(self, raw: object, path: str) -> Limit:
+    def limit(self, raw: object, path: str) -> m.Limit:
         spec = self.mapping(raw, path, ("perCustomer", "per"), required=("perCustomer", "per"))
-        return Limit(
+        return m.Limit(
             per_customer=self.integer(spec["perCustomer"], f"{path}.perCustomer", minimum=1),
             per=self.duration(spec["per"], f"{path}.per"),
         )
 
-    def condition(self, raw: object, path: str) -> Condition:
+    def condition(self, raw: object, path: str) -> m.Condition:
         if not isinstance(raw, Mapping) or len(raw) != 1:
             self.fail(
                 path, f"must be a mapping with exactly one of {', '.join(_CONDITIONS)} (combine with all)"
@@ -281,27 +263,27 @@ class _Parser:
             self.fail(f"{path}.{key}", f"unknown condition; expected one of {', '.join(_CONDITIONS)}")
         return _CONDITIONS[key](self, value, f"{path}.{key}")
 
-    def all_of(self, raw: object, path: str) -> AllOf:
-        return AllOf(self.conditions(raw, path))
+    def all_of(self, raw: object, path: str) -> m.AllOf:
+        return m.AllOf(self.conditions(raw, path))
 
-    def any_of(self, raw: object, path: str) -> AnyOf:
-        return AnyOf(self.conditions(raw, path))
+    def any_of(self, raw: object, path: str) -> m.AnyOf:
+        return m.AnyOf(self.conditions(raw, path))
 
-    def conditions(self, raw: object, path: str) -> tuple[Condition, ...]:
+    def conditions(self, raw: object, path: str) -> tuple[m.Condition, ...]:
         if not isinstance(raw, list) or not raw:
             self.fail(path, "must be a non-empty list of conditions")
         return tuple(self.condition(item, f"{path}[{i}]") for i, item in enumerate(raw))
 
-    def not_(self, raw: object, path: str) -> Not:
-        return Not(self.condition(raw, path))
+    def not_(self, raw: object, path: str) -> m.Not:
+        return m.Not(self.condition(raw, path))
 
-    def amount(self, raw: object, path: str) -> Amount:
-        return Amount(self.range(raw, path))
+    def amount(self, raw: object, path: str) -> m.Amount:
+        return m.Amount(self.range(raw, path))
 
-    def transaction_type(self, raw: object, path: str) -> TransactionType:
-        return TransactionType(self.members(raw, path))
+    def transaction_type(self, raw: object, path: str) -> m.TransactionType:
+        return m.TransactionType(self.members(raw, path))
 
-    def products(self, raw: object, path: str) -> Products:
+    def products(self, raw: object, path: str) -> m.Products:
         spec = self.mapping(raw, path, ("any", "all"))
         if len(spec) != 1:
             self.fail(path, "needs exactly one of any, all")
@@ -319,7 +301,7 @@ class _Parser:
         )
         if minimum is not None and minimum <= 0:
             self.fail(f"{where}.minQuantity", "must be above 0")
-        return Products(
+        return m.Products(
             "any" if mode == "any" else "all",
             field("productId"),
             field("productCategory"),
@@ -327,10 +309,10 @@ class _Parser:
             minimum,
         )
 
-    def basket_quantity(self, raw: object, path: str) -> BasketQuantity:
-        return BasketQuantity(self.range(raw, path))
+    def basket_quantity(self, raw: object, path: str) -> m.BasketQuantity:
+        return m.BasketQuantity(self.range(raw, path))
 
-    def customer(self, raw: object, path: str) -> Customer:
+    def customer(self, raw: object, path: str) -> m.Customer:
         spec = self.mapping(raw, path, _CUSTOMER_FIELDS)
         if not spec:
             self.fail(path, f"needs one of {', '.join(_CUSTOMER_FIELDS)}")
@@ -338,11 +320,11 @@ class _Parser:
         def flag(key: str) -> bool | None:
             return self.boolean(spec[key], f"{path}.{key}") if key in spec else None
 
-        def span(key: str, *, integer: bool = False) -> Range | None:
+        def span(key: str, *, integer: bool = False) -> m.Range | None:
             return self.range(spec[key], f"{path}.{key}", integer=integer) if key in spec else None
 
         days = spec.get("birthdayWithinDays")
-        return Customer(
+        return m.Customer(
             new=flag("new"),
             has_email=flag("hasEmail"),
             has_phone=flag("hasPhone"),
@@ -354,14 +336,14 @@ class _Parser:
             else self.integer(days, f"{path}.birthdayWithinDays", minimum=0),
         )
 
-    def location(self, raw: object, path: str) -> Location:
+    def location(self, raw: object, path: str) -> m.Location:
         spec = self.mapping(raw, path, ("in",), required=("in",))
-        return Location(self.location_ids(spec["in"], f"{path}.in"))
+        return m.Location(self.location_ids(spec["in"], f"{path}.in"))
 
-    def terminal(self, raw: object, path: str) -> Terminal:
-        return Terminal(self.members(raw, path))
+    def terminal(self, raw: object, path: str) -> m.Terminal:
+        return m.Terminal(self.members(raw, path))
 
-    def day_of_week(self, raw: object, path: str) -> DayOfWeek:
+    def day_of_week(self, raw: object, path: str) -> m.DayOfWeek:
         names = self.members(raw, path)
         days = []
         for i, name in enumerate(names):
@@ -369,9 +351,9 @@ class _Parser:
             if day is None:
                 self.fail(f"{path}.in[{i}]", f"unknown day {name!r}; use Mon..Sun or Monday..Sunday")
             days.append(day)
-        return DayOfWeek(tuple(days))
+        return m.DayOfWeek(tuple(days))
 
-    def time_of_day(self, raw: object, path: str) -> TimeOfDay:
+    def time_of_day(self, raw: object, path: str) -> m.TimeOfDay:
         spec = self.mapping(raw, path, ("between",), required=("between",))
         pair = spec["between"]
         if not isinstance(pair, list) or len(pair) != 2:
@@ -379,10 +361,10 @@ class _Parser:
         start, end = (self.clock(v, f"{path}.between[{i}]") for i, v in enumerate(pair))
         if start == end:
             self.fail(f"{path}.between", "start equals end; omit timeOfDay to mean all day")
-        return TimeOfDay(start, end)
+        return m.TimeOfDay(start, end)
 
 
-_CONDITIONS: dict[str, Callable[[_Parser, object, str], Condition]] = {
+_CONDITIONS: dict[str, Callable[[_Parser, object, str], m.Condition]] = {
     "all": _Parser.all_of,
     "any": _Parser.any_of,
     "not": _Parser.not_,

@@ -8,25 +8,9 @@ from datetime import date
 from decimal import Decimal
 from typing import TypeAlias
 
+from cmc.rules import model as m
 from cmc.rules.data import _condition_to_data, _matcher_to_data
 from cmc.rules.facts import CustomerFacts, Facts, _Line
-from cmc.rules.model import (
-    _DAYS,
-    AllOf,
-    Amount,
-    AnyOf,
-    BasketQuantity,
-    Condition,
-    Customer,
-    DayOfWeek,
-    Location,
-    Not,
-    Products,
-    Range,
-    Terminal,
-    TimeOfDay,
-    TransactionType,
-)
 
 # --------------------------------------------------------------------------- compiling
 
@@ -35,30 +19,30 @@ Failure: TypeAlias = tuple[str, str]  # (path, text)
 Explainer: TypeAlias = Callable[[Facts, str], "Failure | None"]
 
 
-def _compile(cond: Condition) -> tuple[Pred, Explainer]:
+def _compile(cond: m.Condition) -> tuple[Pred, Explainer]:
     """A fast predicate and its explaining twin (called only with explain=True) for one condition."""
     match cond:
-        case AllOf():
+        case m.AllOf():
             return _all_of(cond)
-        case AnyOf():
+        case m.AnyOf():
             return _any_of(cond)
-        case Not():
+        case m.Not():
             return _not(cond)
-        case Amount():
+        case m.Amount():
             return _amount(cond)
-        case TransactionType():
+        case m.TransactionType():
             return _transaction_type(cond)
-        case Products():
+        case m.Products():
             return _products(cond)
-        case BasketQuantity():
+        case m.BasketQuantity():
             return _basket_quantity(cond)
-        case Customer():
+        case m.Customer():
             return _customer(cond)
-        case Location() | Terminal():
+        case m.Location() | m.Terminal():
             return _ids(cond)
-        case DayOfWeek():
+        case m.DayOfWeek():
             return _day_of_week(cond)
-        case TimeOfDay():
+        case m.TimeOfDay():
             return _time_of_day(cond)
 
 
@@ -69,12 +53,12 @@ def _leaf(key: str, pred: Pred, why: Callable[[Facts], str]) -> tuple[Pred, Expl
     return pred, explain
 
 
-def _compile_all(items: Sequence[Condition]) -> tuple[tuple[Pred, ...], tuple[Explainer, ...]]:
+def _compile_all(items: Sequence[m.Condition]) -> tuple[tuple[Pred, ...], tuple[Explainer, ...]]:
     compiled = [_compile(c) for c in items]
     return tuple(p for p, _ in compiled), tuple(e for _, e in compiled)
 
 
-def _all_of(cond: AllOf) -> tuple[Pred, Explainer]:
+def _all_of(cond: m.AllOf) -> tuple[Pred, Explainer]:
     preds, explainers = _compile_all(cond.items)
 
     def pred(f: Facts) -> bool:
@@ -92,7 +76,7 @@ def _all_of(cond: AllOf) -> tuple[Pred, Explainer]:
     return pred, explain
 
 
-def _any_of(cond: AnyOf) -> tuple[Pred, Explainer]:
+def _any_of(cond: m.AnyOf) -> tuple[Pred, Explainer]:
     preds, explainers = _compile_all(cond.items)
 
     def pred(f: Facts) -> bool:
@@ -110,7 +94,7 @@ def _any_of(cond: AnyOf) -> tuple[Pred, Explainer]:
     return pred, explain
 
 
-def _not(cond: Not) -> tuple[Pred, Explainer]:
+def _not(cond: m.Not) -> tuple[Pred, Explainer]:
     inner, _ = _compile(cond.item)
     text = _flow(_condition_to_data(cond.item))
 
@@ -120,7 +104,7 @@ def _not(cond: Not) -> tuple[Pred, Explainer]:
     return _leaf("not", pred, lambda f: f"matched {text}")
 
 
-def _range_test(r: Range) -> Callable[[Decimal | int], bool]:
+def _range_test(r: m.Range) -> Callable[[Decimal | int], bool]:
     lo, hi = r.gte, r.lte
     if lo is not None and hi is not None:
         return lambda v: lo <= v <= hi
@@ -130,13 +114,13 @@ def _range_test(r: Range) -> Callable[[Decimal | int], bool]:
     return lambda v: v <= hi
 
 
-def _range_text(r: Range) -> str:
+def _range_text(r: m.Range) -> str:
     if r.gte is not None and r.lte is not None:
         return f"between {r.gte} and {r.lte}"
     return f">= {r.gte}" if r.gte is not None else f"<= {r.lte}"
 
 
-def _amount(cond: Amount) -> tuple[Pred, Explainer]:
+def _amount(cond: m.Amount) -> tuple[Pred, Explainer]:
     test, text = _range_test(cond.range), _range_text(cond.range)
 
     def pred(f: Facts) -> bool:
@@ -145,12 +129,12 @@ def _amount(cond: Amount) -> tuple[Pred, Explainer]:
     return _leaf("amount", pred, lambda f: "no amount" if f.amount is None else f"{f.amount} not {text}")
 
 
-def _basket_quantity(cond: BasketQuantity) -> tuple[Pred, Explainer]:
+def _basket_quantity(cond: m.BasketQuantity) -> tuple[Pred, Explainer]:
     test, text = _range_test(cond.range), _range_text(cond.range)
     return _leaf("basketQuantity", lambda f: test(f._quantity), lambda f: f"{f._quantity} not {text}")
 
 
-def _transaction_type(cond: TransactionType) -> tuple[Pred, Explainer]:
+def _transaction_type(cond: m.TransactionType) -> tuple[Pred, Explainer]:
     names = frozenset(n.lower() for n in cond.names)
     listed = _flow(cond.names)
     return _leaf(
@@ -158,21 +142,21 @@ def _transaction_type(cond: TransactionType) -> tuple[Pred, Explainer]:
     )
 
 
-def _ids(cond: Location | Terminal) -> tuple[Pred, Explainer]:
+def _ids(cond: m.Location | m.Terminal) -> tuple[Pred, Explainer]:
     ids, listed = frozenset(cond.ids), _flow(cond.ids)
-    if isinstance(cond, Location):
+    if isinstance(cond, m.Location):
         return _leaf(
             "location", lambda f: f.location_id in ids, lambda f: f"{f.location_id!r} not in {listed}"
         )
     return _leaf("terminal", lambda f: f.terminal_id in ids, lambda f: f"{f.terminal_id!r} not in {listed}")
 
 
-def _day_of_week(cond: DayOfWeek) -> tuple[Pred, Explainer]:
-    days, listed = frozenset(cond.days), _flow([_DAYS[d] for d in cond.days])
-    return _leaf("dayOfWeek", lambda f: f._weekday in days, lambda f: f"{_DAYS[f._weekday]} not in {listed}")
+def _day_of_week(cond: m.DayOfWeek) -> tuple[Pred, Explainer]:
+    days, listed = frozenset(cond.days), _flow([m.DAYS[d] for d in cond.days])
+    return _leaf("dayOfWeek", lambda f: f._weekday in days, lambda f: f"{m.DAYS[f._weekday]} not in {listed}")
 
 
-def _time_of_day(cond: TimeOfDay) -> tuple[Pred, Explainer]:
+def _time_of_day(cond: m.TimeOfDay) -> tuple[Pred, Explainer]:
     start = cond.start.hour * 3600 + cond.start.minute * 60
     end = cond.end.hour * 3600 + cond.end.minute * 60
     if start < end:
@@ -183,7 +167,7 @@ def _time_of_day(cond: TimeOfDay) -> tuple[Pred, Explainer]:
     return _leaf("timeOfDay", pred, lambda f: f"{f.local_time:%H:%M} not {text}")
 
 
-def _products(cond: Products) -> tuple[Pred, Explainer]:
+def _products(cond: m.Products) -> tuple[Pred, Explainer]:
     match = _line_matcher(cond)
     need = cond.min_quantity
     described = _flow(_matcher_to_data(cond))
@@ -228,7 +212,7 @@ def _products(cond: Products) -> tuple[Pred, Explainer]:
     return _leaf("products.all", pred_all, why_all)
 
 
-def _line_matcher(cond: Products) -> Callable[[_Line], bool]:
+def _line_matcher(cond: m.Products) -> Callable[[_Line], bool]:
     checks = tuple(
         (i, frozenset(v.lower() for v in values))
         for i, values in enumerate((cond.product_ids, cond.categories, cond.manufacturers))
@@ -250,7 +234,7 @@ def _line_matcher(cond: Products) -> Callable[[_Line], bool]:
 _Check: TypeAlias = tuple[str, Callable[[CustomerFacts, Facts], bool], Callable[[CustomerFacts, Facts], str]]
 
 
-def _customer(cond: Customer) -> tuple[Pred, Explainer]:
+def _customer(cond: m.Customer) -> tuple[Pred, Explainer]:
     checks = _customer_checks(cond)
     tests = tuple(test for _, test, _ in checks)
 
@@ -275,7 +259,7 @@ def _customer(cond: Customer) -> tuple[Pred, Explainer]:
     return pred, explain
 
 
-def _customer_checks(cond: Customer) -> list[_Check]:
+def _customer_checks(cond: m.Customer) -> list[_Check]:
     checks: list[_Check] = []
     if (new := cond.new) is not None:
         checks.append(("new", lambda c, f: c.is_new is new, lambda c, f: f"is_new is {c.is_new}"))

@@ -18,8 +18,9 @@ errors end up in logs.
 from __future__ import annotations
 
 import abc
+import contextlib
 import sqlite3
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -65,30 +66,24 @@ class SqliteTx(Tx):
 
     async def execute(self, statement: Statement[Any], params: Params = None) -> int:
         compiled = statement.compiled(self.dialect)
-        try:
-            cursor = self._connection.execute(compiled.sql, compiled.args(params or {}))
-        except sqlite3.Error as exc:
-            raise sqlite_error(exc) from None
-        count = cursor.rowcount
-        cursor.close()
-        return count
+        with (
+            _sqlite_errors(),
+            contextlib.closing(self._connection.execute(compiled.sql, compiled.args(params or {}))) as cursor,
+        ):
+            return cursor.rowcount
 
     async def execute_many(self, statement: Statement[Any], rows: Sequence[Mapping[str, Any]]) -> None:
         compiled = statement.compiled(self.dialect)
-        try:
+        with _sqlite_errors():
             self._connection.executemany(compiled.sql, [compiled.args(row) for row in rows]).close()
-        except sqlite3.Error as exc:
-            raise sqlite_error(exc) from None
 
     async def all(self, statement: Statement[R], params: Params = None) -> list[R]:
         compiled = statement.compiled(self.dialect)
-        try:
-            cursor = self._connection.execute(compiled.sql, compiled.args(params or {}))
-            raw = cursor.fetchall()
-        except sqlite3.Error as exc:
-            raise sqlite_error(exc) from None
-        cursor.close()
-        return statement.rows(self.dialect, raw)
+        with (
+            _sqlite_errors(),
+            contextlib.closing(self._connection.execute(compiled.sql, compiled.args(params or {}))) as cursor,
+        ):
+            return statement.rows(self.dialect, cursor.fetchall())
 
 
 class PgTx(Tx):
@@ -101,28 +96,38 @@ class PgTx(Tx):
 
     async def execute(self, statement: Statement[Any], params: Params = None) -> int:
         compiled = statement.compiled(self.dialect)
-        try:
+        with _pg_errors():
             status = await self._connection.execute(compiled.sql, *compiled.args(params or {}))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise pg_error(exc) from None
         # "INSERT 0 3", "UPDATE 2", "DELETE 0": the count is the last word.
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
     async def execute_many(self, statement: Statement[Any], rows: Sequence[Mapping[str, Any]]) -> None:
         compiled = statement.compiled(self.dialect)
-        try:
+        with _pg_errors():
             await self._connection.executemany(compiled.sql, [compiled.args(row) for row in rows])
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise pg_error(exc) from None
 
     async def all(self, statement: Statement[R], params: Params = None) -> list[R]:
         compiled = statement.compiled(self.dialect)
-        try:
+        with _pg_errors():
             raw = await self._connection.fetch(compiled.sql, *compiled.args(params or {}))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise pg_error(exc) from None
         return statement.rows(self.dialect, raw)
+
+
+@contextlib.contextmanager
+def _sqlite_errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise sqlite_error(exc) from None
+
+
+@contextlib.contextmanager
+def _pg_errors() -> Iterator[None]:
+    try:
+        yield
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise pg_error(exc) from None
 
 
 def run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -1,4 +1,4 @@
-"""Quiet hours: the local times a location sends no SMS (pure, no I/O).
+"""Quiet hours: the local times at which a location sends no SMS (pure, no I/O).
 
 A window is ``"HH:MM-HH:MM"`` in the location's wall-clock time and may wrap midnight
 (``"21:00-08:00"``, the default). ``start == end`` means no quiet hours. An SMS due inside the
