@@ -1,7 +1,8 @@
 """The real CMC service for SDK tests: a SQLite file, uvicorn on loopback (thread or subprocess).
 
 Shared by ``test_sdk_real_server.py`` and ``test_sdk_crash.py``. Nothing here is faked: the server is
-``cmc.api.app:create_app`` with the demo registry applied (``examples/demo.yaml``).
+``cmc.api.app:create_app`` with the demo registry applied (``examples/demo.yaml``). In process, the app
+runs on a :class:`ManualClock` when given one, so a test moves time on instead of sleeping.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import zlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import yaml
 
 from cmc import registry
 from cmc.api.app import create_app
+from cmc.clock import Clock, system_clock
 from cmc.config import Settings
 from cmc.store import migrate
 from cmc.store.database import Database
@@ -40,6 +42,25 @@ from cmc_client import Contact, Customer, Product, Tender
 ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "examples" / "demo.yaml"
 POS, CLIENT_ID, SECRET = "pax", "pax-demo", "s3cr3t!"
+
+
+class ManualClock:
+    """One clock for CMC and the SDK in a test: time passes only when told to (:meth:`advance`)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        """CMC's clock (``create_app(clock=...)``): an aware UTC instant."""
+        return self.now
+
+    def seconds(self) -> float:
+        """The SDK's clock (``Client(clock=...)``): seconds since the epoch."""
+        return self.now.timestamp()
+
+    def advance(self, **delta: float) -> None:
+        """Move the clock forward by ``timedelta(**delta)``."""
+        self.now += timedelta(**delta)
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -169,10 +190,12 @@ class Lifespan:
 
 
 @asynccontextmanager
-async def in_process(settings: Settings, path: Path = DEMO) -> AsyncIterator[Any]:
+async def in_process(
+    settings: Settings, path: Path = DEMO, *, clock: Clock = system_clock
+) -> AsyncIterator[Any]:
     """The real app with its lifespan started, on a prepared database; yields the ASGI app."""
     await asyncio.to_thread(prepare, settings, path)
-    app = create_app(settings)
+    app = create_app(settings, clock=clock)
     async with Lifespan(app):
         yield app
 
@@ -180,8 +203,9 @@ async def in_process(settings: Settings, path: Path = DEMO) -> AsyncIterator[Any
 class ThreadServer:
     """uvicorn serving the real app on a fixed loopback port in a thread; can be stopped and restarted."""
 
-    def __init__(self, settings: Settings, port: int | None = None) -> None:
+    def __init__(self, settings: Settings, port: int | None = None, *, clock: Clock = system_clock) -> None:
         self.settings = settings
+        self.clock = clock
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: uvicorn.Server | None = None
@@ -189,7 +213,7 @@ class ThreadServer:
 
     def start(self) -> ThreadServer:
         config = uvicorn.Config(
-            create_app(self.settings),
+            create_app(self.settings, clock=self.clock),
             host="127.0.0.1",
             port=self.port,
             lifespan="on",
@@ -300,6 +324,7 @@ __all__ = [
     "POS",
     "SECRET",
     "Lifespan",
+    "ManualClock",
     "ServeProcess",
     "ThreadServer",
     "child_env",
@@ -311,6 +336,5 @@ __all__ = [
     "rule_firings",
     "settings_for",
     "tender",
-    "timedelta",
     "transaction_counts",
 ]
