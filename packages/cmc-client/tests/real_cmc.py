@@ -1,8 +1,8 @@
 """The real CMC service for SDK tests: a SQLite file, uvicorn on loopback (thread or subprocess).
 
 Shared by ``test_sdk_real_server.py`` and ``test_sdk_crash.py``. Nothing here is faked: the server is
-``cmc.api.app:create_app`` with the demo registry applied (``examples/demo.yaml``). In process, the app
-runs on a :class:`ManualClock` when given one, so a test moves time on instead of sleeping.
+``cmc.api.app:create_app`` with the demo registry applied (``examples/demo.yaml``). In a thread, the
+app runs on a :class:`ManualClock` when given one, so a test moves time on instead of sleeping.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -165,41 +163,6 @@ def tender(tx_id: str, *, amount: str = "23.50", terminal: str = "term5", locati
     )
 
 
-class Lifespan:
-    """Runs an ASGI app's lifespan protocol: startup on enter, shutdown on exit."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self._to_app: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Lifespan:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-        self._task = asyncio.create_task(self.app(scope, self._to_app.get, self._from_app.put))
-        await self._to_app.put({"type": "lifespan.startup"})
-        message = await asyncio.wait_for(self._from_app.get(), 30)
-        assert message["type"] == "lifespan.startup.complete", message
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._to_app.put({"type": "lifespan.shutdown"})
-        await asyncio.wait_for(self._from_app.get(), 30)
-        assert self._task is not None
-        await self._task
-
-
-@asynccontextmanager
-async def in_process(
-    settings: Settings, path: Path = DEMO, *, clock: Clock = system_clock
-) -> AsyncIterator[Any]:
-    """The real app with its lifespan started, on a prepared database; yields the ASGI app."""
-    await asyncio.to_thread(prepare, settings, path)
-    app = create_app(settings, clock=clock)
-    async with Lifespan(app):
-        yield app
-
-
 class ThreadServer:
     """uvicorn serving the real app on a fixed loopback port in a thread; can be stopped and restarted."""
 
@@ -323,14 +286,12 @@ __all__ = [
     "DEMO",
     "POS",
     "SECRET",
-    "Lifespan",
     "ManualClock",
     "ServeProcess",
     "ThreadServer",
     "child_env",
     "db_path",
     "free_port",
-    "in_process",
     "prepare",
     "registry_file",
     "rule_firings",

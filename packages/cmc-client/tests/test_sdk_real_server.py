@@ -531,8 +531,8 @@ def test_deadline_is_respected_when_the_server_hangs(
         # That attempt is still waiting on CMC: the next sales are only stored, the till does not wait.
         for n in range(1, 4):
             started = time.monotonic()
-            assert pos.post_tender(tender(f"HANG-{n}"), deadline=0.3).status == "queued"
-            assert time.monotonic() - started < 0.29  # less than the deadline: it did not wait on CMC
+            assert pos.post_tender(tender(f"HANG-{n}"), deadline=3.0).status == "queued"
+            assert time.monotonic() - started < 2.0  # well below its deadline: it did not wait on CMC
         assert pos.status().queued == 4
     finally:
         hanging.close()  # the attempt in flight fails now; close() waits for it to record that
