@@ -175,11 +175,11 @@ class ClientCore(ABC, Generic[HttpT]):
         """One delivery attempt of a row this client holds, recorded in the outbox."""
         try:
             outcome = yield from self._deliver(entry)
+            return (yield from self._record(entry, outcome))
         except (TransientError, AuthenticationError, Interrupted) as exc:
             return (yield from self._keep_queued(entry, exc))
         finally:
             self._let_go(entry.id)
-        return (yield from self._record(entry, outcome))
 
     def _deliver(self, entry: OutboxEntry) -> Flow[Outcome]:
         save_session = partial(self._save_session, entry.id)
@@ -222,13 +222,14 @@ class ClientCore(ABC, Generic[HttpT]):
                 break
             try:
                 outcome = yield from self._deliver_with_retries(entry)
+                result = yield from self._record(entry, outcome)
             except (TransientError, AuthenticationError, Interrupted) as exc:
                 # CMC is down (or the client closing): the tenders behind this one would fail too.
                 error = (yield from self._keep_queued(entry, exc)).reason
                 break
             finally:
                 self._let_go(entry.id)
-            statuses[(yield from self._record(entry, outcome)).status] += 1
+            statuses[result.status] += 1
         status = yield from local(partial(self.outbox.status, now=self._clock()))
         return DrainReport(
             delivered=statuses["delivered"],
