@@ -1,7 +1,8 @@
 """The real CMC service for SDK tests: a SQLite file, uvicorn on loopback (thread or subprocess).
 
 Shared by ``test_sdk_real_server.py`` and ``test_sdk_crash.py``. Nothing here is faked: the server is
-``cmc.api.app:create_app`` with the demo registry applied (``examples/demo.yaml``).
+``cmc.api.app:create_app`` with the demo registry applied (``examples/demo.yaml``). In a thread, the
+app runs on a :class:`ManualClock` when given one, so a test moves time on instead of sleeping.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import yaml
 
 from cmc import registry
 from cmc.api.app import create_app
+from cmc.clock import Clock, system_clock
 from cmc.config import Settings
 from cmc.store import migrate
 from cmc.store.database import Database
@@ -40,6 +40,25 @@ from cmc_client import Contact, Customer, Product, Tender
 ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "examples" / "demo.yaml"
 POS, CLIENT_ID, SECRET = "pax", "pax-demo", "s3cr3t!"
+
+
+class ManualClock:
+    """One clock for CMC and the SDK in a test: time passes only when told to (:meth:`advance`)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        """CMC's clock (``create_app(clock=...)``): an aware UTC instant."""
+        return self.now
+
+    def seconds(self) -> float:
+        """The SDK's clock (``Client(clock=...)``): seconds since the epoch."""
+        return self.now.timestamp()
+
+    def advance(self, **delta: float) -> None:
+        """Move the clock forward by ``timedelta(**delta)``."""
+        self.now += timedelta(**delta)
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -144,44 +163,12 @@ def tender(tx_id: str, *, amount: str = "23.50", terminal: str = "term5", locati
     )
 
 
-class Lifespan:
-    """Runs an ASGI app's lifespan protocol: startup on enter, shutdown on exit."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self._to_app: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Lifespan:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-        self._task = asyncio.create_task(self.app(scope, self._to_app.get, self._from_app.put))
-        await self._to_app.put({"type": "lifespan.startup"})
-        message = await asyncio.wait_for(self._from_app.get(), 30)
-        assert message["type"] == "lifespan.startup.complete", message
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._to_app.put({"type": "lifespan.shutdown"})
-        await asyncio.wait_for(self._from_app.get(), 30)
-        assert self._task is not None
-        await self._task
-
-
-@asynccontextmanager
-async def in_process(settings: Settings, path: Path = DEMO) -> AsyncIterator[Any]:
-    """The real app with its lifespan started, on a prepared database; yields the ASGI app."""
-    await asyncio.to_thread(prepare, settings, path)
-    app = create_app(settings)
-    async with Lifespan(app):
-        yield app
-
-
 class ThreadServer:
     """uvicorn serving the real app on a fixed loopback port in a thread; can be stopped and restarted."""
 
-    def __init__(self, settings: Settings, port: int | None = None) -> None:
+    def __init__(self, settings: Settings, port: int | None = None, *, clock: Clock = system_clock) -> None:
         self.settings = settings
+        self.clock = clock
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: uvicorn.Server | None = None
@@ -189,7 +176,7 @@ class ThreadServer:
 
     def start(self) -> ThreadServer:
         config = uvicorn.Config(
-            create_app(self.settings),
+            create_app(self.settings, clock=self.clock),
             host="127.0.0.1",
             port=self.port,
             lifespan="on",
@@ -299,18 +286,16 @@ __all__ = [
     "DEMO",
     "POS",
     "SECRET",
-    "Lifespan",
+    "ManualClock",
     "ServeProcess",
     "ThreadServer",
     "child_env",
     "db_path",
     "free_port",
-    "in_process",
     "prepare",
     "registry_file",
     "rule_firings",
     "settings_for",
     "tender",
-    "timedelta",
     "transaction_counts",
 ]

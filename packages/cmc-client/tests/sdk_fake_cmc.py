@@ -1,7 +1,8 @@
 """An in-memory CMC for SDK tests, served through ``httpx2.MockTransport``, with scriptable faults.
 
 It keeps the contract the real service keeps: tokens, sessions bound to one transaction, idempotent
-transactions (a replay with the identical body answers the first response; a different body is 409).
+transactions (a replay with the identical body answers the first response; a different body is 409),
+and the stored answer of a transaction (``GET /pos/{pos}/transaction/{id}``, for reconciliation).
 """
 
 from __future__ import annotations
@@ -19,27 +20,31 @@ import msgspec
 from cmc_client import wire
 
 ENCODER = msgspec.json.Encoder(decimal_format="number")
-BASIC = "Basic " + base64.b64encode(b"pos-demo:s3cr3t!").decode()
+BASIC = "Basic " + base64.b64encode(b"pax-demo:s3cr3t!").decode()
 
 
 URL = "https://cmc.test"
 
 
 class Clock:
-    """A settable wall clock."""
+    """The SDK's clock in a test: seconds since the epoch that pass only when told to."""
 
     def __init__(self) -> None:
-        self.now = 1_700_000_000.0
+        self.now = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
     def __call__(self) -> float:
         return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class FakeCmc:
     """A MockTransport handler. ``faults[endpoint]`` is a list of faults used up one per request.
 
-    Endpoints: ``token``, ``settings``, ``start``, ``transaction``. Faults: ``"network"`` (connect
-    error), ``"hang"`` (block until ``release`` is set), ``"lose-answer"`` (commit, then a read error),
+    Endpoints: ``token``, ``settings``, ``start``, ``transaction``, ``lookup``. Faults: ``"network"`` (connect
+    error), ``"hang"`` (block until ``release`` is set, then a read timeout), ``"hold"`` (block until
+    ``release`` is set, then answer as usual), ``"lose-answer"`` (commit, then a read error),
     ``"session-expired"`` / ``"session-unknown"`` (410 / 404 for the session), or an int status.
     """
 
@@ -53,11 +58,16 @@ class FakeCmc:
         self.pos_status = "Accepted"
         self.sessions: dict[str, str | None] = {}
         self.committed: dict[str, tuple[bytes, bytes]] = {}
+        self.shared_ids: set[str] = set()
+        """transactionIds two companies use: a lookup without posCompanyId is a 400."""
+        self.lookups: list[httpx2.URL] = []
         self.release = threading.Event()
+        self.holding = threading.Event()
+        """Set once a ``hold`` fault holds a request."""
         self.retry_after = "0"
         self._lock = threading.Lock()
 
-    def transport(self) -> httpx2.MockTransport:
+    def sync_transport(self) -> httpx2.MockTransport:
         return httpx2.MockTransport(self)
 
     def async_transport(self) -> httpx2.MockTransport:
@@ -65,10 +75,18 @@ class FakeCmc:
 
         async def handle(request: httpx2.Request) -> httpx2.Response:
             endpoint = _endpoint(request)
-            if self.faults[endpoint][:1] == ["hang"]:
-                self.faults[endpoint].pop(0)
+            body = await request.aread()
+            with self._lock:
+                fault = self.faults[endpoint][0] if self.faults[endpoint] else None
+                if fault == "hang":
+                    self.faults[endpoint].pop(0)
+                    self.calls.append((endpoint, body))
+            if fault == "hang":
                 await asyncio.to_thread(self.release.wait, 5)
                 raise httpx2.ReadTimeout("hung", request=request)
+            if fault == "hold":
+                self.holding.set()
+                await asyncio.to_thread(self.release.wait, 5)
             return self(request)
 
         return httpx2.MockTransport(handle)
@@ -90,6 +108,9 @@ class FakeCmc:
         if fault == "hang":
             self.release.wait(5)
             raise httpx2.ReadTimeout("hung", request=request)
+        if fault == "hold":
+            self.holding.set()
+            self.release.wait(5)
         if isinstance(fault, int):
             headers = {"Retry-After": self.retry_after} if fault == 429 else {}
             return problem(fault, f"fault {fault}", headers=headers)
@@ -101,6 +122,8 @@ class FakeCmc:
             return self._settings()
         if endpoint == "start":
             return self._start(body)
+        if endpoint == "lookup":
+            return self._lookup(request.url)
         response = self._transaction(body, fault)
         if fault == "lose-answer":
             raise httpx2.ReadError("connection reset after the server committed", request=request)
@@ -153,9 +176,22 @@ class FakeCmc:
             self.committed[tx.transactionId] = (body, answer)
         return httpx2.Response(200, content=answer, headers={"content-type": "application/json"})
 
+    def _lookup(self, url: httpx2.URL) -> httpx2.Response:
+        self.lookups.append(url)
+        tx_id = url.path.rsplit("/", 1)[-1]
+        if tx_id in self.shared_ids and "posCompanyId" not in url.params:
+            return problem(400, "Bad Request", kind="bad-request")
+        if tx_id not in self.committed:
+            return problem(404, "Not Found", kind="transaction-not-found")
+        return httpx2.Response(
+            200, content=self.committed[tx_id][1], headers={"content-type": "application/json"}
+        )
+
 
 def _endpoint(request: httpx2.Request) -> str:
     path = request.url.path.lower()
+    if request.method == "GET" and "/transaction/" in path:
+        return "lookup"
     return next(
         name
         for suffix, name in (
@@ -201,8 +237,12 @@ def json(value: object, status: int = 200) -> httpx2.Response:
     )
 
 
-def problem(status: int, title: str, *, headers: dict[str, str] | None = None) -> httpx2.Response:
-    body = msgspec.json.encode(wire.Problem(type="about:blank", title=title, status=status))
+def problem(
+    status: int, title: str, *, headers: dict[str, str] | None = None, kind: str | None = None
+) -> httpx2.Response:
+    """A problem+json answer; ``kind`` is CMC's problem slug (``type`` is then ``urn:cmc:problem:KIND``)."""
+    type_ = f"urn:cmc:problem:{kind}" if kind else "about:blank"
+    body = msgspec.json.encode(wire.Problem(type=type_, title=title, status=status))
     return httpx2.Response(
         status, content=body, headers={"content-type": "application/problem+json", **(headers or {})}
     )

@@ -1,68 +1,62 @@
-"""AsyncClient: the same behaviour through the asyncio driver."""
+"""What only the AsyncClient has: cancellation. A cancelled call leaves the outbox consistent.
+
+Everything else the two drivers share is tested once for both (``test_sdk_delivery.py``).
+"""
 
 from __future__ import annotations
 
-import time
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 
-from sdk_fake_cmc import FakeCmc
+import pytest
+from sdk_drivers import Drivers, Pos
+from sdk_fake_cmc import URL, Clock, FakeCmc
+from test_sdk_delivery import tender
 
-from cmc_client import AsyncClient, Tender
-
-
-def tender(tx_id: str = "T-1") -> Tender:
-    return Tender(transactionId=tx_id, terminalId="TERM-05", posLocationId="LOC123")
-
-
-async def test_delivered(aclient: AsyncClient) -> None:
-    result = await aclient.post_tender(tender())
-    assert result.status == "delivered"
-    assert result.qr_link == "https://cmc.test/s/abc1"
-    assert (await aclient.status()).delivered == 1
+from cmc_client import Outbox
 
 
-async def test_lost_answer_then_drain_counts_once(aclient: AsyncClient, cmc: FakeCmc) -> None:
-    cmc.faults["transaction"] = ["lose-answer"]
-    assert (await aclient.post_tender(tender())).status == "queued"
-
-    assert (await aclient.drain()).delivered == 1
-    first, replay = cmc.bodies("transaction")
-    assert first == replay
-    assert len(cmc.committed) == 1
+@pytest.fixture
+def apos(cmc: FakeCmc, outbox_path: Path, clock: Clock) -> Iterator[Pos]:
+    drivers = Drivers("async")
+    yield drivers.pos(URL, outbox_path, cmc, clock=clock)
+    cmc.release.set()
+    drivers.close()
 
 
-async def test_rejected_stays_until_retried(aclient: AsyncClient, cmc: FakeCmc) -> None:
-    cmc.faults["transaction"] = [409]
-    result = await aclient.post_tender(tender())
-    assert result.status == "rejected"
-    assert (await aclient.drain()).delivered == 0
-    await aclient.retry(result.outbox_id)
-    assert (await aclient.drain()).delivered == 1
+def test_a_cancelled_post_tender_goes_on_delivering_in_the_background(apos: Pos, cmc: FakeCmc) -> None:
+    cmc.faults["transaction"] = ["hold"]
+
+    ended = apos.cancel_after(lambda c: c.post_tender(tender(), deadline=30), when=cmc.holding.is_set)
+    assert isinstance(ended, asyncio.CancelledError)
+
+    cmc.release.set()
+    assert apos.until(lambda: apos.status().delivered == 1)
+    assert list(cmc.committed) == ["T-1"]
 
 
-async def test_deadline_when_cmc_hangs(aclient: AsyncClient, cmc: FakeCmc) -> None:
-    cmc.faults["token"] = ["hang"]
-    started = time.monotonic()
-    result = await aclient.post_tender(tender(), deadline=0.2)
-    assert result.status == "queued"
-    assert time.monotonic() - started < 0.3
+def test_a_cancelled_drain_leaves_its_tender_queued_and_free(
+    apos: Pos, cmc: FakeCmc, outbox_path: Path, clock: Clock
+) -> None:
+    cmc.faults["token"] = ["network"]
+    result = apos.post_tender(tender())
+    cmc.faults["transaction"] = ["hang"]
+
+    ended = apos.cancel_after(lambda c: c.drain(), when=lambda: cmc.count("transaction") == 1)
+    assert isinstance(ended, asyncio.CancelledError)
+
+    entry = Outbox(outbox_path).claim_next(now=clock())  # another process may take it at once
+    assert entry is not None
+    assert entry.id == result.outbox_id
+    assert entry.last_error == "Interrupted: the task was cancelled"
     cmc.release.set()
 
 
-async def test_settings_disabled(aclient: AsyncClient, cmc: FakeCmc) -> None:
-    cmc.transactions_enabled = False
-    assert (await aclient.post_tender(tender())).status == "disabled"
-    assert not (await aclient.settings()).companySettings.isTransactionsEnabled
+def test_a_cancelled_settings_lookup_is_cancelled(apos: Pos, cmc: FakeCmc) -> None:
+    cmc.faults["settings"] = ["hold"]
 
-
-async def test_background_drainer(aclient: AsyncClient, cmc: FakeCmc) -> None:
-    import asyncio
-
-    cmc.faults["token"] = ["network"]
-    assert (await aclient.post_tender(tender())).status == "queued"
-    aclient._poll_interval = 0.02
-    await aclient.start()
-    for _ in range(50):
-        if (await aclient.status()).delivered:
-            break
-        await asyncio.sleep(0.01)
-    assert (await aclient.status()).delivered == 1
+    ended = apos.cancel_after(lambda c: c.settings(), when=cmc.holding.is_set)
+    assert isinstance(ended, asyncio.CancelledError)
+    cmc.release.set()
+    assert apos.settings().companySettings.isTransactionsEnabled

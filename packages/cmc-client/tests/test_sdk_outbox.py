@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from cmc_client import Client, Outbox, OutboxError, Tender, wire
-from cmc_client.tender import encode_tender, transaction_body
+from cmc_client._tender import encode_tender, transaction_body, validate_tender
 
 
 def add(outbox: Outbox, tx_id: str, now: float = 100.0) -> int:
@@ -80,6 +80,25 @@ def test_status_counts_age_and_last_error(outbox_path: Path) -> None:
     assert status.last_error_at == 170
 
 
+def test_entries_page_on_after_an_outbox_id(outbox_path: Path) -> None:
+    outbox = Outbox(outbox_path)
+    ids = [add(outbox, tx) for tx in "ABCDE"]
+    outbox.mark_rejected(ids[2], b"{}", now=100)
+
+    assert [e.transaction_id for e in outbox.entries(limit=2, after=ids[0])] == ["B", "C"]
+    assert [e.transaction_id for e in outbox.entries("queued", after=ids[1])] == ["D", "E"]
+
+
+def test_adding_a_transaction_id_again_returns_the_stored_row_unchanged(outbox_path: Path) -> None:
+    outbox = Outbox(outbox_path)
+    first = add(outbox, "A")
+    entry, new = outbox.add(
+        b"{}", transaction_id="A", company="", terminal_id="T", location_id="L", now=200.0, claim=True
+    )
+    assert (entry.id, new, entry.lease_until) == (first, False, None)
+    assert entry.body == b'{"transactionId":"A"}'
+
+
 def test_tender_survives_reopening(outbox_path: Path) -> None:
     add(Outbox(outbox_path), "A")
     assert [e.transaction_id for e in Outbox(outbox_path).entries("queued")] == ["A"]
@@ -92,7 +111,9 @@ def test_tender_has_every_transaction_field_but_the_session() -> None:
 
 def test_transaction_body_is_the_typed_request() -> None:
     body = encode_tender(
-        {"transactionId": "T", "terminalId": "A", "posLocationId": "L", "transactionAmount": "1.10"}
+        validate_tender(
+            {"transactionId": "T", "terminalId": "A", "posLocationId": "L", "transactionAmount": "1.10"}
+        )
     )
     spliced = transaction_body(body, "S-1")
     request = msgspec.json.decode(spliced, type=wire.TransactionRequest)

@@ -1,8 +1,11 @@
-"""A POS simulator: N terminals ringing up realistic sales against CMC through the SDK."""
+"""A POS simulator: N terminals ringing up realistic sales against CMC through the SDK.
+
+A public module: ``cmc-pos simulate`` and the CMC server's ``cmc demo`` drive it. Sales carry no
+``transactionDate``: like a till that leaves it out, they get the SDK's stamp.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 import threading
 import time
@@ -15,8 +18,8 @@ from typing import TextIO
 import msgspec
 
 from cmc_client import wire
-from cmc_client.results import TenderResult
-from cmc_client.tender import Tender
+from cmc_client._results import TenderResult
+from cmc_client.wire import Tender
 
 CATALOG = (
     ("ESP-01", "Espresso", "Lavazza", "Coffee", Decimal("2.80")),
@@ -34,7 +37,7 @@ FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken
 LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Allen")
 
 
-class Report(msgspec.Struct, kw_only=True):
+class SimulationReport(msgspec.Struct, kw_only=True):
     """What a simulation run did."""
 
     sent: int = 0
@@ -106,7 +109,6 @@ class Shop:
             posLocationId=self.location,
             transactionType="Sale",
             transactionAmount=amount,
-            transactionDate=dt.datetime.now(dt.UTC),
             customer=self.customer(),
             products=products,
         )
@@ -121,13 +123,13 @@ def simulate(
     duration: float,
     seed: int | None = None,
     progress: TextIO | None = None,
-) -> Report:
+) -> SimulationReport:
     """Post tenders from every terminal (Poisson arrivals, ``rate`` per second in all) for ``duration`` s.
 
     ``post`` is usually ``client.post_tender``. With ``progress``, a live line is redrawn there.
     """
     shop = Shop(random.Random(seed), location=location)
-    report = Report(statuses=Counter())
+    report = SimulationReport(statuses=Counter())
     lock = threading.Lock()
     stop = time.monotonic() + duration
     per_terminal = rate / max(1, len(terminals))
@@ -165,3 +167,6 @@ def simulate(
     if progress is not None:
         progress.write("\r\033[K" + report.line() + "\n")
     return report
+
+
+__all__ = ["SimulationReport", "simulate"]

@@ -325,3 +325,39 @@ class Problem(Struct, omit_defaults=True):
     detail: str | None = None
     instance: str | None = None
     errors: dict[str, list[str]] | None = None
+
+
+__all__ = [
+    "MAX_CONTACTS",
+    "MAX_PRODUCTS",
+    "CfsTemplate",
+    "Code",
+    "CompanySettings",
+    "Contact",
+    "Customer",
+    "Effect",
+    "Label",
+    "Loyalty",
+    "NonEmpty",
+    "NotificationSettings",
+    "PosStatus",
+    "Problem",
+    "Product",
+    "Profile",
+    "QrCodeLinks",
+    "QrCodeWidget",
+    "SalesPerson",
+    "SettingsData",
+    "SettingsLookupRequest",
+    "SettingsResponse",
+    "StartInteractionData",
+    "StartInteractionRequest",
+    "StartInteractionResponse",
+    "Struct",
+    "Tender",
+    "Text",
+    "TokenResponse",
+    "TransactionData",
+    "TransactionRequest",
+    "TransactionResponse",
+]

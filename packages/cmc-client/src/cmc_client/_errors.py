@@ -11,7 +11,8 @@
 
 ``post_tender`` raises only :class:`OutboxError` (the tender could not be made durable) and
 :class:`DuplicateTransactionError` and :class:`InvalidTenderError` (programming errors);
-every delivery problem becomes a result instead.
+every delivery problem becomes a result instead. ``settings()`` and ``verify()``, which need an answer
+from CMC, raise :class:`TransientError` and :class:`AuthenticationError`.
 """
 
 from __future__ import annotations

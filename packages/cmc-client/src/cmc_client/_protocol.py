@@ -1,48 +1,31 @@
-"""The CMC conversation for one tender, written once for the sync and the async client.
+"""The CMC conversation: token, settings and the request sequence of one tender, as flows (sans-I/O).
 
-The protocol is sans-I/O: :meth:`Conversation.deliver` is a generator that yields :class:`Call` (an HTTP
-request to make; send back the ``httpx2.Response``) or :class:`SaveSession` (persist a session id before
-it is used; send back ``None``) and returns an :data:`Outcome`. Transient failures (network, 5xx, 429)
-surface as :class:`~cmc_client.errors.TransientError`; refused credentials as
-:class:`~cmc_client.errors.AuthenticationError`. The drivers in ``client.py`` and ``async_client.py``
-do the I/O.
+Each method is a flow (see ``_steps``): it yields :class:`~cmc_client._steps.Call` steps and returns
+what CMC said. Transient failures (network, 5xx, 429, an unreadable answer) surface as
+:class:`~cmc_client.TransientError`; refused credentials as :class:`~cmc_client.AuthenticationError`.
 """
 
 from __future__ import annotations
 
 import base64
 import email.utils
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
+from urllib.parse import quote, urlencode
 
 import httpx2
 import msgspec
 
 from cmc_client import wire
-from cmc_client.errors import AuthenticationError, TransientError
-from cmc_client.tender import ENCODER, transaction_body
+from cmc_client._errors import AuthenticationError, TransientError
+from cmc_client._outbox import OutboxEntry
+from cmc_client._steps import Call, Flow, local, request
+from cmc_client._tender import ENCODER, transaction_body
 
 T = TypeVar("T")
 TOKEN_MARGIN = 300.0
 """Renew a token this many seconds before it expires (ClearLine: refresh when under 5 minutes left)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One HTTP request the driver must make."""
-
-    method: str
-    url: str
-    headers: dict[str, str]
-    content: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class SaveSession:
-    """The driver must persist ``session_id`` for the tender before the protocol goes on."""
-
-    session_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,19 +52,7 @@ class Skipped:
 
 
 Outcome = Delivered | Rejected | Skipped
-Step = Call | SaveSession
-Flow = Generator[Step, httpx2.Response | None, T]
-
-
-@dataclass(frozen=True, slots=True)
-class TenderRef:
-    """What the protocol needs of an outbox row."""
-
-    body: bytes
-    terminal_id: str
-    location_id: str
-    company: str
-    session_id: str | None
+"""What CMC did with a tender."""
 
 
 class Conversation:
@@ -91,15 +62,15 @@ class Conversation:
         self,
         base_url: str,
         pos_system_id: str,
-        client_id: str,
-        client_secret: str,
+        credentials: tuple[str, str],
         *,
         clock: Callable[[], float],
-        settings_ttl: float = 900.0,
+        settings_ttl: float,
     ) -> None:
+        """``credentials`` is the OAuth2 client id and secret; ``clock`` returns seconds since the epoch."""
         self.base = base_url.rstrip("/")
         self.pos = pos_system_id
-        secret = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
+        secret = base64.b64encode(":".join(credentials).encode()).decode("ascii")
         self._basic = f"Basic {secret}"
         self._clock = clock
         self._settings_ttl = settings_ttl
@@ -167,23 +138,24 @@ class Conversation:
 
     # --- the tender ------------------------------------------------------------------------------
 
-    def deliver(self, tender: TenderRef) -> Flow[Outcome]:
+    def deliver(self, tender: OutboxEntry, *, save_session: Callable[[str], None]) -> Flow[Outcome]:
         """Settings check, startInteraction (unless the tender already has a session), SendTransaction.
 
-        A 404/410 session answer gets one fresh session and the same body again.
+        ``save_session`` persists a new session id before it is used (run as local work), so a replay
+        sends the identical body. A 404/410 session answer gets one fresh session and the same body again.
         """
         settings = yield from self.settings()
         if not settings.companySettings.isTransactionsEnabled:
             return Skipped("disabled", "CMC settings: isTransactionsEnabled is false")
         session = tender.session_id
         if session is None:
-            started = yield from self._start_interaction(tender)
+            started = yield from self._start_interaction(tender, save_session)
             if not isinstance(started, str):
                 return started
             session = started
         response = yield from self._send_transaction(tender, session)
         if response.status_code in (404, 410):
-            started = yield from self._start_interaction(tender)
+            started = yield from self._start_interaction(tender, save_session)
             if not isinstance(started, str):
                 return started
             response = yield from self._send_transaction(tender, started)
@@ -191,11 +163,13 @@ class Conversation:
                 raise TransientError(f"CMC refused a fresh session too ({response.status_code})")
         return _outcome(response)
 
-    def _send_transaction(self, tender: TenderRef, session_id: str) -> Flow[httpx2.Response]:
+    def _send_transaction(self, tender: OutboxEntry, session_id: str) -> Flow[httpx2.Response]:
         body = transaction_body(tender.body, session_id)
         return (yield from self.authorized("POST", f"/pos/{self.pos}/transaction", body))
 
-    def _start_interaction(self, tender: TenderRef) -> Flow[str | Outcome]:
+    def _start_interaction(
+        self, tender: OutboxEntry, save_session: Callable[[str], None]
+    ) -> Flow[str | Outcome]:
         request = wire.StartInteractionRequest(
             terminalId=tender.terminal_id,
             posLocationId=tender.location_id,
@@ -209,14 +183,31 @@ class Conversation:
         data = _decode(response, wire.StartInteractionResponse).data
         if data.posStatus != "Accepted" or not data.sessionId:
             return Skipped("not-accepted", f"startInteraction answered posStatus {data.posStatus}")
-        yield SaveSession(data.sessionId)
-        return data.sessionId
+        session_id = data.sessionId
+        yield from local(lambda: save_session(session_id))
+        return session_id
+
+    # --- reconciliation ------------------------------------------------------------------------
+
+    def recorded(self, transaction_id: str, company: str) -> Flow[bytes | wire.Problem]:
+        """CMC's stored SendTransaction answer of a transaction, or the problem CMC answered instead.
+
+        ``GET /pos/{pos}/transaction/{transactionId}[?posCompanyId=]``: 404 when CMC has no such
+        transaction, 400 when two companies share the id and ``company`` is empty.
+        """
+        query = f"?{urlencode({'posCompanyId': company})}" if company else ""
+        path = f"/pos/{self.pos}/transaction/{quote(transaction_id, safe='')}{query}"
+        response = yield from self.authorized("GET", path)
+        if response.status_code == 200:
+            return response.content
+        return _problem(response)
 
 
 def _send(call: Call) -> Flow[httpx2.Response]:
-    response = yield call
-    assert response is not None, "the driver must answer a Call with a response"
-    return response
+    try:
+        return (yield from request(call))
+    except httpx2.TransportError as exc:
+        raise TransientError(f"{type(exc).__name__}: {exc or 'network error'}") from exc
 
 
 def _outcome(response: httpx2.Response) -> Outcome:

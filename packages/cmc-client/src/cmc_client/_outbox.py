@@ -17,9 +17,9 @@ from typing import Literal
 
 import msgspec
 
-from cmc_client.errors import DuplicateTransactionError, OutboxError
+from cmc_client._errors import OutboxError
 
-State = Literal["queued", "delivered", "rejected", "disabled", "not-accepted"]
+OutboxState = Literal["queued", "delivered", "rejected", "disabled", "not-accepted"]
 """An outbox row's state; the same words as :data:`cmc_client.TenderStatus`."""
 
 SCHEMA_VERSION = 1
@@ -51,7 +51,7 @@ _COLUMNS = (
 )
 
 
-class Entry(msgspec.Struct, frozen=True, kw_only=True):
+class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One tender in the outbox, as stored."""
 
     id: int
@@ -60,8 +60,8 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True):
     terminal_id: str
     location_id: str
     body: bytes
-    """The tender exactly as encoded once (see :func:`cmc_client.tender.transaction_body`)."""
-    state: State
+    """The tender exactly as encoded once (every SendTransaction body is built from it)."""
+    state: OutboxState
     created_at: float
     updated_at: float
     attempts: int
@@ -75,7 +75,7 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True):
     """CMC's SendTransaction answer, for ``delivered``."""
 
 
-class Status(msgspec.Struct, frozen=True, kw_only=True):
+class OutboxStatus(msgspec.Struct, frozen=True, kw_only=True):
     """Counts per state, the age of the oldest queued tender and the last delivery error."""
 
     queued: int
@@ -163,11 +163,12 @@ class Outbox:
         location_id: str,
         now: float,
         claim: bool = True,
-    ) -> tuple[Entry, bool]:
+    ) -> tuple[OutboxEntry, bool]:
         """Store a tender (committed and fsync'd before returning); return the row and whether it is new.
 
-        With ``claim`` a new row is leased to the caller at once. The same transactionId with the same
-        body returns the existing row; with a different body it raises :class:`DuplicateTransactionError`.
+        With ``claim`` a new row is leased to the caller at once. A transactionId the outbox already
+        holds (for ``company``) returns the existing row unchanged, whatever its body: whether it is the
+        same sale is for the caller to decide.
         """
         lease_until = now + self.lease if claim else None
         with self._guard("store a tender"), self._transaction() as db:
@@ -176,12 +177,7 @@ class Outbox:
                 (company, transaction_id),
             ).fetchone()
             if row is not None:
-                entry = _entry(row)
-                if entry.body != body:
-                    raise DuplicateTransactionError(
-                        f"transactionId {transaction_id!r} is already in the outbox with a different body"
-                    )
-                return entry, False
+                return _entry(row), False
             cursor = db.execute(
                 "INSERT INTO tender (transaction_id, company, terminal_id, location_id, body, state,"
                 " created_at, updated_at, lease_until) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)"
@@ -190,7 +186,7 @@ class Outbox:
             )
             return _entry(cursor.fetchone()), True
 
-    def claim(self, entry_id: int, *, now: float) -> Entry | None:
+    def claim(self, entry_id: int, *, now: float) -> OutboxEntry | None:
         """Lease a queued row for delivery; ``None`` if it is not queued or someone else holds it."""
         with self._guard("claim a tender"), self._transaction() as db:
             row = db.execute(
@@ -200,7 +196,7 @@ class Outbox:
             ).fetchone()
         return None if row is None else _entry(row)
 
-    def claim_next(self, *, now: float, exclude: Collection[int] = ()) -> Entry | None:
+    def claim_next(self, *, now: float, exclude: Collection[int] = ()) -> OutboxEntry | None:
         """Lease the oldest queued row nobody holds (skipping ``exclude``); ``None`` when there is none."""
         skip = ",".join(str(int(i)) for i in exclude) or "-1"
         with self._guard("claim a tender"), self._transaction() as db:
@@ -232,7 +228,7 @@ class Outbox:
             entry_id, now, "state = 'rejected', problem = ?, lease_until = NULL", (problem,), attempt=True
         )
 
-    def mark_skipped(self, entry_id: int, state: State, reason: str, *, now: float) -> None:
+    def mark_skipped(self, entry_id: int, state: OutboxState, reason: str, *, now: float) -> None:
         """Record that the tender was not sent (``disabled`` or ``not-accepted``) and why."""
         self._update(
             entry_id, now, "state = ?, last_error = ?, lease_until = NULL", (state, reason), attempt=True
@@ -248,12 +244,7 @@ class Outbox:
             )
             _set_last_error(db, error, now)
 
-    def note_error(self, error: str, *, now: float) -> None:
-        """Record an error that is not about one tender (for :meth:`status`)."""
-        with self._guard("record an error"), self._transaction() as db:
-            _set_last_error(db, error, now)
-
-    def retry(self, entry_id: int, *, now: float) -> Entry:
+    def retry(self, entry_id: int, *, now: float) -> OutboxEntry:
         """Move a rejected (or not sent) tender back to ``queued``; raise ``KeyError`` if there is none."""
         with self._guard("requeue a tender"), self._transaction() as db:
             row = db.execute(
@@ -283,22 +274,24 @@ class Outbox:
 
     # --- reading -----------------------------------------------------------------------------
 
-    def get(self, entry_id: int) -> Entry | None:
+    def get(self, entry_id: int) -> OutboxEntry | None:
         """One row by outbox id."""
         with self._guard("read"), self._lock:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM tender WHERE id = ?", (entry_id,)).fetchone()
         return None if row is None else _entry(row)
 
-    def entries(self, state: State | None = None, *, limit: int = 100) -> list[Entry]:
-        """Rows oldest first, optionally of one state."""
-        where, params = ("WHERE state = ?", (state, limit)) if state else ("", (limit,))
+    def entries(
+        self, state: OutboxState | None = None, *, limit: int = 100, after: int = 0
+    ) -> list[OutboxEntry]:
+        """Rows oldest first, optionally of one state; ``after`` an outbox id pages on from that row."""
+        where, params = ("AND state = ?", (after, state, limit)) if state else ("", (after, limit))
         with self._guard("read"), self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM tender {where} ORDER BY id LIMIT ?", params
+                f"SELECT {_COLUMNS} FROM tender WHERE id > ? {where} ORDER BY id LIMIT ?", params
             ).fetchall()
         return [_entry(row) for row in rows]
 
-    def status(self, *, now: float) -> Status:
+    def status(self, *, now: float) -> OutboxStatus:
         """Counts per state, oldest queued age and the last error."""
         with self._guard("read"), self._lock:
             counts = dict(self._db.execute("SELECT state, count(*) FROM tender GROUP BY state").fetchall())
@@ -306,7 +299,7 @@ class Outbox:
                 0
             ]
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        return Status(
+        return OutboxStatus(
             queued=counts.get("queued", 0),
             delivered=counts.get("delivered", 0),
             rejected=counts.get("rejected", 0),
@@ -324,8 +317,8 @@ class Outbox:
         return cursor.rowcount
 
 
-def _entry(row: tuple[object, ...]) -> Entry:
-    return msgspec.convert(dict(zip(_COLUMNS.replace(" ", "").split(","), row, strict=True)), Entry)
+def _entry(row: tuple[object, ...]) -> OutboxEntry:
+    return msgspec.convert(dict(zip(_COLUMNS.replace(" ", "").split(","), row, strict=True)), OutboxEntry)
 
 
 def _set_last_error(db: sqlite3.Connection, error: str, now: float) -> None:

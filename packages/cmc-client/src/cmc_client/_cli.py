@@ -1,7 +1,8 @@
-"""``cmc-pos``: send a tender, inspect and drain the outbox, simulate a shop.
+"""``cmc-pos``: send a tender, inspect, drain and verify the outbox, simulate a shop.
 
 Connection settings come from flags or the environment: ``CMC_URL``, ``CMC_POS_SYSTEM``,
-``CMC_CLIENT_ID``, ``CMC_CLIENT_SECRET``, ``CMC_OUTBOX``.
+``CMC_CLIENT_ID``, ``CMC_CLIENT_SECRET``, ``CMC_OUTBOX``. The defaults are the demo's (``make run``):
+``http://127.0.0.1:8080``, POS system ``pax``, client ``pax-demo`` / ``s3cr3t!``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, get_args
 
 import httpx2
 
-from cmc_client.client import Client
-from cmc_client.errors import CmcClientError
-from cmc_client.outbox import Outbox
-from cmc_client.results import TenderResult
+from cmc_client._client import Client
+from cmc_client._errors import CmcClientError
+from cmc_client._outbox import Outbox, OutboxState
+from cmc_client._results import TenderResult
 from cmc_client.simulate import simulate
+
+DEMO_SECRET = "s3cr3t!"  # noqa: S105 - the demo registry's published secret (examples/demo.yaml)
 
 
 def main(argv: Sequence[str] | None = None, *, http: httpx2.Client | None = None) -> int:
@@ -37,10 +40,12 @@ def main(argv: Sequence[str] | None = None, *, http: httpx2.Client | None = None
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="cmc-pos", description="POS-side client for CMC.")
-    parser.add_argument("--url", default=env("CMC_URL", "http://127.0.0.1:8000"), help="CMC base URL")
+    parser.add_argument("--url", default=env("CMC_URL", "http://127.0.0.1:8080"), help="CMC base URL")
     parser.add_argument("--pos-system", default=env("CMC_POS_SYSTEM", "pax"), help="posSystemId")
-    parser.add_argument("--client-id", default=env("CMC_CLIENT_ID", ""), help="OAuth2 client id")
-    parser.add_argument("--client-secret", default=env("CMC_CLIENT_SECRET", ""), help="OAuth2 client secret")
+    parser.add_argument("--client-id", default=env("CMC_CLIENT_ID", "pax-demo"), help="OAuth2 client id")
+    parser.add_argument(
+        "--client-secret", default=env("CMC_CLIENT_SECRET", DEMO_SECRET), help="OAuth2 client secret"
+    )
     parser.add_argument("--outbox", default=env("CMC_OUTBOX", "cmc-outbox.sqlite3"), help="outbox file")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -54,19 +59,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     outbox.add_parser("status", help="counts, oldest queued age, last error").set_defaults(run=_status)
     listing = outbox.add_parser("list", help="tenders oldest first")
-    listing.add_argument("--state", choices=["queued", "delivered", "rejected", "disabled", "not-accepted"])
+    listing.add_argument("--state", choices=get_args(OutboxState))
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(run=_list)
     outbox.add_parser("drain", help="deliver queued tenders now").set_defaults(run=_drain)
+    verify = outbox.add_parser("verify", help="check every delivered tender against CMC")
+    verify.set_defaults(run=_verify)
     retry = outbox.add_parser("retry", help="move a rejected tender back to queued")
     retry.add_argument("id", type=int)
     retry.set_defaults(run=_retry)
 
     sim = commands.add_parser("simulate", help="N terminals ringing up sales")
-    sim.add_argument("--terminals", type=int, default=4, help="how many terminals (named PREFIX01...)")
-    sim.add_argument("--terminal-prefix", default="TERM-")
-    sim.add_argument("--terminal-ids", help="comma-separated terminal ids (instead of --terminals/--prefix)")
-    sim.add_argument("--location", default="LOC-1")
+    sim.add_argument(
+        "--terminal-ids", default="term5,term6,term7", help="comma-separated terminal ids (the demo's)"
+    )
+    sim.add_argument("--location", default="loc5", help="posLocationId of the terminals (the demo's)")
     sim.add_argument("--rate", type=float, default=10.0, help="tenders per second, all terminals")
     sim.add_argument("--duration", type=float, default=10.0, help="seconds")
     sim.add_argument("--seed", type=int)
@@ -154,6 +161,15 @@ def _drain(args: argparse.Namespace, http: httpx2.Client | None) -> int:
     return 0 if report.error is None else 3
 
 
+def _verify(args: argparse.Namespace, http: httpx2.Client | None) -> int:
+    with _client(args, http) as client:
+        report = client.verify()
+    for found in report.discrepancies:
+        print(f"{found.kind:>12}  {found.entry.id:>6}  {found.entry.transaction_id}  {found.detail}")
+    print(f"{report.confirmed} of {report.checked} delivered tenders confirmed by CMC")
+    return 0 if report.ok else 3
+
+
 def _retry(args: argparse.Namespace, http: httpx2.Client | None) -> int:
     entry = Outbox(args.outbox).retry(args.id, now=dt.datetime.now(dt.UTC).timestamp())
     print(f"{entry.id} {entry.transaction_id}: queued again")
@@ -161,9 +177,9 @@ def _retry(args: argparse.Namespace, http: httpx2.Client | None) -> int:
 
 
 def _simulate(args: argparse.Namespace, http: httpx2.Client | None) -> int:
-    terminals = [f"{args.terminal_prefix}{n:02d}" for n in range(1, args.terminals + 1)]
-    if args.terminal_ids:
-        terminals = [t for t in args.terminal_ids.split(",") if t]
+    terminals = [t.strip() for t in args.terminal_ids.split(",") if t.strip()]
+    if not terminals:
+        raise ValueError("--terminal-ids names no terminal")
     with _client(args, http).start() as client:
         report = simulate(
             lambda tender: client.post_tender(tender, deadline=args.deadline),
