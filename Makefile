@@ -1,4 +1,5 @@
-# Quickstart: `make run` serves the demo on http://127.0.0.1:8080; `make test` runs every check.
+# Quickstart: `make run` serves the demo on http://127.0.0.1:8080 (`make run PORT=9000 HOST=0.0.0.0`
+# to change it); `make test` runs every check.
 # Both bootstrap their own environment: uv (installed with pip into .tools/ when missing) and .venv.
 
 PYTHON ?= python3
@@ -6,6 +7,8 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DB ?= sqlite:///./var/cmc.db
+HOST ?= 127.0.0.1
+PORT ?= 8080
 
 .PHONY: install run test lint typecheck pytest bench clean chromium
 
@@ -26,9 +29,11 @@ run: install
 	@echo "Demo POS system 'pax': client id 'pax-demo', secret 's3cr3t!' (location loc5, terminal term5)."
 	@echo "Once the server below is up, paste this into another terminal:"
 	@echo
+	@echo "CMC=http://$(HOST):$(PORT)"
 	@cat examples/curl-session.sh
 	@echo
-	CMC_DATABASE_URL=$(DEMO_DB) $(BIN)/cmc serve --host 127.0.0.1 --port 8080
+	CMC_DATABASE_URL=$(DEMO_DB) CMC_PUBLIC_URL=$${CMC_PUBLIC_URL:-http://$(HOST):$(PORT)} \
+	  $(BIN)/cmc serve --host $(HOST) --port $(PORT)
 
 test: lint typecheck pytest
 

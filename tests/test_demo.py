@@ -23,7 +23,17 @@ def _env() -> dict[str, str]:
 
 def test_cmc_demo_shows_tenders_rules_and_a_qr_code(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "cmc.cli", "demo", "--seconds", "3", "--dir", str(tmp_path / "demo")],
+        [
+            sys.executable,
+            "-m",
+            "cmc.cli",
+            "demo",
+            "--seconds",
+            "3",
+            "--exit",
+            "--dir",
+            str(tmp_path / "demo"),
+        ],
         cwd=tmp_path,  # examples/demo.yaml is found without the repo as working directory
         env=_env(),
         capture_output=True,
@@ -52,3 +62,40 @@ def test_cmc_demo_shows_tenders_rules_and_a_qr_code(tmp_path: Path) -> None:
     assert sum("█" in line for line in block) >= 10
     assert out.rstrip().endswith("Service stopped.\nData kept in " + str(tmp_path / "demo"))
     assert (tmp_path / "demo" / "cmc.db").exists()
+
+
+def test_cmc_demo_keeps_serving_until_it_is_stopped(tmp_path: Path) -> None:
+    import signal
+    import time
+    import urllib.request
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "cmc.cli", "demo", "--seconds", "1", "--rate", "2"],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = child.stdout.readline()
+            lines.append(line)
+            if "Press Ctrl-C to stop" in line or not line:
+                break
+        text = "".join(lines)
+        assert "Still serving at" in text, text
+        url = re.search(r"Service up at (http://127\.0\.0\.1:\d+)", text)
+        assert url, text
+        with urllib.request.urlopen(url.group(1) + "/health", timeout=5) as answer:
+            assert answer.status == 200
+        child.send_signal(signal.SIGTERM)
+        rest, _ = child.communicate(timeout=30)
+        assert child.returncode == 0
+        assert "Service stopped." in rest
+    finally:
+        if child.poll() is None:
+            child.kill()

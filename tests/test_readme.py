@@ -210,5 +210,32 @@ def test_the_makefile_has_what_the_quickstart_promises() -> None:
         assert re.search(rf"^{target}:", makefile, re.MULTILINE), target
     assert "examples/demo.yaml" in makefile
     assert "examples/curl-session.sh" in makefile
-    assert "--port 8080" in makefile
+    default = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "--host 127.0.0.1 --port 8080" in default.stdout
+    moved = subprocess.run(
+        ["make", "-n", "run", "PORT=9000", "HOST=0.0.0.0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--host 0.0.0.0 --port 9000" in moved.stdout
+    assert "http://0.0.0.0:9000" in moved.stdout  # the links CMC hands out follow
     assert re.search(r"^\s*make test\s*$", (ROOT / ".ci" / "run").read_text(encoding="utf-8"), re.MULTILINE)
+
+
+def test_the_docs_stand_alone() -> None:
+    """A clone holds everything the docs point to: no path outside the repository, no dead link."""
+    docs = [
+        ROOT / "README.md",
+        ROOT / "packages" / "cmc-client" / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+    ]
+    for doc in docs:
+        text = doc.read_text(encoding="utf-8")
+        assert "../" not in text, f"{doc.name} points outside its folder"
+        for target in re.findall(r"\]\(([^)#]+)", text):
+            if "://" not in target:
+                assert (doc.parent / target).exists(), f"{doc.name}: dead link {target}"
+        for path in re.findall(r"`((?:docs|bench|examples|src|tests|packages)/[\w./-]+)`", text):
+            assert (ROOT / path).exists(), f"{doc.name} names {path}, which does not exist"

@@ -2,9 +2,9 @@
 
 It starts the real service (uvicorn on loopback, in this process), rings up sales from the demo
 location's terminals through the POS SDK (``cmc_client``) for a few seconds, then shows what CMC did:
-the tenders sent, the POS Rules that fired (from the ``rule_firings`` table) and one QR code a rule
-produced, rendered in the terminal. Then it stops the service; nothing outlives it unless ``--dir``
-names a directory to keep.
+the tenders sent, the POS Rules that fired and one QR code a rule produced, rendered in the terminal.
+Then it keeps serving until Ctrl-C, so that QR code's link can be opened (``--exit`` stops at once);
+nothing outlives it unless ``--dir`` names a directory to keep.
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", help="keep the database and the POS outbox here (default: a temp dir)")
     parser.add_argument("--registry", default=str(DEMO_REGISTRY), help="registry file (examples/demo.yaml)")
     parser.add_argument("--seed", type=int, help="simulator random seed")
+    parser.add_argument(
+        "--exit",
+        action="store_true",
+        help="stop the service after the report (default: keep serving until Ctrl-C)",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
@@ -71,9 +76,31 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None)
         out.write(f"Service up at {url} (SQLite {folder / 'cmc.db'})\n")
         results = _simulate(args, url, folder, out)
         _report(settings, results, out)
+        if not args.exit:
+            _keep_serving(url, out)
     out.write("Service stopped.\n" + (f"Data kept in {args.dir}\n" if args.dir else ""))
     out.flush()
     return 0
+
+
+def _keep_serving(url: str, out: TextIO) -> None:
+    """Serve until Ctrl-C (or SIGTERM), so the links the demo printed can be opened."""
+    import signal
+
+    out.write(
+        f"\nStill serving at {url}: open the QR code's link above in a browser (its page is the link with"
+        " /s/ replaced by /qr/). Press Ctrl-C to stop.\n"
+    )
+    out.flush()
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        out.write("\n")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _listen(host: str, port: int) -> socket.socket:
