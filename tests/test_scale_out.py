@@ -379,11 +379,14 @@ async def test_two_workers_send_each_notification_exactly_once(
 async def fires_777(http: httpx2.AsyncClient, token: str) -> bool:
     """Whether a dry run of a 777.00 sale names the new rule."""
     body = customer_sale("dry", 1, 777)
+    auth = {"Authorization": f"Bearer {token}"}
+    where = {"terminalId": body["terminalId"], "posLocationId": body["posLocationId"]}
+    started = await http.post("/pos/pax/startInteraction", json=where, headers=auth)
     answer = await http.post(
         "/pos/pax/transaction",
         params={"dryRun": "true"},
-        json={**body, "sessionId": "dry-run"},
-        headers={"Authorization": f"Bearer {token}"},
+        json={**body, "sessionId": started.json()["data"]["sessionId"]},
+        headers=auth,
     )
     assert answer.status_code == 200, answer.text
     return any(effect["rule"] == "seven seven seven" for effect in answer.json()["data"]["effects"])

@@ -55,14 +55,7 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
     scope = {"pos_system_id": "pax", "company_id": "comp5"}
     if dialect == "postgresql":
         yield by_name("notifications.notify"), {"channel": "cmc_test"}
-    yield by_name("sessions.insert"), {
-        **scope, "id": "s-1", "location_id": "loc5", "terminal_id": "term5",
-        "created_at": NOW, "expires_at": NOW + timedelta(minutes=15), "transaction_id": None,
-    }  # fmt: skip
-    yield by_name("sessions.consume"), {
-        "sid": "s-1", "tid": "t-1", "pos": "pax", "terminal": "term5", "location": "loc5", "now": NOW,
-    }  # fmt: skip
-    yield by_name("sessions.get"), {"id": "s-1"}
+        yield by_name("locks.take"), {"keys": [3, -7, 12]}
     profile = {
         **scope, "id": "p-1", "first_name": "Ada", "last_name": None, "email": "ada@example.com",
         "phone": "+14155550100", "birth_date": "1990-04-11", "gender": None, "visit_count": 3,
@@ -90,16 +83,11 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
     }  # fmt: skip
     yield by_name("transactions.insert"), {
         **scope, "id": "t-1", "pos_transaction_id": "T-1", "location_id": "loc5", "terminal_id": "term5",
-        "session_id": "s-1", "transaction_type": "Sale", "is_reversal": False, "amount": Decimal("-12.50"),
+        "transaction_type": "Sale", "is_reversal": False, "amount": Decimal("-12.50"),
         "occurred_at": NOW, "received_at": NOW, "profile_id": "p-1", "loyalty_card": None,
         "request_hash": "h" * 64, "request": b'{"a": 1}', "response": b'{"data": {}}',
     }  # fmt: skip
-    yield by_name("transactions.insert_products"), [
-        {"transaction_id": "t-1", "line_no": n, "product_id": f"p{n}", "product_name": None,
-         "manufacturer": None, "product_category": "Tea", "quantity": Decimal("1.5")}
-        for n in range(2)
-    ]  # fmt: skip
-    yield by_name("transactions.find"), {"pos": "pax", "company": "comp5", "tx": "T-1"}
+    yield by_name("transactions.find"), {"pos": "pax", "company": "comp5", "tx": "T-1", "session": "t-1"}
     yield dynamic("transactions.responses[1]", transactions._responses, 1), {
         "pos": "pax", "c0": "comp5", "tx": "T-1",
     }  # fmt: skip

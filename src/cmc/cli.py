@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from sqlalchemy import Connection
+
 from cmc import demo, logs, registry
 from cmc.clock import system_clock
 from cmc.config import Settings
@@ -48,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     apply_cmd.add_argument("file", help="registry file, e.g. examples/demo.yaml")
     apply_cmd.set_defaults(command=_apply)
 
-    prune = commands.add_parser("prune", help="delete expired sessions and finished outbox rows, in batches")
+    prune = commands.add_parser("prune", help="delete finished outbox rows and old screen events, in batches")
     prune.add_argument(
         "--before", required=True, type=_instant, help="ISO date or date-time (UTC if no offset)"
     )
@@ -64,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     rules_test.add_argument("--pos-system", help="POS system id (default: the one that has the location)")
     rules_test.add_argument("--json", action="store_true", help="print the dry-run response as JSON")
     rules_test.set_defaults(command=_rules_test)
+
+    sessions_cmd = commands.add_parser("sessions", help="interaction session keys")
+    sessions_sub = sessions_cmd.add_subparsers(required=True, metavar="ACTION")
+    rotate = sessions_sub.add_parser(
+        "rotate-key", help="sign new sessions with a fresh key (sessions already issued stay valid)"
+    )
+    rotate.set_defaults(command=_rotate_session_key)
 
     worker = commands.add_parser("worker", help="send the notification outbox until SIGINT/SIGTERM")
     worker.set_defaults(command=_worker)
@@ -181,6 +190,29 @@ def _rules_test(args: argparse.Namespace, settings: Settings) -> int:
 
     answer = asyncio.run(run())
     print(answer.json if args.json else answer.text)
+    return 0
+
+
+def _rotate_session_key(args: argparse.Namespace, settings: Settings) -> int:
+    from cmc import sessions
+    from cmc.registry import store as registry_store
+
+    if settings.session_keys is not None:
+        raise CmcError("session keys come from CMC_SESSION_SECRETS: rotate them there (new one first)")
+    now = system_clock()
+
+    def rotate(conn: Connection) -> int:
+        kept = sessions.rotate(conn, now=now, ttl=settings.session_ttl)
+        registry_store.bump_version(conn)  # every process reloads its snapshot, keys included
+        return kept
+
+    db = _open(settings)
+    try:
+        migrate.upgrade(db)
+        kept = db.run_sync(rotate)
+    finally:
+        asyncio.run(db.close())
+    print(f"new sessions are signed with a fresh key; {kept} key(s) verify sessions still alive")
     return 0
 
 

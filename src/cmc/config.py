@@ -23,6 +23,7 @@ class Settings:
     jwt_secret: str | None = field(default=None, metadata={"env": "CMC_JWT_SECRET"})
     token_ttl: timedelta = field(default=timedelta(hours=1), metadata={"env": "CMC_TOKEN_TTL_SECONDS"})
     session_ttl: timedelta = field(default=timedelta(minutes=15), metadata={"env": "CMC_SESSION_TTL_SECONDS"})
+    session_secrets: str | None = field(default=None, metadata={"env": "CMC_SESSION_SECRETS"})
     max_body_bytes: int = field(default=1024 * 1024, metadata={"env": "CMC_MAX_BODY_BYTES"})
     log_level: str = field(default="info", metadata={"env": "CMC_LOG_LEVEL"})
     access_log: bool = field(default=True, metadata={"env": "CMC_ACCESS_LOG"})
@@ -72,8 +73,17 @@ class Settings:
             raise ConfigError("CMC_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
         if self.sms_url and not self.sms_url.startswith(("http://", "https://")):
             raise ConfigError("CMC_SMS_URL must be an http(s) URL")
+        if self.session_secrets is not None and any(len(k) < 32 for k in self.session_keys or (b"",)):
+            raise ConfigError("CMC_SESSION_SECRETS: each comma-separated secret needs at least 32 characters")
         if not self.public_url.startswith(("http://", "https://")):
             raise ConfigError("CMC_PUBLIC_URL must be an http(s) URL")
+
+    @property
+    def session_keys(self) -> tuple[bytes, ...] | None:
+        """``CMC_SESSION_SECRETS`` as keys (the first signs, all verify); None: the database's keys."""
+        if not self.session_secrets:
+            return None
+        return tuple(secret.strip().encode() for secret in self.session_secrets.split(",") if secret.strip())
 
     @property
     def base_url(self) -> str:

@@ -87,13 +87,13 @@ def _keep_serving(url: str, out: TextIO) -> None:
     """Serve until Ctrl-C (or SIGTERM), so the links the demo printed can be opened."""
     import signal
 
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     out.write(
         f"\nStill serving at {url}: open the QR code's link above in a browser (its page is the link with"
         " /s/ replaced by /qr/). Press Ctrl-C to stop.\n"
     )
     out.flush()
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
             pass

@@ -8,7 +8,7 @@ code ``?dryRun=true`` runs; nothing is written.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import msgspec
 
@@ -47,7 +47,15 @@ async def explain_file(
     pos = _pos_system(directory, request.posLocationId, pos_system_id)
     try:
         answer = await tender.send_transaction(
-            db, directory, pos, request, now=now, react=no_reaction, dry_run=True
+            db,
+            directory,
+            pos,
+            request,
+            now=now,
+            react=no_reaction,
+            session_ttl=timedelta(0),
+            dry_run=True,
+            check_session=False,
         )
     except ApiError as exc:
         raise CmcError(f"{source}: {_fields(exc)}") from None

@@ -1,66 +1,17 @@
-"""StartInteraction: a session binds one POS system, terminal and location to one coming transaction."""
+"""StartInteraction: a session binds one POS system, terminal and location to one coming transaction.
+
+Opening a session writes nothing: the id is signed (``cmc.sessions``) and checked when the
+transaction arrives.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import datetime
 
-from sqlalchemy import Column, ColumnElement, bindparam, insert, select, update
-
-from cmc.errors import (
-    LocationNotFound,
-    SessionAlreadyUsed,
-    SessionExpired,
-    SessionMismatch,
-    SessionNotFound,
-    TerminalNotFound,
-)
-from cmc.ids import new_id
+from cmc import sessions
+from cmc.errors import LocationNotFound, TerminalNotFound
 from cmc.registry import Directory, Location, PosSystem
-from cmc.store import tables
-from cmc.store.driver import Tx
-from cmc.store.statements import Statement
-from cmc.store.types import UtcDateTime
 from cmc_client import wire
-
-# Statements are built once: building and cache-keying a Core statement costs more than running it.
-_s = tables.interaction_sessions
-
-
-class _Session(NamedTuple):
-    pos_system_id: str
-    location_id: str
-    terminal_id: str
-    expires_at: datetime
-    transaction_id: str | None
-
-
-_INSERT = Statement(insert(_s), name="sessions.insert", keys=[c.name for c in _s.columns])
-_SELECT = Statement(
-    select(
-        _s.c.pos_system_id, _s.c.location_id, _s.c.terminal_id, _s.c.expires_at, _s.c.transaction_id
-    ).where(_s.c.id == bindparam("id")),
-    name="sessions.get",
-    into=_Session,
-)
-_CONSUME = Statement(
-    update(_s)
-    .where(
-        _s.c.id == bindparam("sid"),
-        _s.c.transaction_id.is_(None),
-        _s.c.pos_system_id == bindparam("pos"),
-        _s.c.terminal_id == bindparam("terminal"),
-        _s.c.location_id == bindparam("location"),
-        _s.c.expires_at > bindparam("now", type_=UtcDateTime),
-    )
-    .values(transaction_id=bindparam("tid")),
-    name="sessions.consume",
-)
-
-
-def prune_targets(before: datetime) -> list[tuple[Column[Any], ColumnElement[bool]]]:
-    """What ``cmc prune`` deletes here: sessions that expired before ``before``."""
-    return [(_s.c.id, _s.c.expires_at < before)]
 
 
 def resolve_terminal(
@@ -77,31 +28,21 @@ def resolve_terminal(
     return location
 
 
-async def start(
-    tx: Tx, pos: PosSystem, location: Location, terminal_id: str, *, now: datetime, ttl: timedelta
-) -> str:
-    """Open a session; its id is a GUID like ClearLine's, time-ordered (74 random bits) for locality."""
-    session_id = new_id()
-    await tx.execute(
-        _INSERT,
-        {
-            "id": session_id,
-            "pos_system_id": pos.id,
-            "company_id": location.company_id,
-            "location_id": location.id,
-            "terminal_id": terminal_id,
-            "created_at": now,
-            "expires_at": now + ttl,
-            "transaction_id": None,
-        },
-    )
-    return session_id
-
-
-def response(
-    request: wire.StartInteractionRequest, pos: PosSystem, session_id: str | None
+def start(
+    directory: Directory, pos: PosSystem, request: wire.StartInteractionRequest, *, now: datetime
 ) -> wire.StartInteractionResponse:
-    """The seed's StartInteraction answer."""
+    """The StartInteraction answer: a new session for an Accepted POS system, its status otherwise."""
+    location = resolve_terminal(
+        directory,
+        pos,
+        location_id=request.posLocationId,
+        terminal_id=request.terminalId,
+        company_id=request.posCompanyId,
+    )
+    session_id = None
+    if pos.accepted:
+        where = sessions.Where(pos.id, location.id, request.terminalId)
+        session_id = sessions.issue(directory.session_keys[0], where, now=now)
     return wire.StartInteractionResponse(
         data=wire.StartInteractionData(
             terminalId=request.terminalId,
@@ -110,43 +51,3 @@ def response(
             posStatus=pos.status,  # type: ignore[arg-type]
         )
     )
-
-
-async def consume(
-    tx: Tx, pos: PosSystem, request: wire.TransactionRequest, transaction_id: str, *, now: datetime
-) -> None:
-    """Bind the session ``tx`` names to ``transaction_id``, or raise why it cannot carry it.
-
-    One conditional UPDATE on the happy path; only a refused session costs a second query to say
-    why (unknown 404, used 409, expired 410, other terminal or location 400). Concurrent consumers
-    of one session cannot both win: the loser sees it used.
-    """
-    done = await tx.execute(
-        _CONSUME,
-        {
-            "sid": request.sessionId,
-            "tid": transaction_id,
-            "pos": pos.id,
-            "terminal": request.terminalId,
-            "location": request.posLocationId,
-            "now": now,
-        },
-    )
-    if done == 1:
-        return
-    row = await tx.first(_SELECT, {"id": request.sessionId})
-    if row is None or row.pos_system_id != pos.id:
-        raise SessionNotFound(f"Unknown sessionId {request.sessionId!r}: call startInteraction first.")
-    if row.transaction_id is not None:
-        raise SessionAlreadyUsed()
-    if row.expires_at <= now:
-        raise SessionExpired()
-    mismatched = [
-        name
-        for name, sent, held in (
-            ("terminalId", request.terminalId, row.terminal_id),
-            ("posLocationId", request.posLocationId, row.location_id),
-        )
-        if sent != held
-    ]
-    raise SessionMismatch(errors={name: ["does not match the session's value"] for name in mismatched})

@@ -132,7 +132,9 @@ def _known_query(count: int) -> Statement[tuple[Identifier, ProfileState]]:
             _i.c.value.in_([bindparam(f"v{n}") for n in range(count)]),
         )
         # PostgreSQL: concurrent sales of one customer queue here, so visit counts and per-customer
-        # rule limits see each other (SQLite's single writer already serializes them).
+        # rule limits see each other (SQLite's single writer already serializes them). Profiles are
+        # locked in id order, so two sales locking the same two profiles cannot deadlock.
+        .order_by(_p.c.id)
         .with_for_update(of=_p),
         name=f"profiles.known[{count}]",
         into=_known_row,
@@ -225,6 +227,18 @@ def claim_of(tx: wire.TransactionRequest, *, region: str) -> Claim:
         birth_date=_date_part(customer.birthDate),
     )
     return Claim(tuple(identifiers), person)
+
+
+def lock_names(scope: Scope, claim: Claim) -> list[str]:
+    """One lock name per identifier of ``claim``: sales naming the same identifier take turns.
+
+    Taken before the identifiers are looked up, so the second of two concurrent first sales of a
+    customer finds the profile the first created instead of creating a second one.
+    """
+    return [
+        f"identifier\0{scope.pos_system_id}\0{scope.company_id}\0{i.kind}\0{i.value}"
+        for i in claim.identifiers
+    ]
 
 
 def match(claim: Claim, known: Mapping[Identifier, str]) -> Match:

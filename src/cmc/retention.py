@@ -1,7 +1,7 @@
 """Data retention: ``cmc prune --before DATE`` removes what CMC no longer needs, in small batches.
 
-Pruned: interaction sessions that expired before the date, outbox messages that reached an end state
-(sent, dead, suppressed) before it with their attempts, and CFS events older than it. Transactions,
+Pruned: outbox messages that reached an end state (sent, dead, suppressed) before the date with their
+attempts, and CFS events older than it. Each owner module says what of its tables may go. Transactions,
 profiles, short links and rule firings are kept. Each batch is its own short transaction, so the
 tender path never waits on a long delete.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Connection, Table, delete, select
 
-from cmc import cfs_feed, interactions
+from cmc import cfs_feed
 from cmc.outbox import queue
 from cmc.store.database import Database
 
@@ -37,7 +37,6 @@ def targets(before: datetime) -> Iterator[tuple[Table, Key, ColumnElement[bool]]
     """(table, key column, condition) of everything older than ``before`` that may go, per owner."""
     for key, condition in (
         *queue.prune_targets(before),
-        *interactions.prune_targets(before),
         *cfs_feed.prune_targets(before),
     ):
         assert isinstance(key.table, Table)

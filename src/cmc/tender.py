@@ -21,17 +21,17 @@ answers as a replay.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import msgspec
 
-from cmc import interactions, profiles, rules, sale, transactions
+from cmc import interactions, profiles, rules, sale, sessions, transactions
 from cmc.errors import DuplicateKey, Forbidden, TransactionConflict
-from cmc.ids import new_id
 from cmc.marketing import evaluate
 from cmc.registry import Directory, PosSystem
 from cmc.sale import Place, React, Reaction, Sale
+from cmc.store import locks
 from cmc.store.database import Database
 from cmc.store.driver import Tx
 from cmc.validation import request_hash, validate
@@ -60,9 +60,15 @@ async def send_transaction(
     *,
     now: datetime,
     react: React,
+    session_ttl: timedelta,
     dry_run: bool = False,
+    check_session: bool = True,
 ) -> Answer:
-    """Handle one SendTransaction body for ``pos`` (already authenticated)."""
+    """Handle one SendTransaction body for ``pos`` (already authenticated).
+
+    ``check_session=False`` is for the operator's ``cmc rules test`` only: a dry run through the API
+    needs a session a real transaction could use, like the real one.
+    """
     validate(request)
     if not pos.accepted:
         return Answer(_encode(_not_accepted(pos)), "not-accepted")
@@ -76,42 +82,76 @@ async def send_transaction(
         company_id=request.posCompanyId,
     )
     place = Place(pos, directory.companies[(pos.id, location.company_id)], location)
+    session = _Session(directory.session_keys, session_ttl) if check_session else None
     if dry_run:
-        return Answer(await db.query(_preview, request, place, now=now), "dry-run")
+        return Answer(await db.query(_preview, request, place, session, now=now), "dry-run")
+    assert session is not None, "a transaction is stored only with its session checked"
     for attempt in range(1, RACE_ATTEMPTS + 1):
         try:
-            return await db.transact(_record, request, place, now=now, react=react)
+            return await db.transact(_record, request, place, session, now=now, react=react)
         except DuplicateKey:
-            # Another process stored the same transaction (or session use) first; the next run sees it.
+            # Another process stored the same sale (or used the session) first; the next run sees it.
             if attempt == RACE_ATTEMPTS:
                 raise
     raise AssertionError("the loop returns or raises")
 
 
+@dataclass(frozen=True)
+class _Session:
+    """How a transaction's session is checked: the keys it may be signed with, its lifetime."""
+
+    keys: tuple[bytes, ...]
+    ttl: timedelta
+
+
 async def _record(
-    tx: Tx, request: wire.TransactionRequest, place: Place, *, now: datetime, react: React
+    tx: Tx, request: wire.TransactionRequest, place: Place, session: _Session, *, now: datetime, react: React
 ) -> Answer:
-    """Store ``request`` exactly once and answer it; a replay answers what the first time answered."""
+    """Store ``request`` exactly once and answer it; a replay answers what the first time answered.
+
+    Concurrent units for the same sale or the same customer take turns (named locks, PostgreSQL),
+    so the second one finds what the first stored: the replay, the profile, the firings it counts.
+    """
+    claim = profiles.claim_of(request, region=place.location.country)
+    scope = profiles.Scope(place.pos.id, place.company.id)
+    await locks.take(tx, [_lock_name(scope, request), *profiles.lock_names(scope, claim)])
     fingerprint = request_hash(request)
-    existing = await transactions.find(
-        tx, pos_system_id=place.pos.id, company_id=place.company.id, transaction_id=request.transactionId
-    )
-    if existing is not None:
-        if existing.request_hash != fingerprint:
-            raise TransactionConflict()
-        return Answer(existing.response, "replayed")
-    sale_id = new_id()
-    await interactions.consume(tx, place.pos, request, sale_id, now=now)
-    recorded = await _sale(tx, request, sale_id, place, now=now, write=True)
+    session_id = sessions.canonical(request.sessionId)
+    stored = await transactions.find(
+        tx, pos_system_id=scope.pos_system_id, company_id=scope.company_id,
+        transaction_id=request.transactionId, session_id=session_id,
+    )  # fmt: skip
+    for row in stored:
+        if (row.pos_system_id, row.company_id, row.pos_transaction_id) == (
+            *vars(scope).values(),
+            request.transactionId,
+        ):
+            if row.request_hash != fingerprint:
+                raise TransactionConflict()
+            return Answer(row.response, "replayed")
+    _check_session(session, session_id, request, place, now=now, used=bool(stored))
+    recorded = await _sale(tx, request, session_id, place, claim, now=now, write=True)
     reaction = await react(tx, recorded)
     body = _encode(response_of(recorded, reaction))
     await transactions.save(tx, recorded, request_hash=fingerprint, response=body)
     return Answer(body, "created")
 
 
-async def _preview(tx: Tx, request: wire.TransactionRequest, place: Place, *, now: datetime) -> bytes:
+async def _preview(
+    tx: Tx, request: wire.TransactionRequest, place: Place, session: _Session | None, *, now: datetime
+) -> bytes:
     """The dry-run response: profile, effects, per-rule explanation and its text rendering."""
-    previewed = await _sale(tx, request, "dry-run", place, now=now, write=False)
+    claim = profiles.claim_of(request, region=place.location.country)
+    if session is not None:
+        session_id = sessions.canonical(request.sessionId)
+        stored = await transactions.find(
+            tx, pos_system_id=place.pos.id, company_id=place.company.id,
+            transaction_id=request.transactionId, session_id=session_id,
+        )  # fmt: skip
+        _check_session(
+            session, session_id, request, place, now=now, used=any(r.id == session_id for r in stored)
+        )
+    previewed = await _sale(tx, request, "dry-run", place, claim, now=now, write=False)
     evaluation = await evaluate(tx, previewed, explain=True)
     data = {
         "dryRun": True,
@@ -126,8 +166,33 @@ async def _preview(tx: Tx, request: wire.TransactionRequest, place: Place, *, no
     return _encode({"data": data})
 
 
+def _check_session(
+    session: _Session,
+    session_id: str,
+    request: wire.TransactionRequest,
+    place: Place,
+    *,
+    now: datetime,
+    used: bool,
+) -> None:
+    """Raise why the session cannot carry this transaction (``sessions.check`` says in which order)."""
+    where = sessions.Where(place.pos.id, place.location.id, request.terminalId)
+    sessions.check(session_id, session.keys, where, now=now, ttl=session.ttl, used=used)
+
+
+def _lock_name(scope: profiles.Scope, request: wire.TransactionRequest) -> str:
+    return f"transaction\0{scope.pos_system_id}\0{scope.company_id}\0{request.transactionId}"
+
+
 async def _sale(
-    tx: Tx, request: wire.TransactionRequest, sale_id: str, place: Place, *, now: datetime, write: bool
+    tx: Tx,
+    request: wire.TransactionRequest,
+    sale_id: str,
+    place: Place,
+    claim: profiles.Claim,
+    *,
+    now: datetime,
+    write: bool,
 ) -> Sale:
     """The sale of ``request`` with its customer's profile as it is after this transaction.
 
@@ -135,7 +200,6 @@ async def _sale(
     is only looked up, as it would be.
     """
     reversal = sale.is_reversal(request)
-    claim = profiles.claim_of(request, region=place.location.country)
     scope = profiles.Scope(place.pos.id, place.company.id)
     amount = request.transactionAmount
     if write:

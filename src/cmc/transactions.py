@@ -1,16 +1,17 @@
-"""Stored transactions: every statement on ``transactions`` and ``transaction_products``.
+"""Stored transactions: every statement on ``transactions``.
 
-A transaction row keeps the decoded request (re-encoded as JSON), its fingerprint, and the exact
-response bytes a replay answers with. ``cmc.tender`` decides what to store; this module stores it.
+A transaction row keeps the decoded request (re-encoded as JSON, its basket included), its
+fingerprint, and the exact response bytes a replay answers with. Its id is the session id that
+carried it. ``cmc.tender`` decides what to store; this module stores it.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import and_, bindparam, insert, or_, select
 
 from cmc.store import tables
 from cmc.store.driver import Tx
@@ -18,34 +19,52 @@ from cmc.store.statements import Statement
 
 if TYPE_CHECKING:
     from cmc.sale import Sale
-    from cmc_client import wire
 
 _encode = msgspec.json.Encoder().encode
 
 _t = tables.transactions
-_p = tables.transaction_products
 
 
 class Stored(NamedTuple):
-    """What a replay needs of a stored transaction."""
+    """What a replay (or a session already used) needs of a stored transaction."""
 
+    id: str
+    pos_system_id: str
+    company_id: str
+    pos_transaction_id: str
     request_hash: str
     response: bytes
 
 
+def _stored(
+    id: str, pos_system_id: str, company_id: str, pos_transaction_id: str, request_hash: str, response: Any
+) -> Stored:
+    # The driver may hand back a memoryview for the response bytes.
+    return Stored(id, pos_system_id, company_id, pos_transaction_id, request_hash, bytes(response))
+
+
 _FIND = Statement(
-    select(_t.c.request_hash, _t.c.response).where(
-        _t.c.pos_system_id == bindparam("pos"),
-        _t.c.company_id == bindparam("company"),
-        _t.c.pos_transaction_id == bindparam("tx"),
+    select(
+        _t.c.id,
+        _t.c.pos_system_id,
+        _t.c.company_id,
+        _t.c.pos_transaction_id,
+        _t.c.request_hash,
+        _t.c.response,
+    ).where(
+        or_(
+            and_(
+                _t.c.pos_system_id == bindparam("pos"),
+                _t.c.company_id == bindparam("company"),
+                _t.c.pos_transaction_id == bindparam("tx"),
+            ),
+            _t.c.id == bindparam("session"),
+        )
     ),
     name="transactions.find",
-    into=lambda request_hash, response: Stored(request_hash, bytes(response)),
+    into=_stored,
 )
 _INSERT = Statement(insert(_t), name="transactions.insert", keys=[c.name for c in _t.columns])
-_INSERT_PRODUCTS = Statement(
-    insert(_p), name="transactions.insert_products", keys=[c.name for c in _p.columns]
-)
 
 
 @functools.cache
@@ -61,13 +80,20 @@ def _responses(companies: int) -> Statement[tuple[str, bytes]]:
     )
 
 
-async def find(tx: Tx, *, pos_system_id: str, company_id: str, transaction_id: str) -> Stored | None:
-    """The stored transaction with this POS transaction id, if any."""
-    return await tx.first(_FIND, {"pos": pos_system_id, "company": company_id, "tx": transaction_id})
+async def find(
+    tx: Tx, *, pos_system_id: str, company_id: str, transaction_id: str, session_id: str
+) -> list[Stored]:
+    """The stored transaction with this POS transaction id, and the one ``session_id`` carried, if any.
+
+    One lookup answers both questions a new sale asks: is it a replay, and is its session used?
+    """
+    return await tx.all(
+        _FIND, {"pos": pos_system_id, "company": company_id, "tx": transaction_id, "session": session_id}
+    )
 
 
 async def save(tx: Tx, sale: Sale, *, request_hash: str, response: bytes) -> None:
-    """Store the sale's transaction, its basket lines, its fingerprint and the answer replays get."""
+    """Store the sale's transaction (the basket is in the request), its fingerprint, its answer."""
     request = sale.request
     card = next((i.value for i in sale.claim.identifiers if i.kind == "card"), None)
     row = {
@@ -77,7 +103,6 @@ async def save(tx: Tx, sale: Sale, *, request_hash: str, response: bytes) -> Non
         "pos_transaction_id": request.transactionId,
         "location_id": sale.location.id,
         "terminal_id": request.terminalId,
-        "session_id": request.sessionId,
         "transaction_type": request.transactionType or "Undefined",
         "is_reversal": sale.is_reversal,
         "amount": request.transactionAmount,
@@ -90,23 +115,6 @@ async def save(tx: Tx, sale: Sale, *, request_hash: str, response: bytes) -> Non
         "response": response,
     }
     await tx.execute(_INSERT, row)
-    if request.products:
-        await tx.execute_many(
-            _INSERT_PRODUCTS,
-            [_line(sale.id, index, product) for index, product in enumerate(request.products)],
-        )
-
-
-def _line(transaction_id: str, index: int, product: wire.Product) -> dict[str, object]:
-    return {
-        "transaction_id": transaction_id,
-        "line_no": index,
-        "product_id": product.productId,
-        "product_name": product.productName,
-        "manufacturer": product.manufacturer,
-        "product_category": product.productCategory,
-        "quantity": product.quantity,
-    }
 
 
 async def stored_responses(

@@ -43,24 +43,8 @@ async def start_interaction(request: HttpRequest, pos_system_id: FromPath[str]) 
     services = Services.of(request)
     pos = _pos_system(services, request, pos_system_id)
     body = await decode_json(request, _start_decoder)
-    location = interactions.resolve_terminal(
-        services.directory.current,
-        pos,
-        location_id=body.posLocationId,
-        terminal_id=body.terminalId,
-        company_id=body.posCompanyId,
-    )
-    session_id = None
-    if pos.accepted:
-        session_id = await services.db.transact(
-            interactions.start,
-            pos,
-            location,
-            body.terminalId,
-            now=services.clock(),
-            ttl=services.settings.session_ttl,
-        )
-    return json_response(_encode(interactions.response(body, pos, session_id)))
+    answer = interactions.start(services.directory.current, pos, body, now=services.clock())
+    return json_response(_encode(answer))
 
 
 @post("/pos/{pos_system_id:str}/transaction", status_code=200)
@@ -77,6 +61,7 @@ async def send_transaction(request: HttpRequest, pos_system_id: FromPath[str]) -
             body,
             now=services.clock(),
             react=services.react,
+            session_ttl=services.settings.session_ttl,
             dry_run=request.query_params.get("dryRun", "").lower() in {"true", "1"},
         )
     except Exception as exc:

@@ -18,6 +18,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import Connection
 
+from cmc import sessions
 from cmc.quiet_hours import QuietHours, parse_window
 from cmc.registry import setup, store
 from cmc.registry.setup import Setup
@@ -84,10 +85,16 @@ class Directory:
     companies: dict[tuple[str, str], Company] = field(default_factory=dict)
     locations: dict[tuple[str, str], Location] = field(default_factory=dict)
     clients: dict[str, Client] = field(default_factory=dict)
+    session_keys: tuple[bytes, ...] = ()
+    """The keys sessions are signed with, newest (the signing one) first (``cmc.sessions``)."""
 
 
-def load(conn: Connection) -> Directory:
-    """Read the whole registry in one transaction and build the snapshot."""
+def load(conn: Connection, *, session_keys: tuple[bytes, ...] | None = None) -> Directory:
+    """Read the whole registry in one transaction and build the snapshot.
+
+    ``session_keys`` are the configured ones (``CMC_SESSION_SECRETS``); without them, the keys kept
+    in the database (generated on first start, rotated by ``cmc sessions rotate-key``).
+    """
     rows = store.load_rows(conn)
     terminals: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
     for row in rows.terminals:
@@ -128,14 +135,18 @@ def load(conn: Connection) -> Directory:
         clients={
             row.client_id: Client(row.client_id, row.pos_system_id, row.secret_hash) for row in rows.clients
         },
+        session_keys=session_keys or sessions.stored_keys(conn),
     )
 
 
 class DirectoryCache:
     """The current snapshot, refreshed in the background when the registry version moves."""
 
-    def __init__(self, db: Database, *, refresh: timedelta) -> None:
+    def __init__(
+        self, db: Database, *, refresh: timedelta, session_keys: tuple[bytes, ...] | None = None
+    ) -> None:
         self._db = db
+        self._session_keys = session_keys
         self._refresh = refresh.total_seconds()
         self.current = Directory()
         self._task: asyncio.Task[None] | None = None
@@ -155,7 +166,7 @@ class DirectoryCache:
 
     async def reload(self) -> None:
         """Load a fresh snapshot now."""
-        self.current = await self._db.read(load)
+        self.current = await self._db.read(load, session_keys=self._session_keys)
 
     def wake(self) -> None:
         """Check the registry version now rather than at the next tick (a NOTIFY said it moved)."""

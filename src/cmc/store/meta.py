@@ -30,6 +30,11 @@ def get_or_create(conn: Connection, key: str, make: str) -> str:
 def increment(conn: Connection, key: str) -> int:
     """Add one to the integer value of ``key`` (0 when missing); returns the new value."""
     value = int(get(conn, key) or 0) + 1
-    if not conn.execute(update(_m).where(_m.c.key == key).values(value=str(value))).rowcount:
-        conn.execute(insert(_m).values(key=key, value=str(value)))
+    put(conn, key, str(value))
     return value
+
+
+def put(conn: Connection, key: str, value: str) -> None:
+    """Set ``key`` to ``value``."""
+    if not conn.execute(update(_m).where(_m.c.key == key).values(value=value)).rowcount:
+        conn.execute(insert(_m).values(key=key, value=value))

@@ -102,31 +102,17 @@ terminals = Table(
 
 # --- the tender path ---------------------------------------------------------------------------
 
-interaction_sessions = Table(
-    "interaction_sessions",
-    metadata,
-    Column("id", String(36), primary_key=True),
-    Column("pos_system_id", ID, nullable=False),
-    Column("company_id", ID, nullable=False),
-    Column("location_id", ID, nullable=False),
-    Column("terminal_id", ID, nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("expires_at", UtcDateTime, nullable=False),
-    Column("transaction_id", String(36), nullable=True),
-    Index("ix_interaction_sessions_expires_at", "expires_at"),
-)
-"""One session carries one transaction: ``transaction_id`` is set when it is consumed."""
-
 transactions = Table(
     "transactions",
     metadata,
     Column("id", String(36), primary_key=True),
+    # The session id that carried the transaction: a session carries one transaction, so this key is
+    # what makes a session single-use (a second sale with it collides, in the same commit).
     Column("pos_system_id", ID, nullable=False),
     Column("company_id", ID, nullable=False),
     Column("pos_transaction_id", ID, nullable=False),
     Column("location_id", ID, nullable=False),
     Column("terminal_id", ID, nullable=False),
-    Column("session_id", String(36), nullable=False),
     Column("transaction_type", String(100), nullable=False),
     Column("is_reversal", Boolean, nullable=False),
     Column("amount", ExactDecimal, nullable=True),
@@ -137,23 +123,13 @@ transactions = Table(
     Column("request_hash", String(64), nullable=False),
     Column("request", LargeBinary, nullable=False),
     Column("response", LargeBinary, nullable=False),
+    # Idempotency: the replay lookup, and the race between two processes storing the same sale.
     UniqueConstraint("pos_system_id", "company_id", "pos_transaction_id", name="uq_transactions_pos_tx"),
+    # A customer's visits in time order (the merchant's customer timeline, return-visit analytics).
     Index("ix_transactions_profile", "profile_id", "occurred_at"),
 )
-"""``request`` is the decoded body re-encoded as JSON; ``response`` the exact bytes a replay answers with."""
-
-transaction_products = Table(
-    "transaction_products",
-    metadata,
-    Column("transaction_id", String(36), primary_key=True),
-    Column("line_no", Integer, primary_key=True),
-    Column("product_id", String(200), nullable=True),
-    Column("product_name", String(1000), nullable=True),
-    Column("manufacturer", String(1000), nullable=True),
-    Column("product_category", String(1000), nullable=True),
-    Column("quantity", ExactDecimal, nullable=False),
-    ForeignKeyConstraint(["transaction_id"], ["transactions.id"], ondelete="CASCADE"),
-)
+"""``request`` is the decoded body re-encoded as JSON (its basket included: the products have no table
+of their own, nothing queries them by column); ``response`` the exact bytes a replay answers with."""
 
 # --- customer profiles -------------------------------------------------------------------------
 

@@ -1,0 +1,37 @@
+"""Named locks for one transaction: concurrent units that touch the same thing take turns.
+
+On PostgreSQL each name becomes a transaction-scoped advisory lock (``pg_advisory_xact_lock``),
+taken in one statement and in a fixed order (sorted keys), so two units asking for overlapping names
+never deadlock; they are released at commit or rollback. SQLite needs none: its single writer
+(``BEGIN IMMEDIATE``) already serializes every write transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from sqlalchemy import BigInteger, Integer, bindparam, column, text
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from cmc.store.driver import Tx
+from cmc.store.statements import Statement
+
+_LOCK = Statement(
+    text("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS ordered")
+    .bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
+    .columns(column("count", Integer)),
+    name="locks.take",
+)
+
+
+def key(name: str) -> int:
+    """The advisory lock key of ``name``: 64 bits of its SHA-256, as PostgreSQL's signed bigint."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+async def take(tx: Tx, names: Iterable[str]) -> None:
+    """Hold a lock on each of ``names`` until ``tx`` ends (PostgreSQL; SQLite needs none)."""
+    keys = sorted({key(name) for name in names})
+    if keys and tx.dialect == "postgresql":
+        await tx.first(_LOCK, {"keys": keys})
