@@ -104,10 +104,7 @@ async def test_paths_are_case_insensitive_and_json_patch_is_json(api: Api) -> No
 async def test_replay_returns_identical_response_and_stores_nothing(api: Api) -> None:
     body = seed_transaction()
     first = await api.tender(body)
-    counts = {
-        t: await count_rows(api, t)
-        for t in ("transactions", "profiles", "profile_identifiers")
-    }
+    counts = {t: await count_rows(api, t) for t in ("transactions", "profiles", "profile_identifiers")}
     again = await api.send(body)  # same session, same body: the lost-answer retry
     assert again.status_code == 200
     assert again.content == first.content
