@@ -38,6 +38,8 @@ async def evaluate(tx: Tx, sale: Sale, *, explain: bool = False) -> rules.Evalua
         reason = rules.RuleTrace("*", "failed", "settings", "isPosRulesEnabled is false")
         return rules.Evaluation(explanation=[reason] if explain else None)
     ruleset = sale.company.setup.rules
+    if not ruleset.for_location(sale.location.id) and not explain:
+        return rules.Evaluation()
     facts = facts_of(sale)
     counts: dict[str, int] = {}
     asked: list[str] = []

@@ -54,7 +54,8 @@ def request_hash(request: wire.TransactionRequest) -> str:
 def _amount_problem(value: Decimal) -> str | None:
     if not value.is_finite():
         return "must be a finite number"
-    if abs(value) >= MAX_AMOUNT:
+    # copy_abs, not abs(): arithmetic on 1e999999999 overflows the decimal context.
+    if value.copy_abs() >= MAX_AMOUNT:
         return "is too large"
     if value != value.quantize(_SMALLEST):
         return f"has more than {MAX_DECIMALS} decimal places"

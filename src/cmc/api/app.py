@@ -14,7 +14,9 @@ from litestar.exceptions import HTTPException
 
 from cmc import logs, sessions
 from cmc.api import cfs, links, ops, optout, pos, token
-from cmc.api.edge import Edge, Metrics
+from cmc.api.edge import Edge
+from cmc.api.hot import HotRoutes
+from cmc.api.metrics import Metrics
 from cmc.api.problems import handle_api_error, handle_http_exception, handle_unexpected
 from cmc.api.services import Services
 from cmc.auth import Tokens
@@ -102,4 +104,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         logging_config=None,
     )
     templates = [route.path for route in app.routes]
-    return Edge(app, templates=templates, metrics=metrics, access_log=settings.access_log)
+    hot = HotRoutes(lambda: Services.of_app(app))
+    return Edge(app, templates=templates, metrics=metrics, access_log=settings.access_log, hot=hot)

@@ -1,4 +1,9 @@
-"""Request bodies: JSON only (as ClearLine's clients send it), decoded straight into wire Structs."""
+"""Request bodies: JSON only (as ClearLine's clients send it), decoded straight into wire Structs.
+
+Whatever a client sends is a 400 or 415 with a field-level message, never a 500: invalid UTF-8,
+nesting deep enough to exhaust the decoder's recursion, a NUL character in a text field (PostgreSQL
+refuses it in text, SQLite would keep it: refused on both alike).
+"""
 
 from __future__ import annotations
 
@@ -21,14 +26,41 @@ def is_json(content_type: str | None) -> bool:
     return media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
 
 
-async def decode_json(request: HttpRequest, decoder: msgspec.json.Decoder[T]) -> T:
-    """Check the content type, read the body (size-limited by the app) and decode it."""
-    if not is_json(request.headers.get("content-type")):
+def decode(raw: bytes, content_type: str | None, decoder: msgspec.json.Decoder[T]) -> T:
+    """Check the content type and decode ``raw``; every failure is the client's, with its reason."""
+    if not is_json(content_type):
         raise UnsupportedMediaType("Send the body as application/json.")
-    raw = await request.body()
     try:
-        return decoder.decode(raw)
+        decoded = decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise ValidationFailed.from_msgspec(exc) from None
     except msgspec.DecodeError as exc:
         raise MalformedJson(f"The body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise MalformedJson("The body is not valid UTF-8.") from None
+    except RecursionError:
+        raise MalformedJson("The body nests too deeply.") from None
+    # JSON can carry NUL only escaped, so bodies without the escape need no walk.
+    if b"\\u0000" in raw and (paths := _nul_fields(decoded)):
+        raise ValidationFailed(errors={path: ["must not contain NUL (\\u0000)"] for path in paths})
+    return decoded
+
+
+def _nul_fields(value: object, path: str = "") -> list[str]:
+    """The paths of text fields holding NUL."""
+    if isinstance(value, str):
+        return [path or "$"] if "\x00" in value else []
+    if isinstance(value, msgspec.Struct):
+        return [
+            found
+            for name in value.__struct_fields__
+            for found in _nul_fields(getattr(value, name), f"{path}.{name}" if path else name)
+        ]
+    if isinstance(value, list):
+        return [found for i, item in enumerate(value) for found in _nul_fields(item, f"{path}[{i}]")]
+    return []
+
+
+async def decode_json(request: HttpRequest, decoder: msgspec.json.Decoder[T]) -> T:
+    """``decode`` a Litestar request's body (size-limited by the app)."""
+    return decode(await request.body(), request.headers.get("content-type"), decoder)

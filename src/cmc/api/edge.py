@@ -14,7 +14,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from cmc.api.hot import TEMPLATES as HOT_TEMPLATES
+from cmc.api.hot import HotRoutes, route_of
+from cmc.api.metrics import Metrics
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -24,37 +27,6 @@ ASGIApp = Callable[..., Awaitable[None]]
 
 log = structlog.get_logger("cmc.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
-
-
-class Metrics:
-    """The service's Prometheus metrics, in their own registry (one per app)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "cmc_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "cmc_http_request_duration_seconds",
-            "HTTP request latency",
-            ["route"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-            registry=self.registry,
-        )
-        self.transactions = Counter(
-            "cmc_transactions", "SendTransaction outcomes", ["outcome"], registry=self.registry
-        )
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one request and its latency (labelled series looked up once, then reused)."""
-        key = (method, route, status)
-        series = self._children.get(key)
-        if series is None:
-            series = (self.requests.labels(method, route, str(status)), self.latency.labels(route))
-            self._children[key] = series
-        series[0].inc()
-        series[1].observe(seconds)
 
 
 class PathCanon:
@@ -87,13 +59,19 @@ class PathCanon:
 
 
 class Edge:
-    """Wraps the app: rewrites paths, tags each request with an id, measures and logs it."""
+    """Wraps the app: rewrites paths, tags each request with an id, measures and logs it.
 
-    def __init__(self, app: ASGIApp, *, templates: Iterable[str], metrics: Metrics, access_log: bool) -> None:
+    ``hot`` serves the tender's two routes itself (``cmc.api.hot``); everything else goes to ``app``.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, templates: Iterable[str], metrics: Metrics, access_log: bool, hot: HotRoutes
+    ) -> None:
         self.app = app
-        self.canon = PathCanon(templates)
+        self.canon = PathCanon([*templates, *HOT_TEMPLATES.values()])
         self.metrics = metrics
         self.access_log = access_log
+        self.hot = hot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,7 +95,10 @@ class Edge:
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            if (hot := route_of(path)) is not None:
+                await self.hot(scope, receive, send_with_id, hot)
+            else:
+                await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("path_template") or "unmatched"

@@ -1,4 +1,7 @@
-"""The POS API: StartInteraction, SendTransaction, reading a transaction back, the settings lookup."""
+"""The POS API around the tender: reading a transaction back, the settings lookup.
+
+StartInteraction and SendTransaction, the two calls of every tender, are served by ``cmc.api.hot``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from litestar import get, post
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
-from cmc import auth, interactions, tender, transactions
+from cmc import auth, transactions
 from cmc.api import HttpRequest
 from cmc.api.body import decode_json
 from cmc.api.services import Services
@@ -35,40 +38,6 @@ def _pos_system(services: Services, request: HttpRequest, pos_system_id: str) ->
     if pos is None:
         raise NotFound(f"POS system {pos_system_id!r} is not registered with CMC.")
     return pos
-
-
-@post("/pos/{pos_system_id:str}/startInteraction", status_code=200)
-async def start_interaction(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
-    """StartInteraction: open a session for the coming transaction."""
-    services = Services.of(request)
-    pos = _pos_system(services, request, pos_system_id)
-    body = await decode_json(request, _start_decoder)
-    answer = interactions.start(services.directory.current, pos, body, now=services.clock())
-    return json_response(_encode(answer))
-
-
-@post("/pos/{pos_system_id:str}/transaction", status_code=200)
-async def send_transaction(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
-    """SendTransaction: store the sale once, resolve the customer, run marketing, answer."""
-    services = Services.of(request)
-    pos = _pos_system(services, request, pos_system_id)
-    body = await decode_json(request, _transaction_decoder)
-    try:
-        answer = await tender.send_transaction(
-            services.db,
-            services.directory.current,
-            pos,
-            body,
-            now=services.clock(),
-            react=services.react,
-            session_ttl=services.settings.session_ttl,
-            dry_run=request.query_params.get("dryRun", "").lower() in {"true", "1"},
-        )
-    except Exception as exc:
-        services.metrics.transactions.labels(type(exc).__name__).inc()
-        raise
-    services.metrics.transactions.labels(answer.kind).inc()
-    return json_response(answer.body)
 
 
 @get("/pos/{pos_system_id:str}/transaction/{transaction_id:str}")
@@ -135,8 +104,6 @@ def _settings(pos: PosSystem, *, company_id: str | None, known: bool = True) -> 
 
 
 ROUTES = [
-    start_interaction,
-    send_transaction,
     get_transaction,
     settings_lookup,
     settings_lookup_for_company,

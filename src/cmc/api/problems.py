@@ -1,4 +1,13 @@
-"""Every error becomes an RFC 9457 problem details response; nothing leaks a stack trace."""
+"""Every error becomes an RFC 9457 problem details response; nothing leaks a stack trace or a contact.
+
+- ``ApiError``s carry their own status.
+- A store that is contended or unreachable (``Contention``, ``StoreUnavailable``, a dropped database
+  connection on a Core path) is a 503 with ``Retry-After``: the request may be sent again as it is, and
+  the SDK does so.
+- Anything else is a bug: a 500, logged with the request id. A database error is logged by its class
+  and SQLSTATE only, never its message or parameters: those quote row values (an email in a duplicate
+  key, a name in an INSERT).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +23,11 @@ from cmc.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     RouteNotFound,
+    ServiceUnavailable,
     Unauthorized,
     UnsupportedMediaType,
 )
+from cmc.store import failures
 from cmc_client import wire
 
 log = structlog.get_logger("cmc.api")
@@ -33,8 +44,8 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 }
 
 
-def problem_response(error: ApiError, *, instance: str | None = None) -> Response[bytes]:
-    """The problem details response for ``error``."""
+def problem_body(error: ApiError, *, instance: str | None = None) -> bytes:
+    """The problem details JSON of ``error``."""
     problem = wire.Problem(
         type=f"urn:cmc:problem:{error.slug}",
         title=error.title,
@@ -43,7 +54,27 @@ def problem_response(error: ApiError, *, instance: str | None = None) -> Respons
         instance=instance,
         errors=error.errors,
     )
-    return Response(_encode(problem), status_code=error.status, media_type=MEDIA_TYPE, headers=error.headers)
+    return _encode(problem)
+
+
+def problem_response(error: ApiError, *, instance: str | None = None) -> Response[bytes]:
+    """The problem details response for ``error``."""
+    body = problem_body(error, instance=instance)
+    return Response(body, status_code=error.status, media_type=MEDIA_TYPE, headers=error.headers)
+
+
+def as_api_error(exc: Exception, *, path: str) -> ApiError:
+    """The error a client gets for ``exc`` (logged here when it is CMC's fault)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if failures.is_transient(exc):
+        log.warning("store unavailable", path=path, error=type(exc).__name__, code=failures.code(exc))
+        return ServiceUnavailable("The store is busy or unreachable; send the request again.")
+    if failures.is_database_error(exc):
+        log.error("database error", path=path, error=type(exc).__name__, code=failures.code(exc))
+    else:
+        log.exception("unhandled error", path=path)
+    return ApiError("Internal error; it has been logged.")
 
 
 def handle_api_error(request: HttpRequest, exc: ApiError) -> Response[bytes]:
@@ -63,6 +94,5 @@ def handle_http_exception(request: HttpRequest, exc: HTTPException) -> Response[
 
 
 def handle_unexpected(request: HttpRequest, exc: Exception) -> Response[bytes]:
-    """A bug: log it with the request id, answer a bare 500."""
-    log.exception("unhandled error", path=request.url.path)
-    return problem_response(ApiError("Internal error; it has been logged."), instance=request.url.path)
+    """Store trouble is a 503; a bug is a bare 500, logged with the request id."""
+    return problem_response(as_api_error(exc, path=request.url.path), instance=request.url.path)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from litestar import Litestar
+
 from cmc.api import HttpRequest
-from cmc.api.edge import Metrics
+from cmc.api.metrics import Metrics
 from cmc.auth import Tokens
 from cmc.cfs_feed import CfsFeed
 from cmc.clock import Clock, system_clock
@@ -34,5 +36,10 @@ class Services:
     @staticmethod
     def of(request: HttpRequest) -> Services:
         """The services of the app serving ``request``."""
-        services: Services = request.app.state.services
+        return Services.of_app(request.app)
+
+    @staticmethod
+    def of_app(app: Litestar) -> Services:
+        """The services of ``app`` (set by its lifespan)."""
+        services: Services = app.state.services
         return services
