@@ -34,7 +34,7 @@ from cmc.sale import Place, React, Reaction, Sale
 from cmc.store import locks
 from cmc.store.database import Database
 from cmc.store.driver import Tx
-from cmc.validation import request_hash, validate
+from cmc.validation import encode, validate
 from cmc_client import wire
 
 _encode = msgspec.json.Encoder().encode
@@ -115,7 +115,7 @@ async def _record(
     claim = profiles.claim_of(request, region=place.location.country)
     scope = profiles.Scope(place.pos.id, place.company.id)
     await locks.take(tx, [_lock_name(scope, request), *profiles.lock_names(scope, claim)])
-    fingerprint = request_hash(request)
+    stored_request, fingerprint = encode(request)
     session_id = sessions.canonical(request.sessionId)
     stored = await transactions.find(
         tx, pos_system_id=scope.pos_system_id, company_id=scope.company_id,
@@ -133,7 +133,7 @@ async def _record(
     recorded = await _sale(tx, request, session_id, place, claim, now=now, write=True)
     reaction = await react(tx, recorded)
     body = _encode(response_of(recorded, reaction))
-    await transactions.save(tx, recorded, request_hash=fingerprint, response=body)
+    await transactions.save(tx, recorded, request=stored_request, request_hash=fingerprint, response=body)
     return Answer(body, "created")
 
 

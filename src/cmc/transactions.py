@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import msgspec
 from sqlalchemy import and_, bindparam, insert, or_, select
 
 from cmc.store import tables
@@ -20,7 +19,6 @@ from cmc.store.statements import Statement
 if TYPE_CHECKING:
     from cmc.sale import Sale
 
-_encode = msgspec.json.Encoder().encode
 
 _t = tables.transactions
 
@@ -92,26 +90,26 @@ async def find(
     )
 
 
-async def save(tx: Tx, sale: Sale, *, request_hash: str, response: bytes) -> None:
+async def save(tx: Tx, sale: Sale, *, request: bytes, request_hash: str, response: bytes) -> None:
     """Store the sale's transaction (the basket is in the request), its fingerprint, its answer."""
-    request = sale.request
+    body = sale.request
     card = next((i.value for i in sale.claim.identifiers if i.kind == "card"), None)
     row = {
         "id": sale.id,
         "pos_system_id": sale.pos.id,
         "company_id": sale.company.id,
-        "pos_transaction_id": request.transactionId,
+        "pos_transaction_id": body.transactionId,
         "location_id": sale.location.id,
-        "terminal_id": request.terminalId,
-        "transaction_type": request.transactionType or "Undefined",
+        "terminal_id": body.terminalId,
+        "transaction_type": body.transactionType or "Undefined",
         "is_reversal": sale.is_reversal,
-        "amount": request.transactionAmount,
+        "amount": body.transactionAmount,
         "occurred_at": sale.occurred_at,
         "received_at": sale.now,
         "profile_id": sale.profile.id if sale.profile else None,
         "loyalty_card": card,
         "request_hash": request_hash,
-        "request": _encode(request),
+        "request": request,
         "response": response,
     }
     await tx.execute(_INSERT, row)

@@ -18,7 +18,7 @@ EARLIEST = datetime(1970, 1, 1)
 LATEST = datetime(2200, 1, 1)
 """Sales happen in this range; outside it a date is a POS bug (and would overflow time zone maths)."""
 
-_hash_encode = msgspec.json.Encoder().encode  # Structs encode in field order: the same body, the same bytes
+_encode = msgspec.json.Encoder().encode  # Structs encode in field order: the same body, the same bytes
 
 
 def validate(request: wire.TransactionRequest) -> None:
@@ -40,15 +40,22 @@ def validate(request: wire.TransactionRequest) -> None:
         raise ValidationFailed(errors=errors)
 
 
-def request_hash(request: wire.TransactionRequest) -> str:
-    """Fingerprint of the body, sessionId excluded, for telling a replay from a conflicting reuse.
+def encode(request: wire.TransactionRequest) -> tuple[bytes, str]:
+    """The body as CMC stores it (JSON), and its fingerprint, sessionId excluded.
 
-    The hashed bytes are the body with an empty ``sessionId`` in front, as every stored fingerprint
-    was computed when ``sessionId`` was the request's first field (a test pins the vectors).
+    The fingerprint tells a replay from a conflicting reuse of a transactionId. Its bytes are the body
+    with an empty ``sessionId`` in front, as every stored fingerprint was computed when ``sessionId``
+    was the request's first field (a test pins the vectors). ``sessionId`` is now the last field, so
+    both come from one encoding: cut it off the end, put an empty one in front.
     """
-    fields = msgspec.to_builtins(request)
-    del fields["sessionId"]
-    return hashlib.sha256(_hash_encode({"sessionId": "", **fields})).hexdigest()
+    stored = _encode(request)
+    cut = stored.rindex(b',"sessionId":')
+    return stored, hashlib.sha256(b'{"sessionId":"",' + stored[1:cut] + b"}").hexdigest()
+
+
+def request_hash(request: wire.TransactionRequest) -> str:
+    """The fingerprint alone (see ``encode``)."""
+    return encode(request)[1]
 
 
 def _amount_problem(value: Decimal) -> str | None:

@@ -32,6 +32,8 @@ def key(name: str) -> int:
 
 async def take(tx: Tx, names: Iterable[str]) -> None:
     """Hold a lock on each of ``names`` until ``tx`` ends (PostgreSQL; SQLite needs none)."""
+    if tx.dialect != "postgresql":
+        return
     keys = sorted({key(name) for name in names})
-    if keys and tx.dialect == "postgresql":
+    if keys:
         await tx.first(_LOCK, {"keys": keys})
