@@ -454,3 +454,16 @@ async def test_contacts_and_products_are_bounded(api: Api) -> None:
     assert "customer.contacts" in body["errors"]
     basket = seed_transaction(products=[{"productId": f"p{n}"} for n in range(MAX_PRODUCTS + 1)])
     assert "products" in problem(await api.tender(basket), 400)["errors"]
+
+
+async def test_a_dry_run_without_a_usable_session_tells_nothing(api: Api) -> None:
+    """A dry run once answered the stored profile's name and phone to anyone naming an email."""
+    first = seed_transaction()
+    assert (await api.tender(first)).status_code == 200
+    probe = seed_transaction(customer={"contacts": [{"email": "ada@example.com"}]}, loyalty=None)
+    for session in ("no-such-session", first["sessionId"]):  # unknown, then used by another sale
+        answer = await api.send(dict(probe, sessionId=session), params={"dryRun": "true"})
+        assert answer.status_code in {404, 409}, answer.text
+        assert "Lovelace" not in answer.text and "555" not in answer.text
+    usable = await api.send(dict(probe, sessionId=await api.session()), params={"dryRun": "true"})
+    assert usable.status_code == 200  # with a session a real transaction could use, it answers as one

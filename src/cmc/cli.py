@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _open(settings: Settings) -> Database:
-    db = Database.open(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db = settings.open_database()
     try:
         check_reachable(db)
     except CmcError:

@@ -10,8 +10,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from cmc.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cmc.store.database import Database
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +35,7 @@ class Settings:
         default=timedelta(seconds=1), metadata={"env": "CMC_REGISTRY_REFRESH_SECONDS"}
     )
     sqlite_synchronous: str = field(default="NORMAL", metadata={"env": "CMC_SQLITE_SYNCHRONOUS"})
+    db_pool_size: int = field(default=10, metadata={"env": "CMC_DB_POOL_SIZE"})
     smtp_url: str | None = field(default=None, metadata={"env": "CMC_SMTP_URL"})
     smtp_from: str = field(default="CMC <cmc@localhost>", metadata={"env": "CMC_SMTP_FROM"})
     sms_url: str | None = field(default=None, metadata={"env": "CMC_SMS_URL"})
@@ -65,6 +70,8 @@ class Settings:
             raise ConfigError("CMC_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError("CMC_LOG_LEVEL must be debug, info, warning or error")
+        if self.db_pool_size < 1:
+            raise ConfigError("CMC_DB_POOL_SIZE must be at least 1")
         if self.max_body_bytes < 1:
             raise ConfigError("CMC_MAX_BODY_BYTES must be at least 1")
         if self.outbox_max_attempts < 1:
@@ -77,6 +84,14 @@ class Settings:
             raise ConfigError("CMC_SESSION_SECRETS: each comma-separated secret needs at least 32 characters")
         if not self.public_url.startswith(("http://", "https://")):
             raise ConfigError("CMC_PUBLIC_URL must be an http(s) URL")
+
+    def open_database(self) -> Database:
+        """The store these settings name."""
+        from cmc.store.database import Database  # the store imports settings' errors: import late
+
+        return Database.open(
+            self.database_url, sqlite_synchronous=self.sqlite_synchronous, pool_size=self.db_pool_size
+        )
 
     @property
     def session_keys(self) -> tuple[bytes, ...] | None:

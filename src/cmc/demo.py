@@ -116,10 +116,9 @@ def _apply(settings: Settings, path: str) -> str:
 
     from cmc import registry
     from cmc.store import migrate
-    from cmc.store.database import Database
 
     spec = registry.load_file(path)
-    db = Database.open(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db = settings.open_database()
     try:
         migrate.upgrade(db)
         report = db.run_sync(registry.apply, spec)

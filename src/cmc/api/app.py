@@ -28,7 +28,7 @@ from cmc.marketing import react
 from cmc.outbox import Dispatcher
 from cmc.registry import DirectoryCache
 from cmc.store import meta, migrate, notifications
-from cmc.store.database import Database, libpq_dsn
+from cmc.store.database import libpq_dsn
 
 JWT_KEY = "jwt_secret"
 """The ``meta`` key of the generated token signing key (when ``CMC_JWT_SECRET`` is unset)."""
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        db = Database.open(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        db = settings.open_database()
         await db.write(lambda conn: None)  # fail fast when the store is unreachable
         await asyncio.to_thread(migrate.upgrade, db)
         key = settings.jwt_secret

@@ -13,7 +13,6 @@ import structlog
 
 from cmc.config import Settings
 from cmc.outbox.dispatch import Dispatcher
-from cmc.store.database import Database
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -27,7 +26,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     if handle_signals:
         for sig in SIGNALS:
             loop.add_signal_handler(sig, stop.set)
-    db = Database.open(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db = settings.open_database()
     dispatcher = Dispatcher(db, settings)
     try:
         await dispatcher.start()

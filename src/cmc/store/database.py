@@ -92,12 +92,16 @@ class Database(abc.ABC):
     dialect: str
 
     @staticmethod
-    def open(url: str, *, sqlite_synchronous: str = "NORMAL") -> Database:
-        """Open the database at ``url`` (no connection is made until first use)."""
+    def open(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = PG_POOL_SIZE) -> Database:
+        """Open the database at ``url`` (no connection is made until first use).
+
+        ``pool_size`` bounds the PostgreSQL connections of the driver path (the Core path keeps up to
+        ten more, and a LISTEN connection of its own).
+        """
         parsed = normalize_url(url)
         if parsed.get_backend_name() == "sqlite":
             return SqliteDatabase(parsed, synchronous=sqlite_synchronous)
-        return PostgresDatabase(parsed)
+        return PostgresDatabase(parsed, pool_size=pool_size)
 
     @abc.abstractmethod
     async def transact(self, unit: Unit[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -281,8 +285,9 @@ class PostgresDatabase(Database):
 
     dialect = "postgresql"
 
-    def __init__(self, url: URL) -> None:
+    def __init__(self, url: URL, *, pool_size: int = PG_POOL_SIZE) -> None:
         self.url = url
+        self._pool_size = pool_size
         self._engine: AsyncEngine = create_async_engine(
             url, pool_size=5, max_overflow=5, pool_pre_ping=True, hide_parameters=True
         )
@@ -335,7 +340,7 @@ class PostgresDatabase(Database):
                     self._pool = await asyncpg.create_pool(
                         libpq_dsn(self.url.render_as_string(hide_password=False)),
                         min_size=1,
-                        max_size=PG_POOL_SIZE,
+                        max_size=self._pool_size,
                         init=_setup_connection,
                         # Units leave nothing behind (their transaction ended, advisory locks are
                         # transaction-scoped): skip the reset round trip on every release.
