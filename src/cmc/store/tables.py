@@ -2,6 +2,13 @@
 
 Every tenant table leads with ``pos_system_id`` and ``company_id``: that pair is the natural
 partitioning / distribution key when one database is no longer enough.
+
+Every index is written on each insert, and the tender path inserts into ``transactions`` (and, for a
+new customer, ``profiles`` and ``profile_identifiers``; when rules fire, the marketing tables) on
+every sale. So each index says which query or constraint needs it; one nobody needs goes.
+A sale writes, for a returning customer with no rule firing, one transaction row (its primary key
+and two indexes) and one profile row update: the session is a signed id and the basket lives in the
+stored request, so neither has a table of its own.
 """
 
 from __future__ import annotations
@@ -161,6 +168,7 @@ profile_identifiers = Table(
     Column("kind", String(10), primary_key=True),
     Column("profile_id", String(36), nullable=False),
     Column("first_seen", UtcDateTime, nullable=False),
+    # A profile's identifiers: the merchant's customer view (the tender path looks up by value).
     Index("ix_profile_identifiers_profile", "profile_id"),
 )
 """Every identifier ever seen for a profile: card, pos (customer id), email, phone.
@@ -194,6 +202,7 @@ rule_firings = Table(
     Column("profile_id", String(36), nullable=True),
     Column("transaction_id", String(36), nullable=False),
     Column("fired_at", UtcDateTime, nullable=False),
+    # Per-customer limits: how often this customer got this rule since a moment (the tender path).
     Index("ix_rule_firings_profile_rule", "profile_id", "rule", "fired_at"),
 )
 """One row per rule that fired for a transaction: what per-customer limits count."""
@@ -213,6 +222,7 @@ short_links = Table(
     Column("scans", Integer, nullable=False, default=0),
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_scan_at", UtcDateTime, nullable=True),
+    # A sale's links (the customer view and analytics; written only when a rule gives a QR).
     Index("ix_short_links_transaction", "transaction_id"),
 )
 """``/s/{code}`` redirects to ``target_url`` and counts the scan."""
@@ -231,7 +241,7 @@ messages = Table(
     Column("recipient", String(1000), nullable=False),
     Column("subject", String(1000), nullable=True),
     Column("body", Text, nullable=False),
-    Column("optout_token", String(64), nullable=False, unique=True),
+    Column("optout_token", String(64), nullable=False, unique=True),  # the /u/{token} lookup
     Column("status", String(12), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UtcDateTime, nullable=False),
@@ -239,7 +249,9 @@ messages = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime, nullable=True),
+    # The dispatcher's claim: due messages in order, however large the backlog.
     Index("ix_messages_due", "status", "next_attempt_at"),
+    # A sale's messages (the customer view; written only when a rule queues a message).
     Index("ix_messages_transaction", "transaction_id"),
 )
 """The notification outbox: written with the sale, sent by the dispatcher.
@@ -256,6 +268,7 @@ message_attempts = Table(
     Column("attempted_at", UtcDateTime, nullable=False),
     Column("ok", Boolean, nullable=False),
     Column("error", Text, nullable=True),
+    # A message's attempts (the message log), and pruning them with their message.
     Index("ix_message_attempts_message", "message_id"),
 )
 
