@@ -81,7 +81,7 @@ def seed_registry(conn: Connection) -> None:
     conn.execute(insert(tables.pos_systems).values(id="pax", name="PAX", status="Accepted", settings={}))
     for company, location in [("comp1", "loc-ny"), ("comp2", "loc-ny2")]:
         conn.execute(
-            insert(tables.companies).values(pos_system_id="pax", id=company, name=company, config={})
+            insert(tables.companies).values(pos_system_id="pax", id=company, name=company)
         )
         conn.execute(
             insert(tables.locations).values(

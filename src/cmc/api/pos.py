@@ -27,9 +27,11 @@ def json_response(body: bytes) -> ASGIResponse:
     return ASGIResponse(body=body, media_type=JSON, status_code=200)
 
 
-def _pos_system(services: Services, request: HttpRequest, pos_system_id: str) -> PosSystem:
+async def _pos_system(services: Services, request: HttpRequest, pos_system_id: str) -> PosSystem:
     """Authenticate the caller and return the POS system it acts for."""
-    principal = services.tokens.verify(request.headers.get("authorization"), now=services.clock().timestamp())
+    principal = await services.tokens.verify(
+        request.headers.get("authorization"), now=services.clock().timestamp()
+    )
     auth.require_pos_system(principal, pos_system_id)
     pos = services.directory.current.pos_systems.get(principal.pos_system_id)
     if pos is None:
@@ -41,7 +43,7 @@ def _pos_system(services: Services, request: HttpRequest, pos_system_id: str) ->
 async def start_interaction(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
     """StartInteraction: open a session for the coming transaction."""
     services = Services.of(request)
-    pos = _pos_system(services, request, pos_system_id)
+    pos = await _pos_system(services, request, pos_system_id)
     body = await decode_json(request, _start_decoder)
     location = interactions.resolve_terminal(
         services.directory.current,
@@ -67,7 +69,7 @@ async def start_interaction(request: HttpRequest, pos_system_id: FromPath[str]) 
 async def send_transaction(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
     """SendTransaction: store the sale once, resolve the customer, run marketing, answer."""
     services = Services.of(request)
-    pos = _pos_system(services, request, pos_system_id)
+    pos = await _pos_system(services, request, pos_system_id)
     body = await decode_json(request, _transaction_decoder)
     try:
         answer = await tender.send_transaction(
@@ -92,7 +94,7 @@ async def get_transaction(
 ) -> ASGIResponse:
     """The stored SendTransaction answer of a transaction, byte for byte (reconciliation)."""
     services = Services.of(request)
-    pos = _pos_system(services, request, pos_system_id)
+    pos = await _pos_system(services, request, pos_system_id)
     wanted = request.query_params.get("posCompanyId")
     companies = [c for (p, c) in services.directory.current.companies if p == pos.id and wanted in (None, c)]
     found = await services.db.query(
@@ -114,7 +116,7 @@ async def get_transaction(
 @get("/v2/pos/{pos_system_id:str}/settings/lookup")
 async def settings_lookup(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
     """Settings lookup, guide form (no body): the POS system's feature flags."""
-    pos = _pos_system(Services.of(request), request, pos_system_id)
+    pos = await _pos_system(Services.of(request), request, pos_system_id)
     return json_response(_encode(_settings(pos, company_id=None)))
 
 
@@ -122,7 +124,7 @@ async def settings_lookup(request: HttpRequest, pos_system_id: FromPath[str]) ->
 async def settings_lookup_for_company(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
     """Settings lookup, API-reference form (``{"posCompanyId"}``)."""
     services = Services.of(request)
-    pos = _pos_system(services, request, pos_system_id)
+    pos = await _pos_system(services, request, pos_system_id)
     body = await decode_json(request, _settings_decoder)
     known = (pos.id, body.posCompanyId) in services.directory.current.companies
     return json_response(_encode(_settings(pos, company_id=body.posCompanyId, known=known)))
@@ -133,7 +135,7 @@ async def legacy_settings(
     request: HttpRequest, pos_system_id: FromPath[str], pos_company_id: FromPath[str]
 ) -> ASGIResponse:
     """Legacy settings form: ``{"data": {"settings": {...}}}``."""
-    pos = _pos_system(Services.of(request), request, pos_system_id)
+    pos = await _pos_system(Services.of(request), request, pos_system_id)
     flags = msgspec.convert(pos.settings, wire.CompanySettings)
     return json_response(_encode({"data": {"settings": flags}}))
 
