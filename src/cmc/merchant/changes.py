@@ -45,9 +45,9 @@ def _section(name: str, old: Any, new: Any) -> list[str]:
 
 
 def _by_key(items: list[Any]) -> dict[Any, Any]:
-    """Items by their ``name`` (rules) or ``id`` (widgets, templates); position when they have neither."""
+    """Items by their ``id`` (widgets, templates) or ``name`` (rules); position when they have neither."""
     keyed: dict[Any, Any] = {}
     for i, item in enumerate(items):
-        key = item.get("name", item.get("id", i)) if isinstance(item, Mapping) else i
+        key = item.get("id", item.get("name", i)) if isinstance(item, Mapping) else i
         keyed[key] = item
     return keyed

@@ -70,7 +70,7 @@ def check_draft(raw: object, *, locations: Collection[str]) -> Document:
     if problems:
         raise ValidationFailed(
             f"The document has {len(problems)} problem{'s' if len(problems) > 1 else ''}.",
-            errors={f"document.{field}": found for field, found in problems_by_field(problems).items()},
+            errors=problems_by_field(problems),
         )
     return document
 

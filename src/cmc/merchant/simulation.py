@@ -81,6 +81,8 @@ class _Side:
         self.firings: Counter[str] = Counter()
         self.messages: Counter[str] = Counter()
         self.customers: dict[str, set[str]] = defaultdict(set)
+        self.sales: dict[str, set[str]] = defaultdict(set)
+        """The sales each rule fired for (a rule has changed when they differ)."""
 
     def evaluate(
         self, facts: rules.Facts, profile_id: str | None, *, explain: bool = False
@@ -91,9 +93,12 @@ class _Side:
 
         return self.ruleset.evaluate(facts, usage=usage, explain=explain)
 
-    def count(self, evaluation: rules.Evaluation, profile: ProfileState | None, now: datetime) -> None:
+    def count(
+        self, sale: str, evaluation: rules.Evaluation, profile: ProfileState | None, now: datetime
+    ) -> None:
         for fired in evaluation.fired:
             self.firings[fired.rule] += 1
+            self.sales[fired.rule].add(sale)
             if profile is not None:
                 self.customers[fired.rule].add(profile.id)
                 if fired.rule in self.windows:
@@ -187,8 +192,8 @@ def _replay(
             differing += 1
             if len(samples) < SAMPLES:
                 samples.append(_sample(stored, request.transactionAmount, mine, live, facts, pid))
-        mine.count(ours, profile, when)
-        live.count(theirs, profile, when)
+        mine.count(stored.id, ours, profile, when)
+        live.count(stored.id, theirs, profile, when)
     names = mine.names + [name for name in live.names if name not in mine.names]
     return wire.Simulation(
         version=candidate.version,

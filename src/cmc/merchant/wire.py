@@ -121,6 +121,7 @@ class RuleDifference(msgspec.Struct):
     version: Counts
     active: Counts
     changed: bool
+    """It fires for other sales under the simulated version than under the active one."""
 
 
 class Outcome(msgspec.Struct):
