@@ -60,6 +60,15 @@ async def test_wrong_guesses_at_one_client_get_429_until_the_window_ends(
         assert (await token(api.http, basic("pax"))).status_code == 200
 
 
+async def test_a_refusal_is_held_for_the_tarpit(api_factory: Callable[..., Any]) -> None:
+    """A flood retrying as fast as it is answered slows to one attempt per connection per tarpit."""
+    async with api_factory(auth_failures_per_client=1, auth_tarpit=timedelta(milliseconds=300)) as api:
+        assert (await token(api.http, WRONG)).status_code == 401
+        started = time.monotonic()
+        assert (await token(api.http, WRONG)).status_code == 429
+        assert time.monotonic() - started >= 0.3
+
+
 async def test_a_client_that_knows_its_secret_is_not_locked_out(api_factory: Callable[..., Any]) -> None:
     clock = ManualClock()
     async with api_factory(clock=clock, auth_failures_per_client=2) as api:

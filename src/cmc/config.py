@@ -46,6 +46,7 @@ class Settings:
     auth_failure_window: timedelta = field(
         default=timedelta(minutes=1), metadata={"env": "CMC_AUTH_FAILURE_WINDOW_SECONDS"}
     )
+    auth_tarpit: timedelta = field(default=timedelta(seconds=1), metadata={"env": "CMC_AUTH_TARPIT_SECONDS"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -11,7 +11,9 @@ wrong guesses. So, in order:
    database (``cmc.throttle``), so the limits hold across processes; at a limit the answer is 429
    with ``Retry-After``, without hashing.
 3. Hashes run in worker threads, at most ``slots`` at once (the event loop keeps serving sales);
-   when ``MAX_WAITING`` checks already wait for a slot the answer is 429 at once.
+   when ``MAX_WAITING`` checks already wait for a slot the answer is 429 too.
+   A 429 is held for ``tarpit`` before it is sent: a flood retrying as fast as it is answered slows to
+   one attempt per connection per ``tarpit``, so refusing it costs next to no CPU (sales keep theirs).
 4. An unknown id is checked against a dummy hash of the same cost: known and unknown ids take the
    same time, so timing does not tell which ids exist.
 """
@@ -76,12 +78,14 @@ class Login:
         *,
         limits: throttle.Limits,
         clock: Clock,
+        tarpit: timedelta = timedelta(0),
         slots: int | None = None,
     ) -> None:
         self._db = db
         self._directory = directory
         self._limits = limits
         self._clock = clock
+        self._tarpit = tarpit.total_seconds()
         self._slots = asyncio.Semaphore(slots or default_slots())
         self._waiting = 0
         self._remembered: dict[str, tuple[str, datetime]] = {}
@@ -157,11 +161,18 @@ class Login:
             blocked = bool(over)
         if blocked:
             retry = max(1, math.ceil((end - now).total_seconds()))
+            await self._hold()
             raise TooManyRequests("Too many failed attempts: try again later.", retry_after=retry)
+
+    async def _hold(self) -> None:
+        """Hold a refusal for ``tarpit`` (the caller's connection waits; no CPU is spent)."""
+        if self._tarpit:
+            await asyncio.sleep(self._tarpit)
 
     async def _hash(self, verify: Callable[[str, str], bool], secret: str, stored: str) -> bool:
         """``verify(secret, stored)`` in a worker thread, at most ``slots`` at once."""
         if self._waiting >= MAX_WAITING:
+            await self._hold()
             raise TooManyRequests("Too many credential checks at once: try again shortly.", retry_after=1)
         self._waiting += 1
         try:
