@@ -124,8 +124,10 @@ def upgrade() -> None:
             "ix_transactions_company_time", ["pos_system_id", "company_id", "occurred_at"], unique=False
         )
     _move_configs_to_versions(versions, active)
-    with op.batch_alter_table("companies", schema=None) as batch_op:
-        batch_op.drop_column("config")
+    # Not in batch mode: on SQLite that would copy ``companies`` and drop the original, and dropping a
+    # table deletes its rows first, which foreign keys cascade to every location, terminal and client.
+    # SQLite drops a plain column in place (3.35 and later).
+    op.drop_column("companies", "config")
 
 
 def _move_configs_to_versions(versions: sa.Table | None, active: sa.Table | None) -> None:
