@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -88,9 +89,9 @@ class Client:
     company_id: str | None = None
     role: Role | None = None
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """What tokens issued to this client carry: a new secret makes them invalid."""
+        """What tokens issued to this client carry: a new secret makes them invalid (computed once)."""
         return fingerprint(self.secret_hash)
 
 
@@ -104,7 +105,7 @@ class ConsoleUser:
     password_hash: str
     role: Role
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """What tokens issued to this user carry: a new password makes them invalid."""
         return fingerprint(self.password_hash)
