@@ -27,6 +27,7 @@ run: install
 	@CMC_DATABASE_URL=$(DEMO_DB) $(BIN)/cmc apply examples/demo.yaml
 	@echo
 	@echo "Demo POS system 'pax': client id 'pax-demo', secret 's3cr3t!' (location loc5, terminal term5)."
+	@echo "Green Leaf's merchant API client: 'greenleaf-api', secret 'm3rch!' (examples/merchant-session.sh)."
 	@echo "Once the server below is up, paste this into another terminal:"
 	@echo
 	@echo "CMC=http://$(HOST):$(PORT)"

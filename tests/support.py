@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = Path(__file__).with_name("registry.yaml")
 SECRETS = {"pax": ("pax-demo", "s3cr3t!"), "clover": ("clover-demo", "cl0ver!"),
            "sleepy": ("sleepy-demo", "sl33py!"), "quiet": ("quiet-demo", "qu13t!!")}  # fmt: skip
+MERCHANTS = Path(__file__).with_name("merchants.yaml")
+MERCHANT_SECRETS = {"gl-viewer": "v13w3r!", "gl-editor": "3d1t0r!", "gl-publisher": "publ1sh!",
+                    "bd-publisher": "blu3d00r!", "clover-merchant": "cl0v3rm!"}  # fmt: skip
 
 SEED_TRANSACTION: dict[str, Any] = {
     "sessionId": "",
@@ -139,6 +142,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "public_url": "http://cmc.test",
         "access_log": False,
         "log_level": "warning",
+        "auth_tarpit": timedelta(0),  # refusals at once: tests count them, not wait for them
     }
     values.update(overrides)
     return Settings(**values)
@@ -164,6 +168,11 @@ def _in_loop() -> bool:
 
 def basic(pos: str) -> str:
     client_id, secret = SECRETS[pos]
+    return basic_of(client_id, secret)
+
+
+def basic_of(client_id: str, secret: str) -> str:
+    """``Authorization: Basic ...`` for a client id and secret."""
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
@@ -256,9 +265,11 @@ def api_factory(tmp_path: Path, database_url: str) -> Callable[..., Any]:
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
-    async def start(*, clock: ManualClock | None = None, **overrides: Any) -> AsyncIterator[Api]:
+    async def start(
+        *, clock: ManualClock | None = None, registry: Path = REGISTRY, **overrides: Any
+    ) -> AsyncIterator[Api]:
         settings = make_settings(tmp_path, **{"database_url": database_url, **overrides})
-        await asyncio.to_thread(apply_registry, settings)
+        await asyncio.to_thread(apply_registry, settings, registry)
         app = create_app(settings, clock=clock or system_clock)
         async with Lifespan(app):
             transport = httpx2.ASGITransport(app=app)

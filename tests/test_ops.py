@@ -150,7 +150,8 @@ def test_openapi_is_3_1(openapi: dict[str, Any]) -> None:
             assert method in {"get", "post", "put", "patch", "delete"}, (path, method)
             assert operation["operationId"], (path, method)
             for parameter in operation.get("parameters", []):
-                assert "{" + parameter["name"] + "}" in path
+                assert parameter["in"] in {"path", "header", "query"}, (path, parameter)
+                assert parameter["in"] != "path" or "{" + parameter["name"] + "}" in path
     operation_ids = [op["operationId"] for item in openapi["paths"].values() for op in item.values()]
     assert len(operation_ids) == len(set(operation_ids))
 

@@ -80,9 +80,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 def seed_registry(conn: Connection) -> None:
     conn.execute(insert(tables.pos_systems).values(id="pax", name="PAX", status="Accepted", settings={}))
     for company, location in [("comp1", "loc-ny"), ("comp2", "loc-ny2")]:
-        conn.execute(
-            insert(tables.companies).values(pos_system_id="pax", id=company, name=company, config={})
-        )
+        conn.execute(insert(tables.companies).values(pos_system_id="pax", id=company, name=company))
         conn.execute(
             insert(tables.locations).values(
                 pos_system_id="pax",

@@ -22,6 +22,7 @@ from cmc.config import env_names
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 SCRIPT = ROOT / "examples" / "curl-session.sh"
+MERCHANT_SCRIPT = ROOT / "examples" / "merchant-session.sh"
 CMC = ROOT / ".venv" / "bin" / "cmc"
 
 
@@ -239,3 +240,36 @@ def test_the_docs_stand_alone() -> None:
                 assert (doc.parent / target).exists(), f"{doc.name}: dead link {target}"
         for path in re.findall(r"`((?:docs|bench|examples|src|tests|packages)/[\w./-]+)`", text):
             assert (ROOT / path).exists(), f"{doc.name} names {path}, which does not exist"
+
+
+# --- the merchant session, run for real (last: it activates a new version on the demo server) -----
+
+
+def test_the_readme_prints_the_merchant_session() -> None:
+    script = commands(MERCHANT_SCRIPT.read_text(encoding="utf-8").splitlines())
+    blocks = [lines for heading, lines in fenced_blocks(readme()) if "merchant" in heading.lower()]
+    assert any(commands(lines) == script for lines in blocks), (
+        "the README's merchant session differs from examples/merchant-session.sh"
+    )
+
+
+def test_the_merchant_session_works_as_printed(demo_server: DemoServer) -> None:
+    run_session(demo_server.url)  # a stored sale for the simulation to replay
+    env = {**os.environ, "CMC": demo_server.url}
+    result = subprocess.run(
+        ["bash", str(MERCHANT_SCRIPT)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    *report, activated = result.stdout.strip().splitlines()
+    assert re.match(r"^\d+ sales replayed, \d+ with another outcome$", report[0]), report
+    assert report[1].startswith("mid-basket coupon firings: "), report
+    answer = json.loads(activated)["data"]
+    assert answer["status"] == "active"
+    assert answer["version"] == answer["previous"] + 1

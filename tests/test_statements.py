@@ -127,7 +127,6 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
         "pos_system_id": "pax", "terminal_id": "term5", "payload": {"type": "qr", "n": [1, 2]},
         "created_at": NOW,
     }  # fmt: skip
-    yield by_name("registry.client"), {"client_id": "pax-demo"}
 
 
 def test_the_scenario_covers_every_statement() -> None:

@@ -14,6 +14,7 @@ from cmc import demo, logs, registry
 from cmc.clock import system_clock
 from cmc.config import Settings
 from cmc.errors import CmcError
+from cmc.merchant import client as merchant_client
 from cmc.store import migrate
 from cmc.store.database import Database, check_reachable
 
@@ -76,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="send the notification outbox until SIGINT/SIGTERM")
     worker.set_defaults(command=_worker)
+
+    marketing = commands.add_parser(
+        "marketing", help="a company's marketing through the merchant API: pull, push, simulate, activate"
+    )
+    merchant_client.add_arguments(marketing)
+    marketing.set_defaults(command=merchant_client.run)
 
     demo_cmd = commands.add_parser(
         "demo", help="the service on a temp SQLite file with the demo registry, and a POS simulator"

@@ -47,6 +47,12 @@ class Settings:
     )
     outbox_max_attempts: int = field(default=6, metadata={"env": "CMC_OUTBOX_MAX_ATTEMPTS"})
     cfs_poll: timedelta = field(default=timedelta(milliseconds=250), metadata={"env": "CMC_CFS_POLL_SECONDS"})
+    auth_failures_per_client: int = field(default=10, metadata={"env": "CMC_AUTH_FAILURES_PER_CLIENT"})
+    auth_failures_per_address: int = field(default=50, metadata={"env": "CMC_AUTH_FAILURES_PER_ADDRESS"})
+    auth_failure_window: timedelta = field(
+        default=timedelta(minutes=1), metadata={"env": "CMC_AUTH_FAILURE_WINDOW_SECONDS"}
+    )
+    auth_tarpit: timedelta = field(default=timedelta(seconds=1), metadata={"env": "CMC_AUTH_TARPIT_SECONDS"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -74,6 +80,10 @@ class Settings:
             raise ConfigError("CMC_DB_POOL_SIZE must be at least 1")
         if self.max_body_bytes < 1:
             raise ConfigError("CMC_MAX_BODY_BYTES must be at least 1")
+        if min(self.auth_failures_per_client, self.auth_failures_per_address) < 1:
+            raise ConfigError(
+                "CMC_AUTH_FAILURES_PER_CLIENT and CMC_AUTH_FAILURES_PER_ADDRESS must be at least 1"
+            )
         if self.outbox_max_attempts < 1:
             raise ConfigError("CMC_OUTBOX_MAX_ATTEMPTS must be at least 1")
         if self.smtp_url and not self.smtp_url.startswith(("smtp://", "smtps://")):

@@ -22,15 +22,20 @@
         │   ├── LocationNotFound
         │   ├── SessionNotFound
         │   ├── TransactionNotFound
+        │   ├── VersionNotFound      a company's marketing version
         │   └── RouteNotFound
         ├── MethodNotAllowed    405
         ├── Conflict            409
         │   ├── SessionAlreadyUsed
-        │   └── TransactionConflict  same transactionId, different body
+        │   ├── TransactionConflict  same transactionId, different body
+        │   └── VersionUnfit         a version names what the registry no longer has
         ├── Gone                410
         │   └── SessionExpired
+        ├── PreconditionFailed  412  stale ``If-Match``
         ├── PayloadTooLarge     413
         ├── UnsupportedMediaType 415
+        ├── IdempotencyKeyReused 422  same ``Idempotency-Key``, different request
+        ├── PreconditionRequired 428  ``If-Match`` missing
         ├── TooManyRequests     429  (with ``Retry-After``)
         └── ServiceUnavailable  503  (with ``Retry-After``)
             └── NotReady             the store does not answer (``/ready``)
@@ -184,6 +189,12 @@ class TransactionNotFound(NotFound):
     slug = "transaction-not-found"
 
 
+class VersionNotFound(NotFound):
+    """This company has no such marketing version."""
+
+    slug = "version-not-found"
+
+
 class MethodNotAllowed(ApiError):
     """This endpoint does not accept that method."""
 
@@ -208,6 +219,12 @@ class TransactionConflict(Conflict):
     slug = "transaction-conflict"
 
 
+class VersionUnfit(Conflict):
+    """The version names locations, widgets or templates the company no longer has."""
+
+    slug = "version-unfit"
+
+
 class Gone(ApiError):
     """No longer available."""
 
@@ -220,6 +237,12 @@ class SessionExpired(Gone):
     slug = "session-expired"
 
 
+class PreconditionFailed(ApiError):
+    """If-Match names a version that is no longer the active one."""
+
+    status, title, slug = 412, "Precondition Failed", "precondition-failed"
+
+
 class PayloadTooLarge(ApiError):
     """The body is larger than the limit."""
 
@@ -230,6 +253,18 @@ class UnsupportedMediaType(ApiError):
     """Send the body as application/json."""
 
     status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
+
+
+class IdempotencyKeyReused(ApiError):
+    """This Idempotency-Key was already used for a different request."""
+
+    status, title, slug = 422, "Unprocessable Content", "idempotency-key-reused"
+
+
+class PreconditionRequired(ApiError):
+    """Send If-Match with the active version's ETag (GET .../marketing answers it)."""
+
+    status, title, slug = 428, "Precondition Required", "precondition-required"
 
 
 class TooManyRequests(ApiError):

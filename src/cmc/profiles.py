@@ -259,7 +259,7 @@ async def peek(
     known = await _known(tx, claim.identifiers, scope)
     result = match(claim, {ident: stored.id for ident, stored in known.items()})
     visit = 0 if is_reversal else 1
-    spend = _spend_delta(amount, is_reversal)
+    spend = spend_delta(amount, is_reversal)
     has_card = any(i.kind == "card" for i in claim.identifiers)
     if result.profile_id is None:
         return ProfileState(new_id(), claim.person, visit, spend, has_card, is_new=True), result
@@ -356,7 +356,8 @@ def _row(state: ProfileState) -> dict[str, object]:
             "lifetime_spend": state.lifetime_spend, "has_card": state.has_card}  # fmt: skip
 
 
-def _spend_delta(amount: Decimal | None, is_reversal: bool) -> Decimal:
+def spend_delta(amount: Decimal | None, is_reversal: bool) -> Decimal:
+    """What a transaction adds to its customer's lifetime spend (a reversal subtracts its amount)."""
     if amount is None:
         return Decimal(0)
     return -abs(amount) if is_reversal else amount

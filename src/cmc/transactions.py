@@ -8,9 +8,11 @@ carried it. ``cmc.tender`` decides what to store; this module stores it.
 from __future__ import annotations
 
 import functools
+from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, insert, or_, select
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select
 
 from cmc.store import tables
 from cmc.store.driver import Tx
@@ -124,3 +126,50 @@ async def stored_responses(
     params = {f"c{n}": company for n, company in enumerate(company_ids)}
     params.update(pos=pos_system_id, tx=transaction_id)
     return dict(await tx.all(_responses(len(company_ids)), params))
+
+
+class History(NamedTuple):
+    """A stored transaction as a replay needs it (``cmc.merchant.simulation``)."""
+
+    id: str
+    pos_transaction_id: str
+    location_id: str
+    occurred_at: datetime
+    profile_id: str | None
+    is_reversal: bool
+    request: bytes
+
+
+def between(
+    conn: Connection, *, pos_system_id: str, company_id: str, start: datetime, end: datetime, limit: int
+) -> list[History]:
+    """The company's transactions with ``start <= occurred_at < end``: the latest ``limit``, oldest first."""
+    rows = conn.execute(
+        select(*(_t.c[name] for name in History._fields))
+        .where(
+            _t.c.pos_system_id == pos_system_id,
+            _t.c.company_id == company_id,
+            _t.c.occurred_at >= start,
+            _t.c.occurred_at < end,
+        )
+        .order_by(_t.c.occurred_at.desc(), _t.c.id.desc())
+        .limit(limit)
+    )
+    return [History(*row) for row in reversed(rows.all())]
+
+
+def earlier(
+    conn: Connection, *, pos_system_id: str, company_id: str, start: datetime, end: datetime
+) -> list[tuple[str, bool, Decimal | None]]:
+    """(profile, is_reversal, amount) of every transaction before ``start`` of the customers who have
+    one in ``[start, end)``: what their profiles held when the window began."""
+    company = (_t.c.pos_system_id == pos_system_id, _t.c.company_id == company_id)
+    customers = select(_t.c.profile_id).where(
+        *company, _t.c.occurred_at >= start, _t.c.occurred_at < end, _t.c.profile_id.is_not(None)
+    )
+    rows = conn.execute(
+        select(_t.c.profile_id, _t.c.is_reversal, _t.c.amount).where(
+            *company, _t.c.occurred_at < start, _t.c.profile_id.in_(customers)
+        )
+    )
+    return [(profile, bool(reversal), amount) for profile, reversal, amount in rows]

@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.exceptions import HTTPException
 
-from cmc import logs, sessions
-from cmc.api import cfs, links, ops, optout, pos, token
+from cmc import logs, sessions, throttle
+from cmc.api import cfs, links, merchant, ops, optout, pos, token
 from cmc.api.edge import Edge
 from cmc.api.hot import HotRoutes
 from cmc.api.metrics import Metrics
@@ -24,6 +24,7 @@ from cmc.cfs_feed import CfsFeed
 from cmc.clock import Clock, system_clock
 from cmc.config import Settings
 from cmc.errors import ApiError
+from cmc.login import Login
 from cmc.marketing import react
 from cmc.outbox import Dispatcher
 from cmc.registry import DirectoryCache
@@ -32,7 +33,15 @@ from cmc.store.database import libpq_dsn
 
 JWT_KEY = "jwt_secret"
 """The ``meta`` key of the generated token signing key (when ``CMC_JWT_SECRET`` is unset)."""
-ROUTES = [token.token, *pos.ROUTES, *ops.ROUTES, *links.ROUTES, *cfs.ROUTES, *optout.ROUTES]
+ROUTES = [
+    token.token,
+    *pos.ROUTES,
+    *merchant.ROUTES,
+    *ops.ROUTES,
+    *links.ROUTES,
+    *cfs.ROUTES,
+    *optout.ROUTES,
+]
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> Edge:
@@ -65,11 +74,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         if dispatcher is not None:
             await dispatcher.start()
         app.state.dispatcher = dispatcher
+        limits = throttle.Limits(
+            per_client=settings.auth_failures_per_client,
+            per_address=settings.auth_failures_per_address,
+            window=settings.auth_failure_window,
+        )
         app.state.services = Services(
             settings=settings,
             db=db,
             directory=directory,
-            tokens=Tokens(key, ttl=settings.token_ttl),
+            tokens=Tokens(key, ttl=settings.token_ttl, directory=directory),
+            login=Login(db, directory, limits=limits, clock=clock, tarpit=settings.auth_tarpit),
             metrics=metrics,
             react=functools.partial(react, base_url=settings.base_url),
             feed=feed,

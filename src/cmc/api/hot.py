@@ -16,11 +16,12 @@ from urllib.parse import parse_qs, unquote
 
 import msgspec
 
-from cmc import auth, interactions, tender
+from cmc import interactions, tender
 from cmc.api.body import decode
+from cmc.api.pos import pos_system_of
 from cmc.api.problems import MEDIA_TYPE, as_api_error, problem_body
 from cmc.api.services import Services
-from cmc.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge
+from cmc.errors import ApiError, MethodNotAllowed, PayloadTooLarge
 from cmc.registry import PosSystem
 from cmc_client import wire
 
@@ -61,7 +62,9 @@ class HotRoutes:
             services = self._services()
             body = await _body(receive, limit=services.settings.max_body_bytes)
             headers = dict(scope["headers"])
-            pos = _pos_system(services, headers.get(b"authorization"), pos_system_id)
+            authorization = headers.get(b"authorization")
+            header = authorization.decode("latin-1") if authorization else None
+            pos = await pos_system_of(services, header, pos_system_id)
             content_type = (headers.get(b"content-type") or b"").decode("latin-1")
             if name == "startInteraction":
                 answer = await _start(services, pos, decode(body, content_type, _start_decoder))
@@ -102,17 +105,6 @@ async def _transaction(
         raise
     services.metrics.transactions.labels(answer.kind).inc()
     return answer.body
-
-
-def _pos_system(services: Services, authorization: bytes | None, pos_system_id: str) -> PosSystem:
-    """Authenticate the caller and return the POS system it acts for."""
-    header = authorization.decode("latin-1") if authorization else None
-    principal = services.tokens.verify(header, now=services.clock().timestamp())
-    auth.require_pos_system(principal, pos_system_id)
-    pos = services.directory.current.pos_systems.get(principal.pos_system_id)
-    if pos is None:
-        raise NotFound(f"POS system {pos_system_id!r} is not registered with CMC.")
-    return pos
 
 
 async def _body(receive: Receive, *, limit: int) -> bytes:

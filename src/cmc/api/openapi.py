@@ -14,9 +14,11 @@ from typing import Any
 import msgspec
 
 from cmc import __version__
+from cmc.merchant import wire as merchant
 from cmc_client import wire
 
 JSON_BODY = ("application/json", "application/json-patch+json")
+MERCHANT = "/v1/pos/{posSystemId}/companies/{companyId}"
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,15 @@ class Operation:
     errors: tuple[int, ...]
     auth: bool = True
     form: bool = False
+    status: int = 200
+    headers: tuple[str, ...] = ()
+    """Request headers the operation reads (``If-Match``, ``Idempotency-Key``)."""
+    query: tuple[str, ...] = ()
 
 
 OPERATIONS = (
     Operation("post", "/connect/token", "Get an access token (OAuth2 client credentials, HTTP Basic)",
-              None, wire.TokenResponse, (400, 401, 415), auth=False, form=True),
+              None, wire.TokenResponse, (400, 401, 415, 429), auth=False, form=True),
     Operation("post", "/pos/{posSystemId}/startInteraction", "StartInteraction: open a session",
               wire.StartInteractionRequest, wire.StartInteractionResponse, (400, 401, 403, 404, 413, 415)),
     Operation("post", "/pos/{posSystemId}/transaction", "SendTransaction: post a tender",
@@ -46,6 +52,25 @@ OPERATIONS = (
               None, wire.SettingsResponse, (401, 403)),
     Operation("post", "/v2/pos/{posSystemId}/settings/lookup", "POS settings for a company",
               wire.SettingsLookupRequest, wire.SettingsResponse, (400, 401, 403, 415)),
+    Operation("get", f"{MERCHANT}/marketing", "The active marketing document (ETag: its version)",
+              None, merchant.VersionAnswer, (401, 403, 404)),
+    Operation("get", f"{MERCHANT}/marketing/versions", "List marketing versions (newest first)",
+              None, merchant.VersionList, (401, 403, 404)),
+    Operation("post", f"{MERCHANT}/marketing/versions", "Create a draft version (every problem at once)",
+              merchant.NewVersion, merchant.DraftAnswer, (400, 401, 403, 404, 409, 413, 415, 422),
+              status=201, headers=("Idempotency-Key",)),
+    Operation("get", f"{MERCHANT}/marketing/versions/{{version}}", "Get a version",
+              None, merchant.VersionAnswer, (401, 403, 404)),
+    Operation("post", f"{MERCHANT}/marketing/versions/{{version}}/simulate",
+              "Simulate a version on stored sales against the active one (writes nothing)",
+              merchant.SimulationRequest, merchant.SimulationAnswer, (400, 401, 403, 404, 409, 415, 422),
+              headers=("Idempotency-Key",)),
+    Operation("post", f"{MERCHANT}/marketing/versions/{{version}}/activate",
+              "Activate a version (rollback: an older one)",
+              None, merchant.ActivatedAnswer, (401, 403, 404, 409, 412, 422, 428),
+              headers=("If-Match", "Idempotency-Key")),
+    Operation("get", f"{MERCHANT}/audit", "The audit trail (newest first, cursor pagination)",
+              None, merchant.AuditPage, (400, 401, 403, 404), query=("cursor",)),
 )  # fmt: skip
 
 
@@ -60,7 +85,7 @@ def document() -> bytes:
         paths.setdefault(op.path, {})[op.method] = _operation(op, refs)
     doc = {
         "openapi": "3.1.0",
-        "info": {"title": "CMC POS API", "version": __version__},
+        "info": {"title": "CMC API: the POS API and the merchant API", "version": __version__},
         "paths": paths,
         "components": {
             "schemas": components,
@@ -75,9 +100,10 @@ def document() -> bytes:
 
 def _operation(op: Operation, refs: dict[type, Any]) -> dict[str, Any]:
     problem = {"application/problem+json": {"schema": refs[wire.Problem]}}
-    responses: dict[str, Any] = {"200": {"description": "OK"}}
+    ok = str(op.status)
+    responses: dict[str, Any] = {ok: {"description": _REASONS.get(op.status, "OK")}}
     if op.response is not None:
-        responses["200"]["content"] = {"application/json": {"schema": refs[op.response]}}
+        responses[ok]["content"] = {"application/json": {"schema": refs[op.response]}}
     responses.update({str(code): {"description": _REASONS[code], "content": problem} for code in op.errors})
     result: dict[str, Any] = {
         "summary": op.summary,
@@ -86,10 +112,18 @@ def _operation(op: Operation, refs: dict[type, Any]) -> dict[str, Any]:
         "security": [{"bearer": []}] if op.auth else [{"basic": []}],
     }
     names = [part[1:-1] for part in op.path.split("/") if part.startswith("{")]
-    if names:
-        result["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names
-        ]
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names
+    ]
+    parameters += [
+        {"name": name, "in": "header", "required": name == "If-Match", "schema": {"type": "string"}}
+        for name in op.headers
+    ]
+    parameters += [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in op.query
+    ]
+    if parameters:
+        result["parameters"] = parameters
     if op.request is not None:
         content = {media: {"schema": refs[op.request]} for media in JSON_BODY}
         result["requestBody"] = {"required": True, "content": content}
@@ -99,7 +133,7 @@ def _operation(op: Operation, refs: dict[type, Any]) -> dict[str, Any]:
             "required": ["grant_type"],
             "properties": {
                 "grant_type": {"type": "string", "enum": ["client_credentials"]},
-                "scope": {"type": "string", "enum": ["pos_integration"]},
+                "scope": {"type": "string", "enum": ["pos_integration", "merchant"]},
             },
         }
         result["requestBody"] = {
@@ -110,12 +144,17 @@ def _operation(op: Operation, refs: dict[type, Any]) -> dict[str, Any]:
 
 
 _REASONS = {
+    201: "Created (Location names the new version)",
     400: "Invalid request (problem details with per-field errors)",
     401: "Missing, invalid or expired credentials",
-    403: "The token may not act for this POS system, or transactions are disabled",
-    404: "Unknown POS system, location, terminal or session",
-    409: "Session already used, or transactionId reused with a different body",
+    403: "The token may not act here: another POS system, the other API, or a role without the right",
+    404: "Unknown POS system, location, terminal, session, version, or another company",
+    409: "A conflict: session used, transactionId reused, or a version that no longer fits the registry",
     410: "Session expired",
+    412: "If-Match names a version that is no longer the active one",
     413: "Body over the size limit",
     415: "Body is not JSON",
+    422: "Idempotency-Key reused for a different request",
+    428: "If-Match is required",
+    429: "Too many failed attempts (Retry-After says when to try again)",
 }

@@ -18,8 +18,6 @@ from cmc.errors import BadRequest, NotFound, TransactionNotFound
 from cmc.registry import PosSystem
 from cmc_client import wire
 
-_start_decoder = msgspec.json.Decoder(wire.StartInteractionRequest)
-_transaction_decoder = msgspec.json.Decoder(wire.TransactionRequest)
 _settings_decoder = msgspec.json.Decoder(wire.SettingsLookupRequest)
 _encode = msgspec.json.Encoder().encode
 JSON = "application/json"
@@ -30,9 +28,9 @@ def json_response(body: bytes) -> ASGIResponse:
     return ASGIResponse(body=body, media_type=JSON, status_code=200)
 
 
-def _pos_system(services: Services, request: HttpRequest, pos_system_id: str) -> PosSystem:
-    """Authenticate the caller and return the POS system it acts for."""
-    principal = services.tokens.verify(request.headers.get("authorization"), now=services.clock().timestamp())
+async def pos_system_of(services: Services, authorization: str | None, pos_system_id: str) -> PosSystem:
+    """Authenticate the caller (``Authorization`` header) and return the POS system it acts for."""
+    principal = await services.tokens.verify(authorization, now=services.clock().timestamp())
     auth.require_pos_system(principal, pos_system_id)
     pos = services.directory.current.pos_systems.get(principal.pos_system_id)
     if pos is None:
@@ -46,7 +44,7 @@ async def get_transaction(
 ) -> ASGIResponse:
     """The stored SendTransaction answer of a transaction, byte for byte (reconciliation)."""
     services = Services.of(request)
-    pos = _pos_system(services, request, pos_system_id)
+    pos = await pos_system_of(services, request.headers.get("authorization"), pos_system_id)
     wanted = request.query_params.get("posCompanyId")
     companies = [c for (p, c) in services.directory.current.companies if p == pos.id and wanted in (None, c)]
     found = await services.db.query(
@@ -68,7 +66,7 @@ async def get_transaction(
 @get("/v2/pos/{pos_system_id:str}/settings/lookup")
 async def settings_lookup(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
     """Settings lookup, guide form (no body): the POS system's feature flags."""
-    pos = _pos_system(Services.of(request), request, pos_system_id)
+    pos = await pos_system_of(Services.of(request), request.headers.get("authorization"), pos_system_id)
     return json_response(_encode(_settings(pos, company_id=None)))
 
 
@@ -76,7 +74,7 @@ async def settings_lookup(request: HttpRequest, pos_system_id: FromPath[str]) ->
 async def settings_lookup_for_company(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
     """Settings lookup, API-reference form (``{"posCompanyId"}``)."""
     services = Services.of(request)
-    pos = _pos_system(services, request, pos_system_id)
+    pos = await pos_system_of(services, request.headers.get("authorization"), pos_system_id)
     body = await decode_json(request, _settings_decoder)
     known = (pos.id, body.posCompanyId) in services.directory.current.companies
     return json_response(_encode(_settings(pos, company_id=body.posCompanyId, known=known)))
@@ -87,7 +85,7 @@ async def legacy_settings(
     request: HttpRequest, pos_system_id: FromPath[str], pos_company_id: FromPath[str]
 ) -> ASGIResponse:
     """Legacy settings form: ``{"data": {"settings": {...}}}``."""
-    pos = _pos_system(Services.of(request), request, pos_system_id)
+    pos = await pos_system_of(Services.of(request), request.headers.get("authorization"), pos_system_id)
     flags = msgspec.convert(pos.settings, wire.CompanySettings)
     return json_response(_encode({"data": {"settings": flags}}))
 

@@ -1,8 +1,9 @@
-"""What the routes need, built once per app: settings, store, directory, tokens, metrics, marketing."""
+"""What the routes need, built once per app: settings, store, directory, tokens, login, metrics, marketing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from litestar import Litestar
 
@@ -12,6 +13,7 @@ from cmc.auth import Tokens
 from cmc.cfs_feed import CfsFeed
 from cmc.clock import Clock, system_clock
 from cmc.config import Settings
+from cmc.login import Login
 from cmc.registry import DirectoryCache
 from cmc.sale import React, no_reaction
 from cmc.store.database import Database
@@ -25,6 +27,8 @@ class Services:
     db: Database
     directory: DirectoryCache
     tokens: Tokens
+    login: Login
+    """Checks client secrets (``/connect/token``) and console passwords."""
     metrics: Metrics
     react: React = no_reaction
     """What marketing does with each sale (``cmc.marketing.react`` with the public URL)."""
@@ -32,6 +36,8 @@ class Services:
     """The live CFS feed (``cmc.cfs_feed``); started with the app."""
     clock: Clock = system_clock
     """Where every route reads the time (tests pass their own)."""
+    simulations: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    """One simulation at a time per process: a replay is CPU work that sales must not queue behind."""
 
     @staticmethod
     def of(request: HttpRequest) -> Services:

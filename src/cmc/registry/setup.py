@@ -82,6 +82,11 @@ class Document(_Spec, frozen=True):
         data: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(self))
         return data
 
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any] | None) -> Document:
+        """The document of stored plain data (written by ``to_data``; validated when it was stored)."""
+        return msgspec.convert(data or {}, cls)
+
 
 @dataclass(frozen=True)
 class Setup:
@@ -96,33 +101,80 @@ class Setup:
 EMPTY = Setup()
 
 
+Problem = SetupError | rules.RuleError
+"""One thing wrong with a document: ``field`` is its path, ``message`` what is wrong."""
+
+
+def describe(problem: Problem) -> str:
+    """The problem's message, naming its rule when it is in one."""
+    rule = getattr(problem, "rule", None)
+    return (f"rule {rule!r}: " if rule else "") + problem.message
+
+
 def check(raw: Mapping[str, Any], *, locations: Collection[str], path: str) -> Document:
     """Validate ``widgets``, ``cfsTemplates``, ``messageTemplates`` and ``rules`` from raw data.
 
-    Raises ``SetupError`` / ``rules.RuleError`` whose ``field`` is the full path under ``path``.
+    Raises the first problem (``SetupError`` / ``rules.RuleError``) whose ``field`` is the full path
+    under ``path``.
     """
-    widgets = _items(raw.get("widgets"), Widget, f"{path}.widgets")
-    templates = _items(raw.get("cfsTemplates"), CfsTemplate, f"{path}.cfsTemplates")
-    messages = _items(raw.get("messageTemplates"), MessageTemplate, f"{path}.messageTemplates")
-    for i, widget in enumerate(widgets):
+    document, problems = validate(raw, locations=locations, path=path)
+    if problems:
+        raise problems[0]
+    return document
+
+
+def validate(
+    raw: Mapping[str, Any], *, locations: Collection[str], path: str = ""
+) -> tuple[Document, list[Problem]]:
+    """Validate raw marketing sections and find every problem at once (the merchant API's drafts).
+
+    Returns the valid part as a ``Document`` and the problems, in document order, each with the
+    full path of its field under ``path`` (``rules[2].when.amount.between`` when ``path`` is empty).
+    """
+    problems: list[Problem] = []
+    known = {f.encode_name for f in msgspec.structs.fields(Document)}
+    problems += [SetupError("unknown field", field=_at(path, str(key))) for key in raw if key not in known]
+    widgets = _items(raw.get("widgets"), Widget, _at(path, "widgets"), problems)
+    templates = _items(raw.get("cfsTemplates"), CfsTemplate, _at(path, "cfsTemplates"), problems)
+    messages = _items(raw.get("messageTemplates"), MessageTemplate, _at(path, "messageTemplates"), problems)
+    for i, widget in widgets:
         url = urlsplit(widget.landingUrl.replace("{code}", "code"))
         if url.scheme not in {"http", "https"} or not url.netloc:
-            raise SetupError(
-                "landingUrl must be an absolute http(s) URL", field=f"{path}.widgets[{i}].landingUrl"
+            problems.append(
+                SetupError(
+                    "landingUrl must be an absolute http(s) URL", field=_at(path, f"widgets[{i}].landingUrl")
+                )
             )
-    for i, message in enumerate(messages):
+    for i, message in messages:
         if message.channel == "email" and not message.subject:
-            raise SetupError(
-                "an email template needs a subject", field=f"{path}.messageTemplates[{i}].subject"
+            problems.append(
+                SetupError(
+                    "an email template needs a subject", field=_at(path, f"messageTemplates[{i}].subject")
+                )
             )
-    _unique([w.id for w in widgets], f"{path}.widgets")
-    _unique([t.id for t in templates], f"{path}.cfsTemplates")
-    _unique([m.id for m in messages], f"{path}.messageTemplates")
+    problems += _duplicates(widgets, _at(path, "widgets"))
+    problems += _duplicates(templates, _at(path, "cfsTemplates"))
+    problems += _duplicates(messages, _at(path, "messageTemplates"))
     document = Document(
-        widgets=tuple(widgets), cfsTemplates=tuple(templates), messageTemplates=tuple(messages)
+        widgets=tuple(w for _, w in widgets),
+        cfsTemplates=tuple(t for _, t in templates),
+        messageTemplates=tuple(m for _, m in messages),
     )
-    parsed = _parse_rules(raw.get("rules") or [], document, locations, f"{path}.rules")
-    return msgspec.structs.replace(document, rules=tuple(rules.rule_to_data(rule) for rule in parsed))
+    # Rules are checked against every id the document names, valid or not: a rule naming a widget
+    # whose URL is wrong has one problem (the URL), not two.
+    ids = {
+        "widgets": _raw_ids(raw.get("widgets")),
+        "cfs_templates": _raw_ids(raw.get("cfsTemplates")),
+        "message_templates": _raw_ids(raw.get("messageTemplates")),
+    }
+    rule_problems: list[rules.RuleError] = []
+    parsed = rules.parse_rules(
+        raw.get("rules") or [], locations=locations, path=_at(path, "rules"), problems=rule_problems, **ids
+    )
+    problems += rule_problems
+    return msgspec.structs.replace(
+        document, rules=tuple(rules.rule_to_data(rule) for rule in parsed)
+    ), problems
 
 
 def compile_setup(document: Document, *, locations: Collection[str]) -> Setup:
@@ -140,8 +192,7 @@ def compile_setup(document: Document, *, locations: Collection[str]) -> Setup:
 
 def load(data: Mapping[str, Any] | None, *, locations: Collection[str]) -> Setup:
     """The setup of stored plain data (written by ``Document.to_data``; validated when applied)."""
-    document = msgspec.convert(data or {}, Document)
-    return compile_setup(document, locations=locations)
+    return compile_setup(Document.from_data(data), locations=locations)
 
 
 def _parse_rules(
@@ -156,20 +207,37 @@ def _parse_rules(
     return rules.parse_rules(raw, locations=locations, path=path, **ids)  # type: ignore[arg-type]
 
 
-def _items(raw: object, kind: type[Any], path: str) -> list[Any]:
+def _at(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _items(raw: object, kind: type[Any], path: str, problems: list[Problem]) -> list[tuple[int, Any]]:
+    """The valid items of a list section, each with its index; each invalid item is a problem."""
     if raw is None:
         return []
-    try:
-        return msgspec.convert(raw, list[kind])  # type: ignore[valid-type]
-    except msgspec.ValidationError as exc:
-        message, _, where = str(exc).rpartition(" - at `")
-        where = where.rstrip("`").removeprefix("$")
-        raise SetupError(message or str(exc), field=f"{path}{where}") from None
+    if not isinstance(raw, list):
+        problems.append(SetupError("must be a list", field=path))
+        return []
+    valid = []
+    for i, item in enumerate(raw):
+        try:
+            valid.append((i, msgspec.convert(item, kind)))
+        except msgspec.ValidationError as exc:
+            message, _, where = str(exc).rpartition(" - at `")
+            where = where.rstrip("`").removeprefix("$") if message else ""
+            problems.append(SetupError(message or str(exc), field=f"{path}[{i}]{where}"))
+    return valid
 
 
-def _unique(ids: list[Any], path: str) -> None:
+def _raw_ids(raw: object) -> set[Any]:
+    return {item.get("id") for item in raw if isinstance(item, Mapping)} if isinstance(raw, list) else set()
+
+
+def _duplicates(items: list[tuple[int, Any]], path: str) -> list[Problem]:
     seen: set[Any] = set()
-    for i, value in enumerate(ids):
-        if value in seen:
-            raise SetupError(f"duplicate id {value!r}", field=f"{path}[{i}].id")
-        seen.add(value)
+    problems: list[Problem] = []
+    for i, item in items:
+        if item.id in seen:
+            problems.append(SetupError(f"duplicate id {item.id!r}", field=f"{path}[{i}].id"))
+        seen.add(item.id)
+    return problems

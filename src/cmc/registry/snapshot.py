@@ -1,15 +1,19 @@
-"""The registry snapshot: POS systems, clients, companies, locations and terminals, in memory.
+"""The registry snapshot: POS systems, clients, console users, companies with their live marketing
+setups, locations and terminals, in memory.
 
-The registry changes rarely (``cmc apply``) and is read on every request, so each process keeps an
-immutable snapshot and swaps in a new one when the registry version in the database moves. A
-background task checks the version every ``CMC_REGISTRY_REFRESH_SECONDS``, so an ``apply`` reaches
-every process, on every node, within that time and without a restart.
+The registry changes rarely (``cmc apply``, a merchant's activation) and is read on every request, so
+each process keeps an immutable snapshot and swaps in a new one when the registry version in the
+database moves. A background task checks the version every ``CMC_REGISTRY_REFRESH_SECONDS`` (and on
+PostgreSQL a NOTIFY wakes it at once), so a change reaches every process, on every node, within that
+time and without a restart. ``catch_up`` checks at once, for a caller that must not act on a stale
+snapshot (a token whose credential fingerprint the snapshot does not know yet).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -19,9 +23,13 @@ import structlog
 from sqlalchemy import Connection
 
 from cmc import sessions
+from cmc.credentials import fingerprint
+from cmc.errors import RegistryError
+from cmc.merchant import versions
 from cmc.quiet_hours import QuietHours, parse_window
 from cmc.registry import setup, store
 from cmc.registry.setup import Setup
+from cmc.roles import Role
 from cmc.store.database import Database
 
 log = structlog.get_logger(__name__)
@@ -65,15 +73,43 @@ class Company:
     id: str
     name: str
     setup: Setup
+    marketing_version: int = 0
+    """The live marketing version ``setup`` was compiled from (0: none yet)."""
 
 
 @dataclass(frozen=True)
 class Client:
-    """An API client: the POS system it acts for and its secret's hash."""
+    """An API client: the POS system it acts for and its secret's hash.
+
+    A merchant client (scope ``merchant``) is also bound to one company, with a role.
+    """
 
     client_id: str
     pos_system_id: str
     secret_hash: str
+    company_id: str | None = None
+    role: Role | None = None
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What tokens issued to this client carry: a new secret makes them invalid (computed once)."""
+        return fingerprint(self.secret_hash)
+
+
+@dataclass(frozen=True)
+class ConsoleUser:
+    """A merchant's console user, with a role."""
+
+    pos_system_id: str
+    company_id: str
+    email: str
+    password_hash: str
+    role: Role
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What tokens issued to this user carry: a new password makes them invalid."""
+        return fingerprint(self.password_hash)
 
 
 @dataclass(frozen=True)
@@ -85,8 +121,18 @@ class Directory:
     companies: dict[tuple[str, str], Company] = field(default_factory=dict)
     locations: dict[tuple[str, str], Location] = field(default_factory=dict)
     clients: dict[str, Client] = field(default_factory=dict)
+    users: dict[tuple[str, str, str], ConsoleUser] = field(default_factory=dict)
+    """(posSystemId, companyId, email) → the console user."""
     session_keys: tuple[bytes, ...] = ()
     """The keys sessions are signed with, newest (the signing one) first (``cmc.sessions``)."""
+
+    def company_locations(self, pos_system_id: str, company_id: str) -> list[str]:
+        """The ids of the company's locations (what its rules may name)."""
+        return [
+            loc.id
+            for loc in self.locations.values()
+            if loc.pos_system_id == pos_system_id and loc.company_id == company_id
+        ]
 
 
 def load(conn: Connection, *, session_keys: tuple[bytes, ...] | None = None) -> Directory:
@@ -116,27 +162,55 @@ def load(conn: Connection, *, session_keys: tuple[bytes, ...] | None = None) -> 
     company_locations: dict[tuple[str, str], list[str]] = defaultdict(list)
     for loc in locations.values():
         company_locations[(loc.pos_system_id, loc.company_id)].append(loc.id)
+    live = versions.active_documents(conn)
+    companies = {}
+    for row in rows.companies:
+        key = (row.pos_system_id, row.id)
+        number, document = live.get(key, (0, {}))
+        companies[key] = Company(
+            pos_system_id=row.pos_system_id,
+            id=row.id,
+            name=row.name,
+            setup=_compiled(key, number, document, company_locations[key]),
+            marketing_version=number,
+        )
     return Directory(
         version=rows.version,
         pos_systems={
             row.id: PosSystem(id=row.id, name=row.name, status=row.status, settings=dict(row.settings))
             for row in rows.pos_systems
         },
-        companies={
-            (row.pos_system_id, row.id): Company(
-                pos_system_id=row.pos_system_id,
-                id=row.id,
-                name=row.name,
-                setup=setup.load(row.config, locations=company_locations[(row.pos_system_id, row.id)]),
-            )
-            for row in rows.companies
-        },
+        companies=companies,
         locations=locations,
         clients={
-            row.client_id: Client(row.client_id, row.pos_system_id, row.secret_hash) for row in rows.clients
+            row.client_id: Client(row.client_id, row.pos_system_id, row.secret_hash, row.company_id, row.role)
+            for row in rows.clients
+        },
+        users={
+            (row.pos_system_id, row.company_id, row.email): ConsoleUser(
+                row.pos_system_id, row.company_id, row.email, row.password_hash, row.role
+            )
+            for row in rows.users
         },
         session_keys=session_keys or sessions.stored_keys(conn),
     )
+
+
+def _compiled(key: tuple[str, str], number: int, document: dict[str, object], locations: list[str]) -> Setup:
+    """The live setup; one that no longer compiles (a location removed meanwhile) must not stop the rest.
+
+    Activation and ``cmc apply`` refuse such a version, so this only guards a race between the two.
+    """
+    try:
+        return setup.load(document, locations=locations)
+    except RegistryError as exc:
+        log.error(
+            "marketing version does not compile; its rules are off",
+            company=key,
+            version=number,
+            error=str(exc),
+        )
+        return setup.EMPTY
 
 
 class DirectoryCache:
@@ -151,6 +225,8 @@ class DirectoryCache:
         self.current = Directory()
         self._task: asyncio.Task[None] | None = None
         self._nudge = asyncio.Event()
+        self._checking = asyncio.Lock()
+        self._checks = 0
 
     async def start(self) -> None:
         """Load the first snapshot and start watching for changes."""
@@ -168,6 +244,21 @@ class DirectoryCache:
         """Load a fresh snapshot now."""
         self.current = await self._db.read(load, session_keys=self._session_keys)
 
+    async def catch_up(self) -> None:
+        """Reload now if the registry version moved; callers arriving together share one check."""
+        seen = self._checks
+        async with self._checking:
+            if self._checks != seen:
+                return  # someone checked while this caller waited
+            await self._check()
+            self._checks += 1
+
+    async def _check(self) -> None:
+        version = await self._db.read(store.current_version)
+        if version != self.current.version:
+            await self.reload()
+            log.info("registry reloaded", version=self.current.version)
+
     def wake(self) -> None:
         """Check the registry version now rather than at the next tick (a NOTIFY said it moved)."""
         self._nudge.set()
@@ -178,10 +269,7 @@ class DirectoryCache:
                 await asyncio.wait_for(self._nudge.wait(), self._refresh)
             self._nudge.clear()
             try:
-                version = await self._db.read(store.current_version)
-                if version != self.current.version:
-                    await self.reload()
-                    log.info("registry reloaded", version=self.current.version)
+                await self.catch_up()
             except Exception:
                 # A database hiccup must not kill the watcher; the next tick tries again.
                 log.exception("registry refresh failed")

@@ -18,11 +18,16 @@ import msgspec
 import phonenumbers
 import yaml
 
-from cmc import rules
+from cmc import credentials, rules
 from cmc.errors import RegistryError
+from cmc.profiles import normalize_email
 from cmc.quiet_hours import parse_window
 from cmc.registry import setup
+from cmc.roles import Role
 from cmc_client import wire
+
+MIN_SECRET = 6
+MIN_PASSWORD = 8
 
 _IdStr = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^/\s]+$")]
 """Ids appear in URL paths: no slashes, no spaces."""
@@ -47,10 +52,29 @@ class LocationSpec(Spec):
     terminals: list[TerminalSpec] = []
 
 
+class MerchantClientSpec(Spec):
+    """An API client of the merchant's own automation (scope ``merchant``), bound to its company."""
+
+    clientId: _IdStr
+    secret: str
+    role: Role
+
+
+class UserSpec(Spec):
+    """A console user: ``password`` is hashed by ``cmc apply``; ``passwordHash`` (argon2) is kept as is."""
+
+    email: Annotated[str, msgspec.Meta(max_length=320)]
+    role: Role
+    password: str | None = None
+    passwordHash: str | None = None
+
+
 class CompanySpec(Spec):
     id: _IdStr
     name: str
     locations: list[LocationSpec] = []
+    merchantClients: list[MerchantClientSpec] = []
+    users: list[UserSpec] = []
     widgets: list[dict[str, Any]] = []
     cfsTemplates: list[dict[str, Any]] = []
     messageTemplates: list[dict[str, Any]] = []
@@ -137,18 +161,11 @@ def _semantic_problems(
     Each company's validated setup is put into ``setups`` as it is checked.
     """
     yield from _duplicates((p.id for p in spec.posSystems), "posSystems[{}].id")
-    client_ids = [(i, j, c.clientId) for i, p in enumerate(spec.posSystems) for j, c in enumerate(p.clients)]
-    seen: set[str] = set()
-    for i, j, client_id in client_ids:
-        if client_id in seen:
-            yield f"posSystems[{i}].clients[{j}].clientId", f"duplicate clientId {client_id!r}"
-        seen.add(client_id)
+    yield from _client_problems(spec)
     for i, pos in enumerate(spec.posSystems):
-        for j, client in enumerate(pos.clients):
-            if len(client.secret) < 6:
-                yield f"posSystems[{i}].clients[{j}].secret", "secret must have at least 6 characters"
         yield from _duplicates((c.id for c in pos.companies), f"posSystems[{i}].companies[{{}}].id")
         for j, company in enumerate(pos.companies):
+            yield from _user_problems(company, f"posSystems[{i}].companies[{j}]")
             try:
                 setups[(pos.id, company.id)] = _setup(company, f"posSystems[{i}].companies[{j}]")
             except setup.SetupError as exc:
@@ -171,6 +188,45 @@ def _semantic_problems(
             except ValueError as exc:
                 yield f"{where}.quietHours", str(exc)
             yield from _duplicates((t.id for t in loc.terminals), f"{where}.terminals[{{}}].id")
+
+
+def _client_problems(spec: RegistrySpec) -> Iterable[tuple[str, str]]:
+    """Client ids are one namespace (``/connect/token``): POS and merchant clients alike, every POS system."""
+    clients = [
+        (f"posSystems[{i}].clients[{j}]", c.clientId, c.secret)
+        for i, p in enumerate(spec.posSystems)
+        for j, c in enumerate(p.clients)
+    ] + [
+        (f"posSystems[{i}].companies[{j}].merchantClients[{k}]", c.clientId, c.secret)
+        for i, p in enumerate(spec.posSystems)
+        for j, company in enumerate(p.companies)
+        for k, c in enumerate(company.merchantClients)
+    ]
+    seen: set[str] = set()
+    for where, client_id, secret in clients:
+        if client_id in seen:
+            yield f"{where}.clientId", f"duplicate clientId {client_id!r}"
+        seen.add(client_id)
+        if len(secret) < MIN_SECRET:
+            yield f"{where}.secret", f"secret must have at least {MIN_SECRET} characters"
+
+
+def _user_problems(company: CompanySpec, path: str) -> Iterable[tuple[str, str]]:
+    seen: set[str] = set()
+    for k, user in enumerate(company.users):
+        where = f"{path}.users[{k}]"
+        email = normalize_email(user.email)
+        if email is None:
+            yield f"{where}.email", f"not an email address: {user.email!r}"
+        elif email in seen:
+            yield f"{where}.email", f"duplicate user {email!r} in this company"
+        seen.add(email or "")
+        if (user.password is None) == (user.passwordHash is None):
+            yield where, "give exactly one of password, passwordHash"
+        elif user.password is not None and len(user.password) < MIN_PASSWORD:
+            yield f"{where}.password", f"password must have at least {MIN_PASSWORD} characters"
+        elif user.passwordHash is not None and not credentials.is_password_hash(user.passwordHash):
+            yield f"{where}.passwordHash", "not an argon2 hash (e.g. $argon2id$v=19$m=65536,t=3,p=4$...)"
 
 
 def _duplicates(ids: Iterable[str], path: str) -> Iterable[tuple[str, str]]:

@@ -1,5 +1,5 @@
 """The registry's rows: every statement on ``pos_systems``, ``companies``, ``locations``,
-``terminals`` and ``api_clients``, and the registry version in ``meta``.
+``terminals``, ``api_clients`` and ``console_users``, and the registry version in ``meta``.
 
 ``apply`` writes them (``sync_rows`` makes a table hold exactly the desired rows within a scope);
 the snapshot reads them all (``load_rows``). Nothing else touches these tables.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -18,7 +18,6 @@ from sqlalchemy import (
     ScalarSelect,
     Table,
     and_,
-    bindparam,
     delete,
     insert,
     select,
@@ -26,14 +25,19 @@ from sqlalchemy import (
 )
 
 from cmc.store import meta, notifications, tables
-from cmc.store.driver import Tx
-from cmc.store.statements import Statement
 
 VERSION_KEY = "registry_version"
 
 TABLES: dict[str, Table] = {
     t.name: t
-    for t in (tables.pos_systems, tables.companies, tables.locations, tables.terminals, tables.api_clients)
+    for t in (
+        tables.pos_systems,
+        tables.companies,
+        tables.locations,
+        tables.terminals,
+        tables.api_clients,
+        tables.console_users,
+    )
 }
 
 
@@ -73,6 +77,7 @@ class Rows:
     locations: list[Row[Any]]
     terminals: list[Row[Any]]
     clients: list[Row[Any]]
+    users: list[Row[Any]]
     version: int
 
 
@@ -85,29 +90,9 @@ def load_rows(conn: Connection) -> Rows:
         locations=list(conn.execute(select(t.locations))),
         terminals=list(conn.execute(select(t.terminals))),
         clients=list(conn.execute(select(t.api_clients))),
+        users=list(conn.execute(select(t.console_users))),
         version=current_version(conn),
     )
-
-
-class ClientRow(NamedTuple):
-    """An API client as the token endpoint checks it."""
-
-    pos_system_id: str
-    secret_hash: str
-
-
-_CLIENT = Statement(
-    select(tables.api_clients.c.pos_system_id, tables.api_clients.c.secret_hash).where(
-        tables.api_clients.c.client_id == bindparam("client_id")
-    ),
-    name="registry.client",
-    into=ClientRow,
-)
-
-
-async def client(tx: Tx, client_id: str) -> ClientRow | None:
-    """The stored client ``client_id`` (read fresh: a changed secret counts at once)."""
-    return await tx.first(_CLIENT, {"client_id": client_id})
 
 
 def client_hashes(conn: Connection, client_ids: list[str]) -> dict[str, str]:
@@ -116,6 +101,15 @@ def client_hashes(conn: Connection, client_ids: list[str]) -> dict[str, str]:
     return dict(
         conn.execute(select(c.c.client_id, c.c.secret_hash).where(c.c.client_id.in_(client_ids))).all()
     )
+
+
+def user_hashes(conn: Connection, pos_system_id: str) -> dict[tuple[str, str], str]:
+    """(companyId, email) → the stored password hash of each console user of the POS system."""
+    u = tables.console_users
+    rows = conn.execute(
+        select(u.c.company_id, u.c.email, u.c.password_hash).where(u.c.pos_system_id == pos_system_id)
+    )
+    return {(company, email): password_hash for company, email, password_hash in rows}
 
 
 def sync_rows(

@@ -1,13 +1,19 @@
-"""Parse a company's ``rules:`` data into validated Rule structs; RuleError names the first problem."""
+"""Parse a company's ``rules:`` data into validated Rule structs; RuleError names each problem.
+
+``parse_rules`` raises the first problem; given a ``problems`` list it records every problem instead
+(each independent part of a rule, each item of an ``all``/``any`` list) and returns the rules that
+had none, so an API can answer every problem of a document at once.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from cmc.rules import model as m
 
@@ -37,6 +43,7 @@ _CUSTOMER_FIELDS = (
     "birthdayWithinDays",
 )
 _MATCHER_FIELDS = ("productId", "productCategory", "manufacturer", "minQuantity")
+T = TypeVar("T")
 
 
 def parse_rules(
@@ -47,25 +54,41 @@ def parse_rules(
     cfs_templates: Collection[int],
     message_templates: Collection[str],
     path: str = "rules",
+    problems: list[m.RuleError] | None = None,
 ) -> list[m.Rule]:
-    """Validate a company's ``rules:`` list (``None`` is no rules); raise RuleError on the first problem.
+    """Validate a company's ``rules:`` list (``None`` is no rules).
 
     Ids are checked against the company's ``locations``, ``widgets``, ``cfs_templates`` and
-    ``message_templates``; ``path`` prefixes the field paths in errors.
+    ``message_templates``; ``path`` prefixes the field paths in errors. Without ``problems`` the
+    first problem is raised as a RuleError; with it, every problem is appended there and the rules
+    without any are returned.
     """
+    found: list[m.RuleError] = [] if problems is None else problems
+    before = len(found)
+    rules = _parse_all(raw, _Known(frozenset(locations), frozenset(widgets), frozenset(cfs_templates),
+                                   message_templates), path, found)  # fmt: skip
+    if problems is None and len(found) > before:
+        raise found[before]
+    return rules
+
+
+def _parse_all(raw: object, known: _Known, path: str, problems: list[m.RuleError]) -> list[m.Rule]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise m.RuleError("must be a list of rules", rule=None, field=path)
-    known = _Known(frozenset(locations), frozenset(widgets), frozenset(cfs_templates), message_templates)
+        problems.append(m.RuleError("must be a list of rules", rule=None, field=path))
+        return []
     rules: list[m.Rule] = []
     names: set[str] = set()
     for i, item in enumerate(raw):
-        rule = _Parser(known, f"{path}[{i}]").rule(item)
+        rule = _Parser(known, f"{path}[{i}]", problems).rule(item)
+        if rule is None:
+            continue
         if rule.name in names:
-            raise m.RuleError(
-                "duplicate rule name in this company", rule=rule.name, field=f"{path}[{i}].name"
+            problems.append(
+                m.RuleError("duplicate rule name in this company", rule=rule.name, field=f"{path}[{i}].name")
             )
+            continue
         names.add(rule.name)
         rules.append(rule)
     return rules
@@ -79,38 +102,92 @@ class _Known:
     message_templates: Collection[str]
 
 
-class _Parser:
-    """Validates one rule; remembers its name so that every error can name it."""
+class _Reported(Exception):
+    """A part failed and its problems are already recorded: the enclosing part fails too, silently."""
 
-    def __init__(self, known: _Known, path: str) -> None:
+
+class _Parser:
+    """Validates one rule; remembers its name so that every error can name it.
+
+    ``fail`` stops the part being parsed; ``gather`` runs an independent part, records what failed
+    in it and carries on with the next, so one rule reports each of its broken parts.
+    """
+
+    def __init__(self, known: _Known, path: str, problems: list[m.RuleError]) -> None:
         self.known = known
         self.path = path
         self.name: str | None = None
+        self.problems = problems
+        self.failed = False
 
     def fail(self, path: str, message: str) -> NoReturn:
         raise m.RuleError(message, rule=self.name, field=path)
 
-    def rule(self, raw: object) -> m.Rule:
+    def record(self, path: str, message: str) -> None:
+        """Note a problem and go on (the rule will not be returned)."""
+        self.problems.append(m.RuleError(message, rule=self.name, field=path))
+        self.failed = True
+
+    def gather(self, parse: Callable[[], T]) -> T | None:
+        """``parse()``, or None when it failed (its problem recorded, this rule marked failed)."""
+        try:
+            return parse()
+        except m.RuleError as exc:
+            self.problems.append(exc)
+        except _Reported:
+            pass
+        self.failed = True
+        return None
+
+    def rule(self, raw: object) -> m.Rule | None:
+        """The rule, or None when any part of it is wrong (each wrong part recorded)."""
         p = self.path
         if isinstance(raw, Mapping) and isinstance(raw.get("name"), str) and raw["name"].strip():
             self.name = raw["name"]
-        spec = self.mapping(raw, p, _RULE_FIELDS, required=("name", "then"))
-        name = self.text(spec["name"], f"{p}.name")
-        valid_from = self.moment(spec["validFrom"], f"{p}.validFrom") if "validFrom" in spec else None
-        valid_until = self.moment(spec["validUntil"], f"{p}.validUntil") if "validUntil" in spec else None
+        found = self.gather(lambda: self.fields(raw, p))
+        if found is None:
+            return None
+        spec: Mapping[str, object] = found
+
+        def part(key: str, parse: Callable[[object, str], T]) -> T | None:
+            return self.gather(lambda: parse(spec[key], f"{p}.{key}")) if key in spec else None
+
+        name = part("name", self.text)
+        valid_from = part("validFrom", self.moment)
+        valid_until = part("validUntil", self.moment)
         if valid_from is not None and valid_until is not None and _after(valid_from, valid_until):
-            self.fail(f"{p}.validUntil", f"{valid_until.isoformat()} is before validFrom")
+            self.record(f"{p}.validUntil", f"{valid_until.isoformat()} is before validFrom")
+        then = part("then", self.actions)
+        priority = self.gather(lambda: self.integer(spec.get("priority", 0), f"{p}.priority"))
+        locations = part("locations", self.location_ids)
+        when = part("when", self.condition)
+        limit = part("limit", self.limit)
+        stop = self.gather(lambda: self.boolean(spec.get("stop", False), f"{p}.stop"))
+        if self.failed or name is None or then is None or priority is None or stop is None:
+            return None
         return m.Rule(
             name=name,
-            then=self.actions(spec["then"], f"{p}.then"),
-            priority=self.integer(spec.get("priority", 0), f"{p}.priority"),
-            locations=self.location_ids(spec["locations"], f"{p}.locations") if "locations" in spec else None,
-            when=self.condition(spec["when"], f"{p}.when") if "when" in spec else None,
-            limit=self.limit(spec["limit"], f"{p}.limit") if "limit" in spec else None,
-            stop=self.boolean(spec.get("stop", False), f"{p}.stop"),
+            then=then,
+            priority=priority,
+            locations=locations,
+            when=when,
+            limit=limit,
+            stop=stop,
             valid_from=valid_from,
             valid_until=valid_until,
         )
+
+    def fields(self, raw: object, path: str) -> Mapping[str, object]:
+        """A rule's mapping: each unknown and each missing field is recorded; the rest can still be read."""
+        if not isinstance(raw, Mapping):
+            self.fail(path, f"must be a mapping with keys {', '.join(_RULE_FIELDS)}")
+        for key in raw:
+            if key not in _RULE_FIELDS:
+                self.record(f"{path}.{key}", f"unknown field; expected one of {', '.join(_RULE_FIELDS)}")
+        for key in ("name", "then"):
+            if key not in raw:
+                self.record(f"{path}.{key}", "is required")
+        return raw
 
     # -- plain values
 
@@ -272,7 +349,15 @@ class _Parser:
     def conditions(self, raw: object, path: str) -> tuple[m.Condition, ...]:
         if not isinstance(raw, list) or not raw:
             self.fail(path, "must be a non-empty list of conditions")
-        return tuple(self.condition(item, f"{path}[{i}]") for i, item in enumerate(raw))
+
+        def item(i: int) -> m.Condition:
+            return self.condition(raw[i], f"{path}[{i}]")
+
+        # Each item on its own: a list with two broken conditions reports both.
+        items = [self.gather(functools.partial(item, i)) for i in range(len(raw))]
+        if any(item is None for item in items):
+            raise _Reported
+        return tuple(item for item in items if item is not None)
 
     def not_(self, raw: object, path: str) -> m.Not:
         return m.Not(self.condition(raw, path))

@@ -66,8 +66,14 @@ api_clients = Table(
     Column("client_id", ID, primary_key=True),
     Column("pos_system_id", ID, nullable=False),
     Column("secret_hash", String(300), nullable=False),
+    Column("company_id", ID, nullable=True),
+    Column("role", String(20), nullable=True),
     ForeignKeyConstraint(["pos_system_id"], ["pos_systems.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(
+        ["pos_system_id", "company_id"], ["companies.pos_system_id", "companies.id"], ondelete="CASCADE"
+    ),
 )
+"""POS clients (``company_id`` and ``role`` null) and merchant API clients (bound to one company, a role)."""
 
 companies = Table(
     "companies",
@@ -75,10 +81,9 @@ companies = Table(
     Column("pos_system_id", ID, primary_key=True),
     Column("id", ID, primary_key=True),
     Column("name", String(200), nullable=False),
-    Column("config", JSON, nullable=False, default=dict),
     ForeignKeyConstraint(["pos_system_id"], ["pos_systems.id"], ondelete="CASCADE"),
 )
-"""``config`` holds the company's widgets, templates and rules as applied (recompiled at start)."""
+"""A merchant account; its marketing setup lives in ``marketing_versions``."""
 
 locations = Table(
     "locations",
@@ -107,6 +112,99 @@ terminals = Table(
     ),
 )
 
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("pos_system_id", ID, primary_key=True),
+    Column("company_id", ID, primary_key=True),
+    Column("email", String(320), primary_key=True),
+    Column("password_hash", String(300), nullable=False),
+    Column("role", String(20), nullable=False),
+    ForeignKeyConstraint(
+        ["pos_system_id", "company_id"], ["companies.pos_system_id", "companies.id"], ondelete="CASCADE"
+    ),
+)
+"""A merchant's console users: ``email`` lower-cased, the password only as an argon2 hash."""
+
+# --- merchants' marketing: versions, the active one, the audit trail --------------------------
+
+marketing_versions = Table(
+    "marketing_versions",
+    metadata,
+    Column("pos_system_id", ID, primary_key=True),
+    Column("company_id", ID, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("document", JSON, nullable=False),
+    Column("source", String(10), nullable=False),
+    Column("created_by", String(400), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("note", String(1000), nullable=True),
+    Column("activated_at", UtcDateTime, nullable=True),
+    ForeignKeyConstraint(
+        ["pos_system_id", "company_id"], ["companies.pos_system_id", "companies.id"], ondelete="CASCADE"
+    ),
+)
+"""A company's marketing setup ``Document`` as JSON, numbered per company; never changed once written.
+
+``activated_at`` is set the first time the version goes live (a draft has none)."""
+
+marketing_active = Table(
+    "marketing_active",
+    metadata,
+    Column("pos_system_id", ID, primary_key=True),
+    Column("company_id", ID, primary_key=True),
+    Column("version", Integer, nullable=False),
+    ForeignKeyConstraint(
+        ["pos_system_id", "company_id"], ["companies.pos_system_id", "companies.id"], ondelete="CASCADE"
+    ),
+)
+"""Which version of each company is live: one row per company, changed by compare-and-set."""
+
+marketing_audit = Table(
+    "marketing_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pos_system_id", ID, nullable=False),
+    Column("company_id", ID, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(400), nullable=False),
+    Column("source", String(10), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("version", Integer, nullable=True),
+    Column("summary", Text, nullable=False),
+    ForeignKeyConstraint(
+        ["pos_system_id", "company_id"], ["companies.pos_system_id", "companies.id"], ondelete="CASCADE"
+    ),
+    Index("ix_marketing_audit_company", "pos_system_id", "company_id", "id"),
+)
+"""One entry per draft, activation and ``cmc apply`` change of a company's marketing."""
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("pos_system_id", ID, primary_key=True),
+    Column("company_id", ID, primary_key=True),
+    Column("actor", String(400), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_idempotency_keys_created_at", "created_at"),
+)
+"""The answer to each merchant API POST sent with an ``Idempotency-Key``, replayed on a retry."""
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("window_start", UtcDateTime, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Index("ix_login_failures_window_start", "window_start"),
+)
+"""Failed credential checks per client id / per source address (hashed), in fixed windows."""
+
 # --- the tender path ---------------------------------------------------------------------------
 
 transactions = Table(
@@ -134,6 +232,7 @@ transactions = Table(
     UniqueConstraint("pos_system_id", "company_id", "pos_transaction_id", name="uq_transactions_pos_tx"),
     # A customer's visits in time order (the merchant's customer timeline, return-visit analytics).
     Index("ix_transactions_profile", "profile_id", "occurred_at"),
+    Index("ix_transactions_company_time", "pos_system_id", "company_id", "occurred_at"),
 )
 """``request`` is the decoded body re-encoded as JSON (its basket included: the products have no table
 of their own, nothing queries them by column); ``response`` the exact bytes a replay answers with."""
