@@ -232,6 +232,7 @@ transactions = Table(
     UniqueConstraint("pos_system_id", "company_id", "pos_transaction_id", name="uq_transactions_pos_tx"),
     # A customer's visits in time order (the merchant's customer timeline, return-visit analytics).
     Index("ix_transactions_profile", "profile_id", "occurred_at"),
+    # A merchant's sales in a time window: the simulation's replay and the analytics' series.
     Index("ix_transactions_company_time", "pos_system_id", "company_id", "occurred_at"),
 )
 """``request`` is the decoded body re-encoded as JSON (its basket included: the products have no table
