@@ -380,9 +380,9 @@ async def test_two_workers_send_each_notification_exactly_once(
 # --- (c) a registry change reaches every process ---------------------------------------------------
 
 
-async def fires_777(http: httpx2.AsyncClient, token: str) -> bool:
-    """Whether a dry run of a 777.00 sale names the new rule."""
-    body = customer_sale("dry", 1, 777)
+async def fires(http: httpx2.AsyncClient, token: str, amount: float, rule: str) -> bool:
+    """Whether a dry run of a sale of ``amount`` names ``rule`` (with a session, as a dry run needs)."""
+    body = customer_sale("dry", 1, amount)
     auth = {"Authorization": f"Bearer {token}"}
     where = {"terminalId": body["terminalId"], "posLocationId": body["posLocationId"]}
     started = await http.post("/pos/pax/startInteraction", json=where, headers=auth)
@@ -393,14 +393,14 @@ async def fires_777(http: httpx2.AsyncClient, token: str) -> bool:
         headers=auth,
     )
     assert answer.status_code == 200, answer.text
-    return any(effect["rule"] == "seven seven seven" for effect in answer.json()["data"]["effects"])
+    return any(effect["rule"] == rule for effect in answer.json()["data"]["effects"])
 
 
 async def test_a_rule_change_reaches_both_processes_within_2_seconds(
     cluster: Cluster, clients: list[httpx2.AsyncClient], tmp_path: Path
 ) -> None:
     token = await token_from(clients[0])
-    assert [await fires_777(http, token) for http in clients] == [False, False]
+    assert [await fires(http, token, 777, "seven seven seven") for http in clients] == [False, False]
     changed = tmp_path / "changed.yaml"
     changed.write_text(REGISTRY.read_text() + NEW_RULE)
 
@@ -413,7 +413,7 @@ async def test_a_rule_change_reaches_both_processes_within_2_seconds(
     assert process.returncode == 0, err.decode()
 
     async def seen(http: httpx2.AsyncClient) -> float:
-        while not await fires_777(http, token):
+        while not await fires(http, token, 777, "seven seven seven"):
             assert time.monotonic() - applied < 10, "the rule change never arrived"
             await asyncio.sleep(0.05)
         return time.monotonic() - applied
@@ -471,16 +471,6 @@ async def draft_with(http: httpx2.AsyncClient, headers: dict[str, str], rule: di
 
 async def active_version(http: httpx2.AsyncClient, headers: dict[str, str]) -> int:
     return int((await http.get(f"{MERCHANT}/marketing", headers=headers)).headers["etag"].strip('"'))
-
-
-async def fires(http: httpx2.AsyncClient, token: str, amount: float, rule: str) -> bool:
-    body = customer_sale("dry", 2, amount)
-    answer = await http.post(
-        "/pos/pax/transaction", params={"dryRun": "true"}, json={**body, "sessionId": "dry-run"},
-        headers={"Authorization": f"Bearer {token}"},
-    )  # fmt: skip
-    assert answer.status_code == 200, answer.text
-    return any(effect["rule"] == rule for effect in answer.json()["data"]["effects"])
 
 
 async def test_an_activation_on_one_process_is_used_by_the_other_within_2_seconds(
