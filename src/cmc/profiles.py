@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import phonenumbers
 from sqlalchemy import bindparam, insert, select, update
@@ -33,12 +33,13 @@ KINDS = ("card", "pos", "email", "phone")
 """Identifier kinds in matching priority order."""
 
 
-@dataclass(frozen=True)
-class Identifier:
+class Identifier(NamedTuple):
     """A normalized customer identifier."""
 
     kind: str
+    """One of ``KINDS``."""
     value: str
+    """Normalized: a card without spaces or dashes, a lower-cased email, an E.164 phone."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Person:
     """A customer's personal details (normalized; None where unknown)."""
 
     first_name: str | None = None
+    """Trimmed, as the POS sent it (placeholders such as ``{firstName}`` show it)."""
     last_name: str | None = None
     email: str | None = None
     """The first valid email of the sale: where email messages go."""
@@ -77,12 +79,12 @@ class Claim:
     person: Person = Person()
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):
     """The merchant account a profile belongs to: identifiers are unique within it."""
 
     pos_system_id: str
     company_id: str
+    """The merchant account's id within its POS system."""
 
 
 @dataclass(frozen=True)
@@ -288,7 +290,7 @@ async def resolve(
     peeked = await peek(tx, claim, merchant, amount=amount, is_reversal=is_reversal)
     if peeked is None:
         return None
-    scope = vars(merchant)
+    scope = merchant._asdict()
     state, result = peeked
     values = _row(state)
     if state.is_new:

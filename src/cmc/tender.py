@@ -121,14 +121,13 @@ async def _record(
         tx, pos_system_id=scope.pos_system_id, company_id=scope.company_id,
         transaction_id=request.transactionId, session_id=session_id,
     )  # fmt: skip
+    key = (*scope, request.transactionId)
     for row in stored:
-        if (row.pos_system_id, row.company_id, row.pos_transaction_id) == (
-            *vars(scope).values(),
-            request.transactionId,
-        ):
+        if (row.pos_system_id, row.company_id, row.pos_transaction_id) == key:
             if row.request_hash != fingerprint:
                 raise TransactionConflict()
             return Answer(row.response, "replayed")
+    # Any row left is the transaction this session id already carried (the session check says whose).
     _check_session(session, session_id, request, place, now=now, used=bool(stored))
     recorded = await _sale(tx, request, session_id, place, claim, now=now, write=True)
     reaction = await react(tx, recorded)

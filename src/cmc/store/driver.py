@@ -34,26 +34,42 @@ Params = Mapping[str, Any] | None
 
 
 class Tx(abc.ABC):
-    """One open database transaction, as a unit of work sees it."""
+    """One open database transaction, as a unit of work sees it.
+
+    The statement handling (SQL and conversions for the dialect) is here; each driver only sends SQL
+    with positional arguments and hands back the driver's rows.
+    """
 
     dialect: str
 
-    @abc.abstractmethod
     async def execute(self, statement: Statement[Any], params: Params = None) -> int:
         """Run a write; returns the number of rows it affected."""
+        compiled = statement.compiled(self.dialect)
+        return await self._execute(compiled.sql, compiled.args(params or {}))
 
-    @abc.abstractmethod
     async def execute_many(self, statement: Statement[Any], rows: Sequence[Mapping[str, Any]]) -> None:
         """Run a write once per row of parameters."""
+        compiled = statement.compiled(self.dialect)
+        await self._execute_many(compiled.sql, [compiled.args(row) for row in rows])
 
-    @abc.abstractmethod
     async def all(self, statement: Statement[R], params: Params = None) -> list[R]:
         """Every row of a query (or of a write's ``RETURNING``)."""
+        compiled = statement.compiled(self.dialect)
+        return statement.rows(self.dialect, await self._fetch(compiled.sql, compiled.args(params or {})))
 
     async def first(self, statement: Statement[R], params: Params = None) -> R | None:
         """The first row, or None."""
         rows = await self.all(statement, params)
         return rows[0] if rows else None
+
+    @abc.abstractmethod
+    async def _execute(self, sql: str, args: list[Any]) -> int: ...
+
+    @abc.abstractmethod
+    async def _execute_many(self, sql: str, args: list[list[Any]]) -> None: ...
+
+    @abc.abstractmethod
+    async def _fetch(self, sql: str, args: list[Any]) -> Sequence[Sequence[Any]]: ...
 
 
 class SqliteTx(Tx):
@@ -64,26 +80,18 @@ class SqliteTx(Tx):
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
 
-    async def execute(self, statement: Statement[Any], params: Params = None) -> int:
-        compiled = statement.compiled(self.dialect)
-        with (
-            _sqlite_errors(),
-            contextlib.closing(self._connection.execute(compiled.sql, compiled.args(params or {}))) as cursor,
-        ):
+    async def _execute(self, sql: str, args: list[Any]) -> int:
+        with _sqlite_errors(), contextlib.closing(self._connection.execute(sql, args)) as cursor:
             return cursor.rowcount
 
-    async def execute_many(self, statement: Statement[Any], rows: Sequence[Mapping[str, Any]]) -> None:
-        compiled = statement.compiled(self.dialect)
+    async def _execute_many(self, sql: str, args: list[list[Any]]) -> None:
         with _sqlite_errors():
-            self._connection.executemany(compiled.sql, [compiled.args(row) for row in rows]).close()
+            self._connection.executemany(sql, args).close()
 
-    async def all(self, statement: Statement[R], params: Params = None) -> list[R]:
-        compiled = statement.compiled(self.dialect)
-        with (
-            _sqlite_errors(),
-            contextlib.closing(self._connection.execute(compiled.sql, compiled.args(params or {}))) as cursor,
-        ):
-            return statement.rows(self.dialect, cursor.fetchall())
+    async def _fetch(self, sql: str, args: list[Any]) -> Sequence[Sequence[Any]]:
+        with _sqlite_errors(), contextlib.closing(self._connection.execute(sql, args)) as cursor:
+            rows: list[Sequence[Any]] = cursor.fetchall()
+            return rows
 
 
 class PgTx(Tx):
@@ -94,24 +102,21 @@ class PgTx(Tx):
     def __init__(self, connection: asyncpg.Connection) -> None:
         self._connection = connection
 
-    async def execute(self, statement: Statement[Any], params: Params = None) -> int:
-        compiled = statement.compiled(self.dialect)
+    async def _execute(self, sql: str, args: list[Any]) -> int:
         with _pg_errors():
-            status = await self._connection.execute(compiled.sql, *compiled.args(params or {}))
+            status: str = await self._connection.execute(sql, *args)
         # "INSERT 0 3", "UPDATE 2", "DELETE 0": the count is the last word.
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
-    async def execute_many(self, statement: Statement[Any], rows: Sequence[Mapping[str, Any]]) -> None:
-        compiled = statement.compiled(self.dialect)
+    async def _execute_many(self, sql: str, args: list[list[Any]]) -> None:
         with _pg_errors():
-            await self._connection.executemany(compiled.sql, [compiled.args(row) for row in rows])
+            await self._connection.executemany(sql, args)
 
-    async def all(self, statement: Statement[R], params: Params = None) -> list[R]:
-        compiled = statement.compiled(self.dialect)
+    async def _fetch(self, sql: str, args: list[Any]) -> Sequence[Sequence[Any]]:
         with _pg_errors():
-            raw = await self._connection.fetch(compiled.sql, *compiled.args(params or {}))
-        return statement.rows(self.dialect, raw)
+            rows: list[Sequence[Any]] = await self._connection.fetch(sql, *args)
+            return rows
 
 
 @contextlib.contextmanager
