@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.exceptions import HTTPException
 
-from cmc import logs
+from cmc import logs, screens
 from cmc.api import cfs, links, ops, optout, pos, token
 from cmc.api.edge import Edge, Metrics
 from cmc.api.problems import handle_api_error, handle_http_exception, handle_unexpected
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         key = settings.jwt_secret
         if not key:
             key = await db.write(meta.get_or_create, JWT_KEY, secrets.token_urlsafe(48))
+        await db.write(screens.ensure_key)  # before the first snapshot: it signs the screen tokens
         directory = DirectoryCache(db, refresh=settings.registry_refresh)
         await directory.start()
         feed = CfsFeed(db, poll=settings.cfs_poll)

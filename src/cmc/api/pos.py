@@ -1,4 +1,5 @@
-"""The POS API: StartInteraction, SendTransaction, reading a transaction back, the settings lookup."""
+"""The POS API: StartInteraction, SendTransaction, reading a transaction back, the settings lookup, the
+CFS carousel URL."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from litestar import get, post
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
-from cmc import auth, interactions, tender, transactions
+from cmc import auth, interactions, screens, tender, transactions
 from cmc.api import HttpRequest
 from cmc.api.body import decode_json
 from cmc.api.services import Services
@@ -18,6 +19,7 @@ from cmc_client import wire
 _start_decoder = msgspec.json.Decoder(wire.StartInteractionRequest)
 _transaction_decoder = msgspec.json.Decoder(wire.TransactionRequest)
 _settings_decoder = msgspec.json.Decoder(wire.SettingsLookupRequest)
+_carousel_decoder = msgspec.json.Decoder(wire.CarouselRequest)
 _encode = msgspec.json.Encoder().encode
 JSON = "application/json"
 
@@ -138,6 +140,28 @@ async def legacy_settings(
     return json_response(_encode({"data": {"settings": flags}}))
 
 
+@post("/v2/pos/{pos_system_id:str}/carousel", status_code=200)
+async def carousel(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
+    """The URL of a terminal's customer-facing screen, with its pairing credential (ClearLine 2.7)."""
+    services = Services.of(request)
+    pos = _pos_system(services, request, pos_system_id)
+    body = await decode_json(request, _carousel_decoder)
+    location = interactions.resolve_terminal(
+        services.directory.current,
+        pos,
+        location_id=body.posLocationId,
+        terminal_id=body.terminalId,
+        company_id=None,
+    )
+    token = location.screen_tokens.get(body.terminalId)
+    if token is None:
+        raise NotFound(
+            f"Terminal {body.terminalId!r} has no customer-facing screen (it is registered with cfs: false)."
+        )
+    url = screens.page_url(services.settings.base_url, token)
+    return json_response(_encode(wire.CarouselResponse(data=wire.CarouselData(url=url))))
+
+
 def _settings(pos: PosSystem, *, company_id: str | None, known: bool = True) -> wire.SettingsResponse:
     return wire.SettingsResponse(
         data=wire.SettingsData(
@@ -156,4 +180,5 @@ ROUTES = [
     settings_lookup,
     settings_lookup_for_company,
     legacy_settings,
+    carousel,
 ]

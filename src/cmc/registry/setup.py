@@ -1,4 +1,4 @@
-"""A company's marketing setup: its widgets, CFS templates, message templates and POS Rules.
+"""A company's marketing setup: its branding, widgets, CFS templates, message templates and POS Rules.
 
 Two forms of one thing, both pure (no I/O):
 
@@ -13,13 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
 
 from cmc import rules
 from cmc.errors import RegistryError
+from cmc.placeholders import names
+
+IDLE_PLACEHOLDERS = frozenset({"companyName", "locationName"})
+"""What idle slides may name: every shopper sees them, so nothing of a sale."""
 
 
 class SetupError(RegistryError):
@@ -45,7 +49,7 @@ class Widget(_Spec, frozen=True):
 
 
 class Slide(_Spec, frozen=True):
-    """One slide of a CFS template; ``{firstName}``-style placeholders are filled per sale."""
+    """One idle slide of a CFS template; ``{companyName}`` and ``{locationName}`` are filled."""
 
     title: str = ""
     body: str = ""
@@ -53,11 +57,40 @@ class Slide(_Spec, frozen=True):
 
 
 class CfsTemplate(_Spec, frozen=True):
-    """Slides a customer-facing screen rotates."""
+    """What a customer-facing screen shows: idle slides between sales, a thank-you line during one."""
 
     id: int
     name: str
     slides: tuple[Slide, ...] = ()
+    """Idle slides, rotating while no sale is shown (every shopper sees them)."""
+    thanks: str = "Thank you, {firstName}!"
+    """The sale's line, shown with its QR code (or alone, briefly, when no rule chose a QR)."""
+    displaySeconds: Annotated[int, msgspec.Meta(ge=1, le=600)] = 45
+    """How long a sale stays on the screen before it goes back to the idle slides."""
+
+
+_Color = Annotated[str, msgspec.Meta(pattern=r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")]
+"""A CSS hex colour: the only form that reaches our style sheets."""
+
+
+class Colors(_Spec, frozen=True):
+    """A company's colours: accents and buttons, the page background, the text."""
+
+    primary: _Color = "#1f6f5c"
+    background: _Color = "#f6f7f9"
+    text: _Color = "#1d2330"
+
+
+class Branding(_Spec, frozen=True):
+    """How a company's screens, pages and emails look; every field has a default."""
+
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    """The name shoppers see (the company's name when absent)."""
+    logoUrl: str | None = None
+    """An absolute http(s) URL, or a ``data:image/...`` URL."""
+    colors: Colors = Colors()
+    font: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9 _-]{1,60}$")] | None = None
+    """A font family the devices have; CJK and emoji fallbacks follow it."""
 
 
 class MessageTemplate(_Spec, frozen=True):
@@ -72,6 +105,7 @@ class MessageTemplate(_Spec, frozen=True):
 class Document(_Spec, frozen=True):
     """A company's marketing sections, validated; ``rules`` in their normal data form."""
 
+    branding: Branding = Branding()
     widgets: tuple[Widget, ...] = ()
     cfsTemplates: tuple[CfsTemplate, ...] = ()
     messageTemplates: tuple[MessageTemplate, ...] = ()
@@ -87,6 +121,7 @@ class Document(_Spec, frozen=True):
 class Setup:
     """One company's marketing setup, ready for the tender path."""
 
+    branding: Branding = field(default_factory=Branding)
     widgets: Mapping[int, Widget] = field(default_factory=dict)
     cfs_templates: Mapping[int, CfsTemplate] = field(default_factory=dict)
     message_templates: Mapping[str, MessageTemplate] = field(default_factory=dict)
@@ -97,19 +132,24 @@ EMPTY = Setup()
 
 
 def check(raw: Mapping[str, Any], *, locations: Collection[str], path: str) -> Document:
-    """Validate ``widgets``, ``cfsTemplates``, ``messageTemplates`` and ``rules`` from raw data.
+    """Validate ``branding``, ``widgets``, ``cfsTemplates``, ``messageTemplates`` and ``rules``.
 
     Raises ``SetupError`` / ``rules.RuleError`` whose ``field`` is the full path under ``path``.
     """
-    widgets = _items(raw.get("widgets"), Widget, f"{path}.widgets")
-    templates = _items(raw.get("cfsTemplates"), CfsTemplate, f"{path}.cfsTemplates")
-    messages = _items(raw.get("messageTemplates"), MessageTemplate, f"{path}.messageTemplates")
+    branding = _convert(raw.get("branding") or {}, Branding, f"{path}.branding")
+    widgets = _convert(raw.get("widgets") or [], list[Widget], f"{path}.widgets")
+    templates = _convert(raw.get("cfsTemplates") or [], list[CfsTemplate], f"{path}.cfsTemplates")
+    messages = _convert(raw.get("messageTemplates") or [], list[MessageTemplate], f"{path}.messageTemplates")
+    if branding.logoUrl is not None:
+        _check_image(branding.logoUrl, f"{path}.branding.logoUrl")
     for i, widget in enumerate(widgets):
         url = urlsplit(widget.landingUrl.replace("{code}", "code"))
         if url.scheme not in {"http", "https"} or not url.netloc:
             raise SetupError(
                 "landingUrl must be an absolute http(s) URL", field=f"{path}.widgets[{i}].landingUrl"
             )
+    for i, template in enumerate(templates):
+        _check_slides(template, f"{path}.cfsTemplates[{i}]")
     for i, message in enumerate(messages):
         if message.channel == "email" and not message.subject:
             raise SetupError(
@@ -119,7 +159,10 @@ def check(raw: Mapping[str, Any], *, locations: Collection[str], path: str) -> D
     _unique([t.id for t in templates], f"{path}.cfsTemplates")
     _unique([m.id for m in messages], f"{path}.messageTemplates")
     document = Document(
-        widgets=tuple(widgets), cfsTemplates=tuple(templates), messageTemplates=tuple(messages)
+        branding=branding,
+        widgets=tuple(widgets),
+        cfsTemplates=tuple(templates),
+        messageTemplates=tuple(messages),
     )
     parsed = _parse_rules(raw.get("rules") or [], document, locations, f"{path}.rules")
     return msgspec.structs.replace(document, rules=tuple(rules.rule_to_data(rule) for rule in parsed))
@@ -131,6 +174,7 @@ def compile_setup(document: Document, *, locations: Collection[str]) -> Setup:
         return EMPTY
     parsed = _parse_rules(list(document.rules), document, locations, "rules")
     return Setup(
+        branding=document.branding,
         widgets={w.id: w for w in document.widgets},
         cfs_templates={t.id: t for t in document.cfsTemplates},
         message_templates={m.id: m for m in document.messageTemplates},
@@ -156,11 +200,31 @@ def _parse_rules(
     return rules.parse_rules(raw, locations=locations, path=path, **ids)  # type: ignore[arg-type]
 
 
-def _items(raw: object, kind: type[Any], path: str) -> list[Any]:
-    if raw is None:
-        return []
+def _check_slides(template: CfsTemplate, path: str) -> None:
+    """Idle slides name nothing of a sale; their images are URLs a screen can load."""
+    for j, slide in enumerate(template.slides):
+        for name in ("title", "body"):
+            shopper = sorted(names(getattr(slide, name)) - IDLE_PLACEHOLDERS)
+            if shopper:
+                raise SetupError(
+                    f"{{{shopper[0]}}}: idle slides are shown to every shopper, so they may only use "
+                    "{companyName} and {locationName}; greet the shopper in `thanks`",
+                    field=f"{path}.slides[{j}].{name}",
+                )
+        if slide.imageUrl is not None:
+            _check_image(slide.imageUrl, f"{path}.slides[{j}].imageUrl")
+
+
+def _check_image(url: str, path: str) -> None:
+    parts = urlsplit(url)
+    if url.startswith("data:image/") or (parts.scheme in {"http", "https"} and parts.netloc):
+        return
+    raise SetupError("must be an absolute http(s) URL or a data:image/... URL", field=path)
+
+
+def _convert(raw: object, kind: Any, path: str) -> Any:
     try:
-        return msgspec.convert(raw, list[kind])  # type: ignore[valid-type]
+        return msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).rpartition(" - at `")
         where = where.rstrip("`").removeprefix("$")

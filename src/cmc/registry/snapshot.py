@@ -12,15 +12,18 @@ import asyncio
 import contextlib
 import zoneinfo
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import structlog
 from sqlalchemy import Connection
 
+from cmc import screens
 from cmc.quiet_hours import QuietHours, parse_window
 from cmc.registry import setup, store
 from cmc.registry.setup import Setup
+from cmc.screens import Screen
 from cmc.store.database import Database
 
 log = structlog.get_logger(__name__)
@@ -54,6 +57,8 @@ class Location:
     quiet_hours: QuietHours
     terminals: frozenset[str]
     cfs_terminals: frozenset[str]
+    screen_tokens: Mapping[str, str] = field(default_factory=dict)
+    """Terminal id → the pairing token of its customer-facing screen (``cmc.screens``)."""
 
 
 @dataclass(frozen=True)
@@ -84,17 +89,21 @@ class Directory:
     companies: dict[tuple[str, str], Company] = field(default_factory=dict)
     locations: dict[tuple[str, str], Location] = field(default_factory=dict)
     clients: dict[str, Client] = field(default_factory=dict)
+    screens: Mapping[str, Screen] = field(default_factory=dict)
+    """Pairing token → its customer-facing screen: a token not here opens nothing."""
 
 
 def load(conn: Connection) -> Directory:
     """Read the whole registry in one transaction and build the snapshot."""
     rows = store.load_rows(conn)
+    signer = screens.signer(conn)
     terminals: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
     for row in rows.terminals:
         terminals[(row.pos_system_id, row.location_id)].append((row.id, row.cfs))
     locations = {}
     for row in rows.locations:
         terms = terminals[(row.pos_system_id, row.id)]
+        tokens = signer.tokens(Screen(row.pos_system_id, row.id, term) for term, cfs in terms if cfs)
         locations[(row.pos_system_id, row.id)] = Location(
             pos_system_id=row.pos_system_id,
             id=row.id,
@@ -105,6 +114,7 @@ def load(conn: Connection) -> Directory:
             quiet_hours=parse_window(row.quiet_hours),
             terminals=frozenset(term for term, _ in terms),
             cfs_terminals=frozenset(term for term, cfs in terms if cfs),
+            screen_tokens={screen.terminal_id: token for screen, token in tokens.items()},
         )
     company_locations: dict[tuple[str, str], list[str]] = defaultdict(list)
     for loc in locations.values():
@@ -127,6 +137,11 @@ def load(conn: Connection) -> Directory:
         locations=locations,
         clients={
             row.client_id: Client(row.client_id, row.pos_system_id, row.secret_hash) for row in rows.clients
+        },
+        screens={
+            token: Screen(loc.pos_system_id, loc.id, terminal)
+            for loc in locations.values()
+            for terminal, token in loc.screen_tokens.items()
         },
     )
 

@@ -51,6 +51,7 @@ class CompanySpec(Spec):
     id: _IdStr
     name: str
     locations: list[LocationSpec] = []
+    branding: dict[str, Any] = {}
     widgets: list[dict[str, Any]] = []
     cfsTemplates: list[dict[str, Any]] = []
     messageTemplates: list[dict[str, Any]] = []
@@ -191,6 +192,7 @@ def _is_timezone(name: str) -> bool:
 
 def _setup(company: CompanySpec, path: str) -> setup.Document:
     raw = {
+        "branding": company.branding,
         "widgets": company.widgets,
         "cfsTemplates": company.cfsTemplates,
         "messageTemplates": company.messageTemplates,

@@ -169,6 +169,21 @@ def location_window_columns(
     )
 
 
+def company_look_columns(
+    pos_system_id: ColumnElement[str], company_id: ColumnElement[str]
+) -> tuple[ScalarSelect[Any], ScalarSelect[Any]]:
+    """The name and branding of the company these columns name, for use inside a query.
+
+    The outbox reads them when it claims a message, so a message wears the company's current look.
+    """
+    c = tables.companies
+    same = and_(c.c.pos_system_id == pos_system_id, c.c.id == company_id)
+    return (
+        select(c.c.name).where(same).scalar_subquery(),
+        select(c.c.config["branding"]).where(same).scalar_subquery(),
+    )
+
+
 def current_version(conn: Connection) -> int:
     """The registry's version: bumped by every change, so every process reloads its snapshot."""
     return int(meta.get(conn, VERSION_KEY) or 0)
