@@ -326,6 +326,29 @@ async def test_higher_priority_stop_rule_prevents_lower_ones(api: Api) -> None:
     assert (link.widget_id, link.target_url) == (2, "https://example.com/review")
 
 
+async def test_a_terminal_without_a_screen_gets_no_template_and_no_event(api: Api) -> None:
+    data = await tender_ok(api, seed_transaction(terminalId="term7"))  # cfs: false
+    assert data["qrCodeWidget"]["widgetId"] == 1  # the POS may still show the QR itself
+    assert data["cfsTemplate"] is None
+    [template] = [e for e in data["effects"] if e["kind"] == "cfsTemplate"]
+    assert (template["shown"], template["reason"]) == (
+        False,
+        "terminal 'term7' has no customer-facing screen",
+    )
+    assert await count_rows(api, "cfs_events") == 0
+
+
+async def test_anonymous_sales_and_limited_rules_are_explained(api: Api) -> None:
+    body = seed_transaction(sessionId="any", customer=None, loyalty=None)
+    preview = await dry_run(api, body)
+    limited = traces(preview)["mid-basket coupon"]
+    assert (limited["outcome"], limited["path"]) == ("limited", "limit.anonymous")
+    assert "anonymous: skip, the default" in limited["detail"] and "anonymous" in preview["text"]
+    assert [e["rule"] for e in preview["effects"]] == ["edibles fan"]  # unlimited rules still fire
+    data = await tender_ok(api, seed_transaction(customer=None, loyalty=None))
+    assert data["profile"] is None and data["qrCodeWidget"]["widgetId"] == 2
+
+
 # --------------------------------------------------------------------------- nothing fires
 
 

@@ -226,9 +226,11 @@ def _convert(raw: object, kind: Any, path: str) -> Any:
     try:
         return msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
-        message, _, where = str(exc).rpartition(" - at `")
+        message, at, where = str(exc).rpartition(" - at `")
+        if not at:  # a problem with the value itself: msgspec names no path inside it
+            message, where = str(exc), ""
         where = where.rstrip("`").removeprefix("$")
-        raise SetupError(message or str(exc), field=f"{path}{where}") from None
+        raise SetupError(message, field=f"{path}{where}") from None
 
 
 def _unique(ids: list[Any], path: str) -> None:
