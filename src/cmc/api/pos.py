@@ -13,7 +13,7 @@ from cmc.api import HttpRequest
 from cmc.api.body import decode_json
 from cmc.api.services import Services
 from cmc.errors import BadRequest, NotFound, TransactionNotFound
-from cmc.registry import PosSystem
+from cmc.registry import Directory, PosSystem
 from cmc_client import wire
 
 _start_decoder = msgspec.json.Decoder(wire.StartInteractionRequest)
@@ -145,21 +145,23 @@ async def carousel(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIRe
     """The URL of a terminal's customer-facing screen, with its pairing credential (ClearLine 2.7)."""
     services = Services.of(request)
     pos = _pos_system(services, request, pos_system_id)
-    body = await decode_json(request, _carousel_decoder)
-    location = interactions.resolve_terminal(
-        services.directory.current,
-        pos,
-        location_id=body.posLocationId,
-        terminal_id=body.terminalId,
-        company_id=None,
-    )
-    token = location.screen_tokens.get(body.terminalId)
-    if token is None:
-        raise NotFound(
-            f"Terminal {body.terminalId!r} has no customer-facing screen (it is registered with cfs: false)."
-        )
+    token = _screen_token(services.directory.current, pos, await decode_json(request, _carousel_decoder))
     url = screens.page_url(services.settings.base_url, token)
     return json_response(_encode(wire.CarouselResponse(data=wire.CarouselData(url=url))))
+
+
+def _screen_token(directory: Directory, pos: PosSystem, where: wire.CarouselRequest) -> str:
+    """The pairing token of the terminal's screen: 404 for an unknown terminal or one without a screen."""
+    terminal = where.terminalId
+    location = interactions.resolve_terminal(
+        directory, pos, location_id=where.posLocationId, terminal_id=terminal, company_id=None
+    )
+    token = location.screen_tokens.get(terminal)
+    if token is None:
+        raise NotFound(
+            f"Terminal {terminal!r} has no customer-facing screen (it is registered with cfs: false)."
+        )
+    return token
 
 
 def _settings(pos: PosSystem, *, company_id: str | None, known: bool = True) -> wire.SettingsResponse:

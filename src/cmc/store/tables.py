@@ -315,10 +315,10 @@ when a screen connects (what it must show now)."""
 screens = Table(
     "screens",
     metadata,
-    Column("pos_system_id", ID, primary_key=True),
+    Column("pos_system_id", ID, primary_key=True, doc="With location_id and terminal_id: the screen."),
     Column("location_id", ID, primary_key=True),
     Column("terminal_id", ID, primary_key=True),
-    Column("generation", Integer, nullable=False),
+    Column("generation", Integer, nullable=False, doc="What the screen's credential is signed with now."),
     Column("rotated_at", UtcDateTime, nullable=False),
 )
 """Screens whose pairing was rotated: the generation their credential is signed with (no row: 0).

@@ -32,14 +32,13 @@ def upgrade() -> None:
             "ix_cfs_events_screen", ["pos_system_id", "location_id", "terminal_id", "id"], unique=False
         )
 
+    screen = ("pos_system_id", "location_id", "terminal_id")
     op.create_table(
         "screens",
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("location_id", sa.String(length=200), nullable=False),
-        sa.Column("terminal_id", sa.String(length=200), nullable=False),
+        *(sa.Column(name, sa.String(length=200), nullable=False) for name in screen),
         sa.Column("generation", sa.Integer(), nullable=False),
         sa.Column("rotated_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("pos_system_id", "location_id", "terminal_id", name=op.f("pk_screens")),
+        sa.PrimaryKeyConstraint(*screen, name=op.f("pk_screens")),
     )
 
 
