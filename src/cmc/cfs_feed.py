@@ -67,9 +67,16 @@ _t = tables.cfs_events
 _INSERT = Statement(insert(_t), name="cfs_feed.publish", keys=[c.name for c in _t.columns if c.name != "id"])
 
 
-async def publish(tx: Tx, screen: Screen, payload: dict[str, Any], *, now: datetime) -> None:
-    """Write an event for a screen in the caller's transaction; every process pushes it."""
-    await notifications.notify_in(tx, notifications.CFS_CHANNEL)
+async def publish(
+    tx: Tx, screen: Screen, payload: dict[str, Any], *, now: datetime, wake: bool = True
+) -> None:
+    """Write an event for a screen in the caller's transaction; every process pushes it.
+
+    ``wake`` also NOTIFYs the pollers on PostgreSQL (a round trip more), so the push does not wait for
+    the next poll; without it the event goes out within ``CMC_CFS_POLL_SECONDS``.
+    """
+    if wake:
+        await notifications.notify_in(tx, notifications.CFS_CHANNEL)
     await tx.execute(_INSERT, {**screen._asdict(), "payload": payload, "created_at": now})
 
 

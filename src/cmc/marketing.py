@@ -226,7 +226,8 @@ async def _cfs_event(tx: Tx, sale: Sale, link: _Link | None, template: rules.Eff
         template_id=int(template.target) if template else None,
     )
     screen = screens.Screen(sale.pos.id, sale.location.id, terminal)
-    await cfs_feed.publish(tx, screen, payload, now=sale.now)
+    # A QR must show at once; a thank-you alone may wait for the next poll (no NOTIFY round trip).
+    await cfs_feed.publish(tx, screen, payload, now=sale.now, wake=link is not None)
 
 
 def _cfs_template(sale: Sale, chosen: rules.Effect | None, base_url: str) -> wire.CfsTemplate | None:
