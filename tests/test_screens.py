@@ -240,6 +240,10 @@ async def test_the_page_defaults(cfs_api: Api) -> None:
     config = config_of(html)
     assert config["current"] == "7"  # an unknown template: the company's first one, not pinned
     assert config["events"] == f"/cfs/{token}/events" and config["intervalMs"] == 6000
+    setup = cfs_api.app.app.state.services.directory.current.companies[("pax", "comp5")].setup
+    for odd in ("9" * 5000, "-7", "٣", "7.0", "1e400"):  # the page and its stream read these: never a 500
+        assert (await cfs_api.http.get(f"/cfs/{token}?template={odd}&interval={odd}")).status_code == 200, odd
+        assert screen_state.screen_template(setup, odd) == (setup.cfs_templates[7], False), odd
 
 
 async def test_without_the_credential_there_is_nothing(cfs_api: Api) -> None:

@@ -16,6 +16,7 @@ into each sale's CFS event; ``cmc.api.cfs`` computes ``state`` from a screen's n
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,8 @@ __all__ = ["THANKS_SECONDS", "WELCOME", "idle_slides", "sale_payload", "screen_t
 
 THANKS_SECONDS = 6
 """How long a sale without a QR shows its thank-you line."""
+_ID = re.compile(r"[0-9]{1,9}")
+"""A template id in a URL (``int()`` of a long digit string would raise)."""
 WELCOME = CfsTemplate(id=0, name="Welcome", slides=(Slide(title="Welcome"),))
 """The template of a company that has none."""
 
@@ -46,7 +49,7 @@ def screen_template(setup: Setup, wanted: str | None) -> tuple[CfsTemplate, bool
 
     An unknown or missing id is not pinned: the company's first template, which a sale may replace.
     """
-    if wanted is not None and wanted.isdigit() and (found := setup.cfs_templates.get(int(wanted))):
+    if wanted is not None and _ID.fullmatch(wanted) and (found := setup.cfs_templates.get(int(wanted))):
         return found, True
     return next(iter(setup.cfs_templates.values()), WELCOME), False
 
