@@ -27,6 +27,7 @@ from cmc.api.optout import mask
 from cmc.placeholders import fill
 from cmc.store import tables
 from cmc.store.database import Database
+from cmc.web import Look, render
 from support import REGISTRY, Api, Lifespan, apply_registry, make_settings
 from test_qr import matrix_image, svg_modules
 
@@ -220,6 +221,24 @@ async def test_a_page_without_branding_has_sensible_defaults(api: Api) -> None:
     assert "Green Leaf" in html  # the company's own name
     assert "--primary: #1f6f5c" in html and "<img" not in html
     assert 'font-family: system-ui, -apple-system, "Segoe UI"' in html  # no &#34; inside the style sheet
+
+
+def test_a_hostile_company_name_is_text_on_every_page() -> None:
+    look = Look(name='<script>alert("x")</script>', logo_url='https://x.test/" onerror="alert(1)')
+    pages = {
+        "qr.html": {"title": "t", "svg": ""},
+        "qr_preview.html": {"title": "t", "svg": "", "short_url": "u"},
+        "message.html": {"heading": "h", "lines": [], "confirm": None},
+        "cfs.html": {
+            "slides": [],
+            "config": {"templates": {}, "current": "0", "intervalMs": 1, "events": "/"},
+        },
+        "email.html": {"subject": "s", "paragraphs": [], "footer": []},
+    }
+    for template, context in pages.items():
+        html = render(template, look=look, nonce="n", **context)
+        assert "<script>alert" not in html and '" onerror="' not in html, template
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html, template
 
 
 def test_link_builders() -> None:
