@@ -10,7 +10,7 @@ DEMO_DB ?= sqlite:///./var/cmc.db
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install run test lint typecheck pytest bench clean chromium
+.PHONY: install run test lint typecheck pytest bench clean chromium fonts screenshots
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ $(VENV)/.installed: pyproject.toml uv.lock packages/cmc-client/pyproject.toml | 
 run: install
 	@mkdir -p var
 	@CMC_DATABASE_URL=$(DEMO_DB) $(BIN)/cmc apply examples/demo.yaml
+	@echo
+	@echo "The customer-facing screen of terminal term5 (open it in a browser, then make a sale):"
+	@CMC_DATABASE_URL=$(DEMO_DB) CMC_PUBLIC_URL=$${CMC_PUBLIC_URL:-http://$(HOST):$(PORT)} \
+	  $(BIN)/cmc screens url --pos-system pax --location loc5 --terminal term5
 	@echo
 	@echo "Demo POS system 'pax': client id 'pax-demo', secret 's3cr3t!' (location loc5, terminal term5)."
 	@echo "Green Leaf's merchant API client: 'greenleaf-api', secret 'm3rch!' (examples/merchant-session.sh)."
@@ -45,7 +49,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install chromium
+pytest: install chromium fonts
 	$(BIN)/pytest
 
 # Browser tests drive Debian's chromium through Playwright (never a downloaded browser).
@@ -54,6 +58,18 @@ chromium:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "WARNING: could not install chromium; browser tests will be skipped"; }
+
+# CJK and emoji fonts, so the browser tests see shoppers' names drawn with real glyphs.
+fonts:
+	@fc-list 2>/dev/null | grep -q "Noto Sans CJK" && fc-list | grep -q "Noto Color Emoji" || { \
+	  echo "installing Debian's fonts-noto-cjk and fonts-noto-color-emoji for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq fonts-noto-cjk fonts-noto-color-emoji >/dev/null) \
+	  || echo "WARNING: could not install the Noto fonts; the CJK and emoji browser test will be skipped"; }
+
+# The README's pictures: docs/images/*.png, taken with the real chromium from a real `cmc serve`.
+screenshots: install chromium fonts
+	$(BIN)/python docs/screenshots.py
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

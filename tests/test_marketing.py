@@ -63,6 +63,14 @@ async def api(marketing_factory: Callable[..., Any]) -> AsyncIterator[Api]:
         yield api
 
 
+def screen_token(api: Api, location: str, terminal: str, *, pos: str = "pax") -> str:
+    """The pairing token of a terminal's screen in the running app's registry snapshot."""
+    token: str = api.app.app.state.services.directory.current.locations[(pos, location)].screen_tokens[
+        terminal
+    ]
+    return token
+
+
 async def fetch(api: Api, query: Any) -> list[Any]:
     db = api.db()
     try:
@@ -161,16 +169,19 @@ async def test_example_rules_fire_for_a_matching_sale(api: Api) -> None:
     }
     assert data["cfsTemplate"] == {
         "accountTemplateId": 7,
-        "cfsCarouselUrl": f"{BASE}/cfs/pax/term5?template=7",
+        "cfsCarouselUrl": f"{BASE}/cfs/{screen_token(api, 'loc5', 'term5')}?template=7",
     }
     assert data["notificationMessageId"] == sms.id  # the first notify of the rule: thanks-sms
+    shown = {"rule": "mid-basket coupon", "shown": True, "reason": None}
     assert data["effects"] == [
-        {"rule": "mid-basket coupon", "kind": "qrWidget", "target": "1", "messageId": None},
-        {"rule": "mid-basket coupon", "kind": "cfsTemplate", "target": "7", "messageId": None},
-        {"rule": "mid-basket coupon", "kind": "notify", "target": "thanks-sms", "messageId": sms.id},
-        {"rule": "mid-basket coupon", "kind": "notify", "target": "thanks-email", "messageId": email.id},
-        {"rule": "edibles fan", "kind": "qrWidget", "target": "2", "messageId": None},
-    ]
+        {**shown, "kind": "qrWidget", "target": "1", "messageId": None},
+        {**shown, "kind": "cfsTemplate", "target": "7", "messageId": None},
+        {**shown, "kind": "notify", "target": "thanks-sms", "messageId": sms.id},
+        {**shown, "kind": "notify", "target": "thanks-email", "messageId": email.id},
+        # One QR widget per sale: the "edibles fan" one lost, and the response says so.
+        {"rule": "edibles fan", "kind": "qrWidget", "target": "2", "messageId": None, "shown": False,
+         "reason": "one QR widget per sale: rule 'mid-basket coupon' comes first by priority"},
+    ]  # fmt: skip
 
     [link] = await fetch(api, select(tables.short_links))
     assert (link.code, link.widget_id, link.transaction_id) == (code, 1, data["id"])
@@ -193,10 +204,11 @@ async def test_example_rules_fire_for_a_matching_sale(api: Api) -> None:
         ("edibles fan", pid, data["id"]),
     ]
     [event] = await fetch(api, select(tables.cfs_events))
-    assert (event.pos_system_id, event.terminal_id) == ("pax", "term5")
-    assert event.payload["type"] == "qr" and event.payload["transactionId"] == data["id"]
-    assert event.payload["shortLinkUrl"] == widget["shortLinkUrl"]
-    assert event.payload["templateId"] == 7 and event.payload["firstName"] == "Ada"
+    assert (event.pos_system_id, event.location_id, event.terminal_id) == ("pax", "loc5", "term5")
+    # What the screen shows of the sale, and nothing else (no transaction id, no contact).
+    assert event.payload == {
+        "firstName": "Ada", "code": code, "title": "10% off your next visit", "templateId": 7,
+    }  # fmt: skip
 
 
 async def test_message_bodies_render_placeholders_and_carry_an_opt_out_link(api: Api) -> None:
@@ -298,13 +310,45 @@ async def test_higher_priority_stop_rule_prevents_lower_ones(api: Api) -> None:
     assert explained["edibles fan"]["outcome"] == "skipped-after-stop"
 
     data = await tender_ok(api, body)
-    assert data["effects"] == [{"rule": "vip stop", "kind": "qrWidget", "target": "2", "messageId": None}]
+    assert data["effects"] == [
+        {
+            "rule": "vip stop",
+            "kind": "qrWidget",
+            "target": "2",
+            "messageId": None,
+            "shown": True,
+            "reason": None,
+        }
+    ]
     assert data["qrCodeWidget"]["widgetId"] == 2
     assert data["cfsTemplate"] is None and data["notificationMessageId"] is None
     assert [r.rule for r in await fetch(api, select(tables.rule_firings.c.rule))] == ["vip stop"]
     assert await count_rows(api, "messages") == 0
     [link] = await fetch(api, select(tables.short_links.c.widget_id, tables.short_links.c.target_url))
     assert (link.widget_id, link.target_url) == (2, "https://example.com/review")
+
+
+async def test_a_terminal_without_a_screen_gets_no_template_and_no_event(api: Api) -> None:
+    data = await tender_ok(api, seed_transaction(terminalId="term7"))  # cfs: false
+    assert data["qrCodeWidget"]["widgetId"] == 1  # the POS may still show the QR itself
+    assert data["cfsTemplate"] is None
+    [template] = [e for e in data["effects"] if e["kind"] == "cfsTemplate"]
+    assert (template["shown"], template["reason"]) == (
+        False,
+        "terminal 'term7' has no customer-facing screen",
+    )
+    assert await count_rows(api, "cfs_events") == 0
+
+
+async def test_anonymous_sales_and_limited_rules_are_explained(api: Api) -> None:
+    body = seed_transaction(sessionId="any", customer=None, loyalty=None)
+    preview = await dry_run(api, body)
+    limited = traces(preview)["mid-basket coupon"]
+    assert (limited["outcome"], limited["path"]) == ("limited", "limit.anonymous")
+    assert "anonymous: skip, the default" in limited["detail"] and "anonymous" in preview["text"]
+    assert [e["rule"] for e in preview["effects"]] == ["edibles fan"]  # unlimited rules still fire
+    data = await tender_ok(api, seed_transaction(customer=None, loyalty=None))
+    assert data["profile"] is None and data["qrCodeWidget"]["widgetId"] == 2
 
 
 # --------------------------------------------------------------------------- nothing fires
@@ -319,9 +363,12 @@ async def test_rules_off_by_setting(api: Api) -> None:
     assert data["profile"] is not None  # the sale itself is recorded as usual
     after = await counts(api)
     assert after["transactions"] == 1
-    assert {t: after[t] for t in ("rule_firings", "short_links", "messages", "cfs_events")} == dict.fromkeys(
-        ("rule_firings", "short_links", "messages", "cfs_events"), 0
+    assert {t: after[t] for t in ("rule_firings", "short_links", "messages")} == dict.fromkeys(
+        ("rule_firings", "short_links", "messages"), 0
     )
+    # The terminal's screen still thanks the shopper (briefly, without a QR).
+    [event] = await fetch(api, select(tables.cfs_events))
+    assert event.payload == {"firstName": "Ada"}
     preview = await dry_run(api, dict(body, transactionId=unique()), pos="norules")
     assert preview["effects"] == []
     assert [(t["rule"], t["outcome"], t["path"]) for t in preview["explanation"]] == [
@@ -364,7 +411,7 @@ async def test_dry_run_explains_and_writes_nothing(api: Api) -> None:
     before = await counts(api)
 
     data = await dry_run(api, body)
-    assert data["effects"] == [{"rule": "edibles fan", "kind": "qrWidget", "target": "2"}]
+    assert data["effects"] == [{"rule": "edibles fan", "kind": "qrWidget", "target": "2"}]  # shown
     explained = traces(data)
     failed = explained["mid-basket coupon"]
     assert failed["outcome"] == "failed" and failed["path"] == "when.all[0].amount"
@@ -376,13 +423,14 @@ async def test_dry_run_explains_and_writes_nothing(api: Api) -> None:
     assert data["profile"]["customerEmail"] == "ada@example.com"  # as it would be after this sale
 
     matching = await dry_run(api, dict(body, transactionAmount=23.47), flag="1")
-    assert [(e["rule"], e["kind"]) for e in matching["effects"]] == [
-        ("mid-basket coupon", "qrWidget"),
-        ("mid-basket coupon", "cfsTemplate"),
-        ("mid-basket coupon", "notify"),
-        ("mid-basket coupon", "notify"),
-        ("edibles fan", "qrWidget"),
+    assert [(e["rule"], e["kind"], e.get("shown", True)) for e in matching["effects"]] == [
+        ("mid-basket coupon", "qrWidget", True),
+        ("mid-basket coupon", "cfsTemplate", True),
+        ("mid-basket coupon", "notify", True),
+        ("mid-basket coupon", "notify", True),
+        ("edibles fan", "qrWidget", False),  # the dry run says which QR widget the sale would carry
     ]
+    assert "rule 'mid-basket coupon' comes first" in matching["effects"][-1]["reason"]
 
     assert await counts(api) == before
     assert await count_rows(api, "transactions") == 0  # the session was not consumed
@@ -390,7 +438,14 @@ async def test_dry_run_explains_and_writes_nothing(api: Api) -> None:
     real = await api.send(body)  # the same session carries the real transaction
     assert real.status_code == 200, real.text
     assert real.json()["data"]["effects"] == [
-        {"rule": "edibles fan", "kind": "qrWidget", "target": "2", "messageId": None}
+        {
+            "rule": "edibles fan",
+            "kind": "qrWidget",
+            "target": "2",
+            "messageId": None,
+            "shown": True,
+            "reason": None,
+        }
     ]
     assert (await counts(api))["transactions"] == 1
 

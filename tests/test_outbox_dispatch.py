@@ -24,6 +24,7 @@ from sqlalchemy import Connection, insert, make_url, select, update
 from cmc import logs
 from cmc.config import Settings
 from cmc.ids import new_id
+from cmc.merchant import versions
 from cmc.outbox import Dispatcher, is_opted_out, opt_out, queue, run_worker
 from cmc.store import migrate, tables
 from cmc.store.database import Database
@@ -81,6 +82,12 @@ def seed_registry(conn: Connection) -> None:
     conn.execute(insert(tables.pos_systems).values(id="pax", name="PAX", status="Accepted", settings={}))
     for company, location in [("comp1", "loc-ny"), ("comp2", "loc-ny2")]:
         conn.execute(insert(tables.companies).values(pos_system_id="pax", id=company, name=company))
+        if company == "comp1":  # an active marketing version with a look: the email wears it
+            look = {"branding": {"name": "Coffee Co", "colors": {"primary": "#aa3300"}}}
+            number = versions.create(
+                conn, "pax", company, look, source="cli", created_by="test", note=None, now=NOON
+            )
+            versions.move_active(conn, "pax", company, to=number, expected=None, now=NOON)
         conn.execute(
             insert(tables.locations).values(
                 pos_system_id="pax",
@@ -173,9 +180,16 @@ async def test_email_is_delivered_over_smtp(db: Database, tmp_path: Path) -> Non
     assert mail.message["From"] == "Coffee Co <shop@example.com>"
     assert mail.message["Subject"] == "Your coupon"
     assert mail.message["List-Unsubscribe"] == f"<http://cmc.test/u/{queued.token}>"
-    assert mail.message.get_content().replace("\r\n", "\n").rstrip() == (
+    assert mail.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    plain, html = mail.message.get_body(("plain",)), mail.message.get_body(("html",))
+    assert plain is not None and html is not None
+    assert plain.get_content().replace("\r\n", "\n").rstrip() == (
         f"Hi Ada, here it is: http://cmc.test/s/abc\n\nNo more messages: http://cmc.test/u/{queued.token}"
     )
+    # The HTML part wears the company's branding as it is when the message goes out.
+    page = html.get_content()
+    assert "Coffee Co" in page and "#aa3300" in page
+    assert '<a href="http://cmc.test/s/abc"' in page and f'<a href="http://cmc.test/u/{queued.token}"' in page
     sent = await row(db, queued.id)
     assert (sent.status, sent.attempts, sent.sent_at, sent.lease_until) == ("sent", 1, NOON, None)
     [attempt] = await attempts(db, queued.id)

@@ -24,7 +24,17 @@ import pytest
 import structlog
 from aiosmtpd.controller import Controller
 
-from cmc.outbox.senders import LogSender, Outgoing, PermanentFailure, SmsSender, SmtpSender, TemporaryFailure
+from cmc.outbox.senders import (
+    LogSender,
+    Outgoing,
+    PermanentFailure,
+    SmsSender,
+    SmtpSender,
+    TemporaryFailure,
+    email_html,
+)
+from cmc.registry.setup import Branding, Colors
+from cmc.web import look_of
 
 
 def free_port() -> int:
@@ -154,7 +164,7 @@ def basic(userinfo: str) -> str:
     return "Basic " + base64.b64encode(userinfo.encode()).decode()
 
 
-async def test_smtp_sender_delivers_a_plain_text_email() -> None:
+async def test_smtp_sender_delivers_text_and_a_branded_html_alternative() -> None:
     with smtp_server() as inbox:
         await SmtpSender(inbox.url, sender="Coffee Co <shop@example.com>").send(outgoing())
     [mail] = inbox.received
@@ -164,9 +174,28 @@ async def test_smtp_sender_delivers_a_plain_text_email() -> None:
     assert mail.message["From"] == "Coffee Co <shop@example.com>"
     assert mail.message["To"] == "ada@example.com"
     assert mail.message["List-Unsubscribe"] == "<https://cmc.test/u/tok>"
+    assert mail.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"  # RFC 8058 one-click
     assert mail.message["Message-ID"] == "<0190c6d4-0000-7000-8000-000000000001@example.com>"
-    assert mail.message.get_content_type() == "text/plain"
-    assert mail.message.get_content().strip().startswith("Hi Ada, here it is: https://cmc.test/s/abc")
+    assert mail.message.get_content_type() == "multipart/alternative"
+    plain, html = mail.message.get_body(("plain",)), mail.message.get_body(("html",))
+    assert plain is not None and html is not None
+    assert plain.get_content().strip().startswith("Hi Ada, here it is: https://cmc.test/s/abc")
+    page = html.get_content()
+    assert "Hi Ada, here it is: " in page and '<a href="https://cmc.test/s/abc"' in page
+    assert "Noto Color Emoji" in page  # the font stack falls back to CJK and emoji fonts
+
+
+def test_the_html_part_is_escaped_and_branded() -> None:
+    look = look_of(
+        "Green Leaf", Branding(logoUrl="https://cdn.example/logo.png", colors=Colors(primary="#123abc"))
+    )
+    body = 'Hi <b>Ada</b> & "friends"\nline two https://x.test/s/a?b=1&c=2\n\nNo more messages: https://cmc.test/u/tok'
+    page = email_html(outgoing(body=body, look=look))
+    assert "&lt;b&gt;Ada&lt;/b&gt; &amp; &#34;friends&#34;<br>line two" in page and "<b>Ada" not in page
+    assert '<a href="https://x.test/s/a?b=1&amp;c=2"' in page
+    assert '<img src="https://cdn.example/logo.png" alt="Green Leaf"' in page and "#123abc" in page
+    # The opt-out paragraph is the footer, after the message's card.
+    assert page.index("No more messages") > page.index("</table>")
 
 
 async def test_smtp_refusals_are_classified() -> None:

@@ -225,6 +225,37 @@ def test_the_makefile_has_what_the_quickstart_promises() -> None:
     assert re.search(r"^\s*make test\s*$", (ROOT / ".ci" / "run").read_text(encoding="utf-8"), re.MULTILINE)
 
 
+SCREENSHOTS = ("cfs-idle.png", "cfs-sale.png", "qr-page.png", "qr-preview.png")
+
+
+def test_the_readme_shows_the_screens_and_how_to_pair_them() -> None:
+    text = readme()
+    for name in SCREENSHOTS:
+        assert f"](docs/images/{name})" in text, name
+    assert "cmc screens url --pos-system pax --location loc5 --terminal term5" in text
+    assert "cmc screens rotate" in text and "/v2/pos/pax/carousel" in text
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium is not installed")
+def test_the_screenshot_script_takes_the_readme_pictures(tmp_path: Path) -> None:
+    """``docs/screenshots.py`` against a real ``cmc serve``: four PNGs of the sizes the README shows."""
+    from PIL import Image
+
+    taken = subprocess.run(
+        [str(CMC.with_name("python")), "docs/screenshots.py", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert taken.returncode == 0, taken.stderr
+    sizes = {name: Image.open(tmp_path / name).size for name in SCREENSHOTS}
+    assert sizes == {"cfs-idle.png": (1280, 720), "cfs-sale.png": (1280, 720), "qr-page.png": (1280, 720),
+                     "qr-preview.png": (440, 136)}  # fmt: skip
+
+
 def test_the_docs_stand_alone() -> None:
     """A clone holds everything the docs point to: no path outside the repository, no dead link."""
     docs = [

@@ -351,6 +351,56 @@ MALFORMED = [
 ]  # fmt: skip
 
 
+def with_company(block: str) -> str:
+    """EXAMPLE with ``block`` (YAML at the company's indentation) under comp5's name."""
+    return edited("        name: Green Leaf\n", "        name: Green Leaf\n" + block)
+
+
+BRANDED = with_company(
+    "        branding:\n"
+    "          name: Green Leaf Co.\n"
+    '          logoUrl: "https://cdn.example/logo.svg"\n'
+    '          colors: {primary: "#2f7d4f", background: "#fff"}\n'
+    "          font: Inter\n"
+    "        cfsTemplates:\n"
+    "          - id: 7\n"
+    "            name: Thank you\n"
+    '            slides: [{title: "Welcome to {companyName}", body: "at {locationName}"}]\n'
+    '            thanks: "Thanks, {firstName}!"\n'
+    "            displaySeconds: 20\n"
+)
+BAD_SLIDE = edited("Welcome to {companyName}", "Welcome back, {firstName}", BRANDED)
+MALFORMED += [
+    ("bad-colour", edited('primary: "#2f7d4f"', "primary: red", BRANDED), line_of(BRANDED, "colors:"),
+     "posSystems[0].companies[0].branding.colors.primary", "Expected `str` matching regex"),
+    ("css-in-font", edited("font: Inter", 'font: "x; } body { display: none"', BRANDED),
+     line_of(BRANDED, "font:"), "posSystems[0].companies[0].branding.font", "Expected `str` matching regex"),
+    ("script-logo", edited("https://cdn.example/logo.svg", "javascript:alert(1)", BRANDED),
+     line_of(BRANDED, "logoUrl"), "posSystems[0].companies[0].branding.logoUrl",
+     "must be an absolute http(s) URL or a data:image/... URL"),
+    ("branding-typo", edited("font: Inter", "fnt: Inter", BRANDED), line_of(BRANDED, "branding:"),
+     "posSystems[0].companies[0].branding", "unknown field `fnt`"),
+    ("shopper-on-idle-slide", BAD_SLIDE, line_of(BAD_SLIDE, "slides:"),
+     "posSystems[0].companies[0].cfsTemplates[0].slides[0].title",
+     "{firstName}: idle slides are shown to every shopper"),
+    ("display-seconds", edited("displaySeconds: 20", "displaySeconds: 0", BRANDED),
+     line_of(BRANDED, "displaySeconds"), "posSystems[0].companies[0].cfsTemplates[0].displaySeconds",
+     "Expected `int` >= 1"),
+]  # fmt: skip
+
+
+def test_branding_and_screen_templates_apply(db: Database) -> None:
+    apply_text(db, BRANDED)
+    directory = db.run_sync(registry.snapshot.load)
+    setup = directory.companies[("pax", "comp5")].setup
+    assert setup.branding.name == "Green Leaf Co." and setup.branding.font == "Inter"
+    assert (setup.branding.colors.primary, setup.branding.colors.background) == ("#2f7d4f", "#fff")
+    assert setup.branding.colors.text == "#1d2330"  # a default
+    template = setup.cfs_templates[7]
+    assert (template.thanks, template.displaySeconds) == ("Thanks, {firstName}!", 20)
+    assert apply_text(db, BRANDED).changed is False  # re-applying changes nothing
+
+
 @pytest.mark.parametrize(
     ("text", "line", "field", "words"), [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED]
 )

@@ -538,7 +538,7 @@ def test_limit_uses_the_usage_count() -> None:
     assert traces["limited but failing"].outcome == "failed"
 
 
-def test_limit_never_fires_for_anonymous_customers() -> None:
+def test_a_limited_rule_skips_anonymous_sales_by_default() -> None:
     rules = ruleset(
         rule("limited", limit={"perCustomer": 5, "per": "30m"}), rule("open", then={"qrWidget": 2})
     )
@@ -546,7 +546,63 @@ def test_limit_never_fires_for_anonymous_customers() -> None:
     result = rules.evaluate(facts(customer=None), usage=usage, explain=True)
     assert [f.rule for f in result.fired] == ["open"]
     assert usage.calls == []
-    assert (result.explanation or [])[0].outcome == "limited"
+    trace = (result.explanation or [])[0]
+    assert (trace.outcome, trace.path) == ("limited", "limit.anonymous")
+    assert trace.detail == "anonymous sale: a per-customer limit skips it (anonymous: skip, the default)"
+    assert "LIMITED" in format_explanation(result) and "anonymous: skip" in format_explanation(result)
+
+
+def test_a_limited_rule_may_fire_for_anonymous_sales() -> None:
+    rules = ruleset(
+        rule("walk-ins too", limit={"perCustomer": 1, "per": "7d", "anonymous": "fire"}),
+        rule("skips", limit={"perCustomer": 1, "per": "7d", "anonymous": "skip"}, then={"cfsTemplate": 7}),
+    )
+    usage = Usage({"walk-ins too": 1, "skips": 1})
+    anonymous = rules.evaluate(facts(customer=None), usage=usage, explain=True)
+    assert [f.rule for f in anonymous.fired] == ["walk-ins too"]
+    assert usage.calls == []  # nobody to count: fired every time
+    fired = (anonymous.explanation or [])[0]
+    assert (
+        fired.outcome == "fired"
+        and "anonymous sale: fired without counting (limit anonymous: fire)" in fired.detail
+    )
+    # A known customer is still counted and limited.
+    assert rules.evaluate(facts(), usage=usage).fired == []
+    assert usage.calls == ["walk-ins too", "skips"]
+
+
+def test_the_anonymous_choice_round_trips_and_is_checked() -> None:
+    (parsed,) = parse_rules([rule(limit={"perCustomer": 2, "per": "1d", "anonymous": "fire"})], **KNOWN)
+    assert parsed.limit is not None and parsed.limit.anonymous == "fire"
+    assert rule_to_data(parsed)["limit"] == {"perCustomer": 2, "per": "1d", "anonymous": "fire"}
+    assert parse_rules([rule_to_data(parsed)], **KNOWN) == [parsed]
+    with pytest.raises(RuleError) as bad:
+        parse_rules([rule(limit={"perCustomer": 2, "per": "1d", "anonymous": "sometimes"})], **KNOWN)
+    assert bad.value.field == "rules[0].limit.anonymous"
+    assert "must be skip or fire" in bad.value.message
+
+
+def test_one_qr_widget_and_one_template_per_sale_the_others_say_why() -> None:
+    rules = ruleset(
+        rule("coupon", priority=10, then={"qrWidget": 1, "cfsTemplate": 7, "notify": ["thanks-sms"]}),
+        rule("review", priority=5, then={"qrWidget": 2, "notify": ["thanks-sms"]}),
+        rule("tie", priority=5, then={"cfsTemplate": 8}),
+    )
+    result = rules.evaluate(facts(), explain=True)
+    assert [(e.rule, e.kind, e.target, e.shown) for e in result.effects] == [
+        ("coupon", "qrWidget", "1", True),
+        ("coupon", "cfsTemplate", "7", True),
+        ("coupon", "notify", "thanks-sms", True),  # messages are not one per sale
+        ("review", "qrWidget", "2", False),
+        ("review", "notify", "thanks-sms", True),
+        ("tie", "cfsTemplate", "8", False),
+    ]
+    assert result.effects[3].reason == "one QR widget per sale: rule 'coupon' comes first by priority"
+    assert result.effects[5].reason == "one CFS template per sale: rule 'coupon' comes first by priority"
+    assert (result.qr_widget, result.cfs_template) == (result.effects[0], result.effects[1])
+    text = format_explanation(result)
+    assert "qrWidget 2  (rule 'review')  not shown: one QR widget per sale" in text
+    assert rules.evaluate(facts()).effects == result.effects  # the fast path marks them too
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ What issue 5 asks of "many processes, one truth", shown end to end over real soc
 - a merchant's activation on process A used by process B within 2 s; two publishers racing on two
   processes (one wins, the other gets 412); idempotent retries racing on two processes (one version);
 - a rotated secret ends the tokens issued before in both processes within 2 s; failed guesses sent
-  to both processes count together.
+  to both processes count together;
+- a rotated screen URL stops working on every process within seconds.
 
 Needs ``CMC_TEST_POSTGRES_URL``; the processes share one throw-away database from ``pg_databases``.
 """
@@ -297,13 +298,24 @@ async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]
             data.append(line[5:].removeprefix(" "))
 
 
+async def screen_path(http: httpx2.AsyncClient, token: str) -> str:
+    """Terminal term5's screen page path, from the carousel call (ClearLine 2.7)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    where = {"posLocationId": "loc5", "terminalId": "term5"}
+    answer = await http.post("/v2/pos/pax/carousel", json=where, headers=headers)
+    assert answer.status_code == 200, answer.text
+    url: str = answer.json()["data"]["url"]
+    return url.removeprefix(PUBLIC_URL)
+
+
 async def test_a_cfs_page_on_process_a_gets_the_qr_of_a_sale_sent_to_process_b(
     cluster: Cluster, clients: list[httpx2.AsyncClient]
 ) -> None:
     a, b = clients
     token = await token_from(b)
+    page = await screen_path(b, token)  # paired through B, shown through A: the key is shared
     timeout = httpx2.Timeout(30, read=30)
-    async with a.stream("GET", "/cfs/pax/term5/events", timeout=timeout) as stream:
+    async with a.stream("GET", f"{page}/events", timeout=timeout) as stream:
         assert stream.status_code == 200
         events = sse_events(stream.aiter_lines())
         first = await asyncio.wait_for(anext(events), 10)
@@ -312,20 +324,50 @@ async def test_a_cfs_page_on_process_a_gets_the_qr_of_a_sale_sent_to_process_b(
         answer = await tender(b, token, customer_sale("cfs", 1, 65))
         sent = time.monotonic()
         assert answer.status_code == 200, answer.text
-        short_link = answer.json()["data"]["qrCodeWidget"]["shortLinkUrl"]
+        code = answer.json()["data"]["qrCodeWidget"]["shortLinkUrl"].rsplit("/", 1)[1]
 
         async def the_qr() -> dict[str, Any]:
             async for event, data in events:
-                payload: dict[str, Any] = json.loads(data)
-                if event == "qr" and payload.get("shortLinkUrl") == short_link:
-                    return payload
+                state: dict[str, Any] = json.loads(data)
+                if event == "state" and state.get("qr") == f"{PUBLIC_URL}/qr/{code}.svg":
+                    return state
             raise AssertionError("stream ended")
 
-        payload = await asyncio.wait_for(the_qr(), 10)
+        state = await asyncio.wait_for(the_qr(), 10)
         latency = time.monotonic() - sent
-    assert payload["transactionId"] == answer.json()["data"]["id"]
+    assert (
+        state["state"] == "sale"
+        and "id" not in state
+        and answer.json()["data"]["id"] not in json.dumps(state)
+    )
     print(f"\n(d) QR of a sale on B reached A's CFS stream {latency * 1000:.0f} ms after B answered")
     assert latency <= 1.0, f"QR reached process A's stream {latency:.2f} s after B answered"
+
+
+async def test_a_rotated_screen_url_stops_working_on_every_process(
+    cluster: Cluster, clients: list[httpx2.AsyncClient]
+) -> None:
+    token = await token_from(clients[0])
+    old = await screen_path(clients[0], token)
+    where = ["--pos-system", "pax", "--location", "loc5", "--terminal", "term5"]
+    rotated = subprocess.run(
+        [str(CMC), "screens", "rotate", *where],
+        env=cluster.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rotated.returncode == 0, rotated.stderr
+    new = rotated.stdout.strip().removeprefix(PUBLIC_URL)
+    assert new != old
+    deadline = time.monotonic() + 10
+    for http in clients:
+        while (await http.get(old)).status_code != 404:
+            assert time.monotonic() < deadline, "the old screen URL still works"
+            await asyncio.sleep(0.1)
+        assert (await http.get(new)).status_code == 200
+        assert await screen_path(http, token) == new
 
 
 # --- (b) each notification sent exactly once -------------------------------------------------------

@@ -113,7 +113,7 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
         "created_at": NOW, "last_scan_at": None,
     }  # fmt: skip
     yield by_name("links.scan"), {"scanned": "abc", "now": NOW}
-    yield by_name("links.title"), {"code": "abc"}
+    yield by_name("links.page"), {"code": "abc"}
     yield by_name("outbox.enqueue"), {
         **scope, "id": "m-1", "location_id": "loc5", "transaction_id": "t-1", "rule": "r",
         "template_id": "thanks", "channel": "email", "recipient": "ada@example.com", "subject": "Hi",
@@ -124,7 +124,8 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
         "pos": "pax", "company": "comp5", "r0": "ada@example.com",
     }  # fmt: skip
     yield by_name("cfs_feed.publish"), {
-        "pos_system_id": "pax", "terminal_id": "term5", "payload": {"type": "qr", "n": [1, 2]},
+        "pos_system_id": "pax", "location_id": "loc5", "terminal_id": "term5",
+        "payload": {"firstName": "Ada", "code": "abc", "n": [1, 2]},
         "created_at": NOW,
     }  # fmt: skip
 

@@ -1,10 +1,11 @@
 """The live feed behind customer-facing screens: ``cfs_events`` rows fanned out to open CFS pages.
 
-A sale writes its ``cfs_events`` row in its own database transaction, on whichever process handled
-it. Each process runs ONE poller that reads the rows added since the last round (``id > last``,
-starting from the newest row at start-up, so nothing old is replayed) every ``CMC_CFS_POLL_SECONDS``
-and hands each event to the subscribers of its ``(posSystemId, terminalId)`` in this process. So a
-CFS page connected to process A sees a sale handled by process B, on SQLite or PostgreSQL alike.
+A sale at a screen writes its ``cfs_events`` row in its own database transaction, on whichever
+process handled it. Each process runs ONE poller that reads the rows added since the last round
+(``id > last``, starting from the newest row at start-up, so nothing old is replayed) every
+``CMC_CFS_POLL_SECONDS`` and hands each event to the subscribers of its screen (posSystemId,
+posLocationId, terminalId) in this process. So a CFS page connected to process A sees a sale
+handled by process B, on SQLite or PostgreSQL alike, and never a sale of another location.
 
 Ids are not always committed in order: on PostgreSQL a sale that took id 10 may commit after one
 that took id 11. A round that skips ids remembers them as gaps and looks them up again for a few
@@ -27,6 +28,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Column, ColumnElement, Connection, func, insert, select
 
+from cmc.screens import Screen
 from cmc.store import notifications, tables
 from cmc.store.database import Database
 from cmc.store.driver import Tx
@@ -47,24 +49,16 @@ __all__ = [
 log = structlog.get_logger(__name__)
 MAX_GAP = 1000
 """Skipped ids remembered at most; a larger jump is a sequence restart, not concurrent sales."""
-Key = tuple[str, str]
-"""(posSystemId, terminalId)."""
 
 
 @dataclass(frozen=True)
 class CfsEvent:
-    """One thing a customer-facing screen must show (``payload["type"]``: ``qr``)."""
+    """A sale at a screen; ``payload`` holds what the screen shows of it (``cmc.screen_state``)."""
 
     id: int
-    pos_system_id: str
-    terminal_id: str
+    screen: Screen
     payload: dict[str, Any]
     created_at: datetime
-
-    @property
-    def type(self) -> str:
-        """The event type, from the payload (``message`` when absent)."""
-        return str(self.payload.get("type") or "message")
 
 
 # --- store --------------------------------------------------------------------------------------
@@ -74,14 +68,16 @@ _INSERT = Statement(insert(_t), name="cfs_feed.publish", keys=[c.name for c in _
 
 
 async def publish(
-    tx: Tx, *, pos_system_id: str, terminal_id: str, payload: dict[str, Any], now: datetime
+    tx: Tx, screen: Screen, payload: dict[str, Any], *, now: datetime, wake: bool = True
 ) -> None:
-    """Write an event for a terminal's screens in the caller's transaction; every process pushes it."""
-    await notifications.notify_in(tx, notifications.CFS_CHANNEL)
-    await tx.execute(
-        _INSERT,
-        {"pos_system_id": pos_system_id, "terminal_id": terminal_id, "payload": payload, "created_at": now},
-    )
+    """Write an event for a screen in the caller's transaction; every process pushes it.
+
+    ``wake`` also NOTIFYs the pollers on PostgreSQL (a round trip more), so the push does not wait for
+    the next poll; without it the event goes out within ``CMC_CFS_POLL_SECONDS``.
+    """
+    if wake:
+        await notifications.notify_in(tx, notifications.CFS_CHANNEL)
+    await tx.execute(_INSERT, {**screen._asdict(), "payload": payload, "created_at": now})
 
 
 def prune_targets(before: datetime) -> list[tuple[Column[Any], ColumnElement[bool]]]:
@@ -98,15 +94,9 @@ def latest_id(conn: Connection) -> int:
     return int(conn.execute(select(func.coalesce(func.max(_t.c.id), 0))).scalar_one())
 
 
-def events_after(
-    conn: Connection, after: int, *, limit: int, key: Key | None = None, since: datetime | None = None
-) -> list[CfsEvent]:
-    """Events with ``id > after`` in id order, optionally of one terminal and not older than ``since``."""
+def events_after(conn: Connection, after: int, *, limit: int) -> list[CfsEvent]:
+    """Events with ``id > after`` in id order."""
     query = select(_t).where(_t.c.id > after).order_by(_t.c.id).limit(limit)
-    if key is not None:
-        query = query.where(_t.c.pos_system_id == key[0], _t.c.terminal_id == key[1])
-    if since is not None:
-        query = query.where(_t.c.created_at >= since)
     return [_event(row) for row in conn.execute(query)]
 
 
@@ -117,11 +107,15 @@ def events_with_ids(conn: Connection, ids: list[int]) -> list[CfsEvent]:
     return [_event(row) for row in conn.execute(select(_t).where(_t.c.id.in_(ids)).order_by(_t.c.id))]
 
 
-def last_event(conn: Connection, key: Key, *, since: datetime) -> CfsEvent | None:
-    """The terminal's newest event if it is not older than ``since``."""
+def last_event(conn: Connection, screen: Screen) -> CfsEvent | None:
+    """The screen's newest event (one probe of ``ix_cfs_events_screen``)."""
     query = (
         select(_t)
-        .where(_t.c.pos_system_id == key[0], _t.c.terminal_id == key[1], _t.c.created_at >= since)
+        .where(
+            _t.c.pos_system_id == screen.pos_system_id,
+            _t.c.location_id == screen.location_id,
+            _t.c.terminal_id == screen.terminal_id,
+        )
         .order_by(_t.c.id.desc())
         .limit(1)
     )
@@ -131,17 +125,19 @@ def last_event(conn: Connection, key: Key, *, since: datetime) -> CfsEvent | Non
 
 def _event(row: Any) -> CfsEvent:
     payload = row.payload if isinstance(row.payload, dict) else {}
-    return CfsEvent(row.id, row.pos_system_id, row.terminal_id, payload, row.created_at)
+    return CfsEvent(
+        row.id, Screen(row.pos_system_id, row.location_id, row.terminal_id), payload, row.created_at
+    )
 
 
 # --- fan-out ------------------------------------------------------------------------------------
 
 
 class Subscription:
-    """One open CFS page: a bounded queue of the events of its terminal."""
+    """One open CFS page: a bounded queue of the events of its screen."""
 
-    def __init__(self, key: Key, size: int) -> None:
-        self.key = key
+    def __init__(self, screen: Screen, size: int) -> None:
+        self.screen = screen
         self.dropped = 0
         self._queue: asyncio.Queue[CfsEvent] = asyncio.Queue(maxsize=size)
 
@@ -179,7 +175,7 @@ class CfsFeed:
         self._gap_timeout = gap_timeout.total_seconds()
         self._gaps: dict[int, float] = {}
         """Skipped ids (maybe still uncommitted) → when to stop looking for them (loop time)."""
-        self._subscribers: dict[Key, set[Subscription]] = {}
+        self._subscribers: dict[Screen, set[Subscription]] = {}
         self._wake = asyncio.Event()
         self._polling = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -203,18 +199,17 @@ class CfsFeed:
         self._wake.set()
 
     @contextlib.contextmanager
-    def subscribe(self, pos_system_id: str, terminal_id: str) -> Iterator[Subscription]:
-        """Receive the terminal's events while the ``with`` block runs."""
-        key = (pos_system_id, terminal_id)
-        subscription = Subscription(key, self._queue_size)
-        self._subscribers.setdefault(key, set()).add(subscription)
+    def subscribe(self, screen: Screen) -> Iterator[Subscription]:
+        """Receive the screen's events while the ``with`` block runs."""
+        subscription = Subscription(screen, self._queue_size)
+        self._subscribers.setdefault(screen, set()).add(subscription)
         try:
             yield subscription
         finally:
-            subscribers = self._subscribers.get(key, set())
+            subscribers = self._subscribers.get(screen, set())
             subscribers.discard(subscription)
             if not subscribers:
-                self._subscribers.pop(key, None)
+                self._subscribers.pop(screen, None)
 
     @property
     def subscriber_count(self) -> int:
@@ -222,8 +217,8 @@ class CfsFeed:
         return sum(len(s) for s in self._subscribers.values())
 
     def publish(self, event: CfsEvent) -> int:
-        """Hand ``event`` to its terminal's subscribers; returns how many got it."""
-        subscribers = self._subscribers.get((event.pos_system_id, event.terminal_id), ())
+        """Hand ``event`` to its screen's subscribers; returns how many got it."""
+        subscribers = self._subscribers.get(event.screen, ())
         for subscription in subscribers:
             subscription.offer(event)
         return len(subscribers)

@@ -10,11 +10,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
-from cmc import demo, logs, registry
+from cmc import demo, logs, registry, screens
 from cmc.clock import system_clock
 from cmc.config import Settings
 from cmc.errors import CmcError
 from cmc.merchant import client as merchant_client
+from cmc.registry import Directory, snapshot
+from cmc.screens import Screen
 from cmc.store import migrate
 from cmc.store.database import Database, check_reachable
 
@@ -74,6 +76,21 @@ def _parser() -> argparse.ArgumentParser:
         "rotate-key", help="sign new sessions with a fresh key (sessions already issued stay valid)"
     )
     rotate.set_defaults(command=_rotate_session_key)
+
+    screens_cmd = commands.add_parser("screens", help="customer-facing screens: the URLs that pair them")
+    screens_sub = screens_cmd.add_subparsers(required=True, metavar="ACTION")
+    for name, text, handler in (
+        ("url", "print a terminal's screen URL (open it on the screen's device to pair it)", _screens_url),
+        ("rotate", "give a screen a new URL; the old one stops working within seconds", _screens_rotate),
+    ):
+        action = screens_sub.add_parser(name, help=text)
+        action.add_argument("--pos-system", required=True, help="POS system id")
+        action.add_argument("--location", required=True, help="location id (posLocationId)")
+        action.add_argument("--terminal", required=True, help="terminal id")
+        action.set_defaults(command=handler)
+    screens_list = screens_sub.add_parser("list", help="every screen of the registry and its URL")
+    screens_list.add_argument("--pos-system", help="only this POS system's screens")
+    screens_list.set_defaults(command=_screens_list)
 
     worker = commands.add_parser("worker", help="send the notification outbox until SIGINT/SIGTERM")
     worker.set_defaults(command=_worker)
@@ -221,6 +238,66 @@ def _rotate_session_key(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(db.close())
     print(f"new sessions are signed with a fresh key; {kept} key(s) verify sessions still alive")
     return 0
+
+
+def _screens_url(args: argparse.Namespace, settings: Settings) -> int:
+    screen = Screen(args.pos_system, args.location, args.terminal)
+    directory = _with_screens(settings, lambda conn: _screen_snapshot(conn, screen))
+    print(_screen_url(directory, screen, settings))
+    return 0
+
+
+def _screens_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    screen = Screen(args.pos_system, args.location, args.terminal)
+
+    def rotate(conn: Connection) -> Directory:
+        _screen_snapshot(conn, screen)
+        screens.rotate(conn, screen, now=system_clock())
+        return snapshot.load(conn)
+
+    directory = _with_screens(settings, rotate)
+    print(_screen_url(directory, screen, settings))
+    return 0
+
+
+def _screens_list(args: argparse.Namespace, settings: Settings) -> int:
+    directory = _with_screens(settings, _screen_snapshot)
+    listed = sorted(
+        (s, t) for t, s in directory.screens.items() if args.pos_system in (None, s.pos_system_id)
+    )
+    for screen, token in listed:
+        print(f"{screen}  {screens.page_url(settings.base_url, token)}")
+    if not listed:
+        print("no customer-facing screens (terminals registered with cfs: true)", file=sys.stderr)
+    return 0
+
+
+def _with_screens(settings: Settings, fn: Callable[[Connection], Directory]) -> Directory:
+    """Run ``fn`` in one write transaction of a migrated database."""
+    db = _open(settings)
+    try:
+        migrate.upgrade(db)
+        return db.run_sync(fn)
+    finally:
+        asyncio.run(db.close())
+
+
+def _screen_snapshot(conn: Connection, screen: Screen | None = None) -> Directory:
+    """The registry with its screen tokens (the key made if needed); ``screen`` must be one of them."""
+    screens.ensure_key(conn)
+    directory = snapshot.load(conn)
+    if screen is not None and screen not in directory.screens.values():
+        location = directory.locations.get((screen.pos_system_id, screen.location_id))
+        why = "is not registered"
+        if location is not None and screen.terminal_id in location.terminals:
+            why = "is registered with cfs: false"
+        raise CmcError(f"{screen}: no customer-facing screen (the terminal {why})")
+    return directory
+
+
+def _screen_url(directory: Directory, screen: Screen, settings: Settings) -> str:
+    location = directory.locations[(screen.pos_system_id, screen.location_id)]
+    return screens.page_url(settings.base_url, location.screen_tokens[screen.terminal_id])
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:

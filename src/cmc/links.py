@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, NamedTuple, TypedDict
 
 from sqlalchemy import bindparam, insert, select, update
 
@@ -23,7 +23,16 @@ if TYPE_CHECKING:
     from cmc.registry.setup import Widget
     from cmc.sale import Sale
 
-__all__ = ["ShortLinkUrls", "create", "new_code", "qr_svg_url", "record_scan", "short_link_urls", "title_of"]
+__all__ = [
+    "LinkPage",
+    "ShortLinkUrls",
+    "create",
+    "new_code",
+    "page_of",
+    "qr_svg_url",
+    "record_scan",
+    "short_link_urls",
+]
 
 _CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _s = tables.short_links
@@ -35,7 +44,21 @@ _SCAN = Statement(
     .returning(_s.c.target_url),
     name="links.scan",
 )
-_TITLE = Statement(select(_s.c.title).where(_s.c.code == bindparam("code")), name="links.title")
+
+
+class LinkPage(NamedTuple):
+    """What a link's QR page shows: the widget title, in the colours of the link's company."""
+
+    title: str
+    pos_system_id: str
+    company_id: str
+
+
+_PAGE = Statement(
+    select(_s.c.title, _s.c.pos_system_id, _s.c.company_id).where(_s.c.code == bindparam("code")),
+    name="links.page",
+    into=LinkPage,
+)
 
 
 class ShortLinkUrls(TypedDict):
@@ -97,9 +120,8 @@ async def record_scan(tx: Tx, code: str, *, now: datetime) -> str | None:
     return None if row is None else str(row[0])
 
 
-async def title_of(tx: Tx, code: str) -> str | None:
-    """The widget title of short link ``code``, or None when there is no such link."""
+async def page_of(tx: Tx, code: str) -> LinkPage | None:
+    """The widget title and company of short link ``code``, or None when there is no such link."""
     if not _CODE.match(code):
         return None
-    row = await tx.first(_TITLE, {"code": code})
-    return None if row is None else str(row[0])
+    return await tx.first(_PAGE, {"code": code})

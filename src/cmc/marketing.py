@@ -15,9 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
-from cmc import cfs_feed, firings, links, profiles, rules, screens
+from cmc import cfs_feed, firings, links, profiles, rules, screen_state, screens
 from cmc.outbox import optouts, queue
 from cmc.placeholders import fill
 from cmc.quiet_hours import next_allowed
@@ -70,6 +69,7 @@ async def react(tx: Tx, sale: Sale, *, base_url: str) -> Reaction:
     """Evaluate and realize; the sale's transaction commits what this writes."""
     evaluation = await evaluate(tx, sale)
     if not evaluation.fired:
+        await _cfs_event(tx, sale, None, None)
         return Reaction()
     await firings.record(tx, sale, [fired.rule for fired in evaluation.fired])
     link = await _short_link(tx, sale, evaluation.qr_widget, base_url)
@@ -78,26 +78,13 @@ async def react(tx: Tx, sale: Sale, *, base_url: str) -> Reaction:
     qr = None
     if link is not None:
         qr = _widget(sale, link, first_message)
-        await _cfs_event(tx, sale, link, evaluation.cfs_template, base_url)
-    template = None
-    if (chosen := evaluation.cfs_template) is not None:
-        template = wire.CfsTemplate(
-            accountTemplateId=int(chosen.target),
-            cfsCarouselUrl=screens.carousel_url(
-                base_url, sale.pos.id, sale.request.terminalId, template_id=chosen.target
-            ),
-        )
-    effects = [
-        wire.Effect(
-            rule=e.rule,
-            kind=e.kind,
-            target=e.target,
-            messageId=message_ids.get((e.rule, e.target)) if e.kind == "notify" else None,
-        )
-        for e in evaluation.effects
-    ]
+    await _cfs_event(tx, sale, link, evaluation.cfs_template)
+    template = _cfs_template(sale, evaluation.cfs_template, base_url)
     return Reaction(
-        qr_widget=qr, cfs_template=template, notification_message_id=first_message, effects=effects
+        qr_widget=qr,
+        cfs_template=template,
+        notification_message_id=first_message,
+        effects=_effects(sale, evaluation, message_ids, has_template=template is not None),
     )
 
 
@@ -229,16 +216,48 @@ def _values(sale: Sale, link: _Link | None) -> dict[str, str]:
     }
 
 
-async def _cfs_event(tx: Tx, sale: Sale, link: _Link, template: rules.Effect | None, base_url: str) -> None:
-    payload: dict[str, Any] = {
-        "type": "qr",
-        "transactionId": sale.id,
-        "title": link.title,
-        **link.urls,
-        "qrSvgUrl": links.qr_svg_url(base_url, link.code),
-        "firstName": sale.profile.person.first_name if sale.profile else None,
-        "templateId": int(template.target) if template else None,
-    }
-    await cfs_feed.publish(
-        tx, pos_system_id=sale.pos.id, terminal_id=sale.request.terminalId, payload=payload, now=sale.now
+async def _cfs_event(tx: Tx, sale: Sale, link: _Link | None, template: rules.Effect | None) -> None:
+    """Tell the terminal's screen about the sale (its QR, or a short thank-you); no screen, no event."""
+    terminal = sale.request.terminalId
+    if sale.is_reversal or terminal not in sale.location.cfs_terminals:
+        return
+    payload = screen_state.sale_payload(
+        first_name=sale.profile.person.first_name if sale.profile else None,
+        code=link.code if link else None,
+        title=link.title if link else None,
+        template_id=int(template.target) if template else None,
     )
+    screen = screens.Screen(sale.pos.id, sale.location.id, terminal)
+    # A QR must show at once; a thank-you alone may wait for the next poll (no NOTIFY round trip).
+    await cfs_feed.publish(tx, screen, payload, now=sale.now, wake=link is not None)
+
+
+def _cfs_template(sale: Sale, chosen: rules.Effect | None, base_url: str) -> wire.CfsTemplate | None:
+    """The chosen template on the terminal's screen URL; None when nothing chose one or there is no screen."""
+    token = sale.location.screen_tokens.get(sale.request.terminalId)
+    if chosen is None or token is None:
+        return None
+    url = screens.page_url(base_url, token, template_id=chosen.target)
+    return wire.CfsTemplate(accountTemplateId=int(chosen.target), cfsCarouselUrl=url)
+
+
+def _effects(
+    sale: Sale,
+    evaluation: rules.Evaluation,
+    message_ids: dict[tuple[str, str], str | None],
+    *,
+    has_template: bool,
+) -> list[wire.Effect]:
+    """Every effect, naming its rule: the message it queued, and whether the response carries it."""
+    effects = []
+    for e in evaluation.effects:
+        shown, reason = e.shown, e.reason
+        if shown and e.kind == "cfsTemplate" and not has_template:
+            shown, reason = False, f"terminal {sale.request.terminalId!r} has no customer-facing screen"
+        message_id = message_ids.get((e.rule, e.target)) if e.kind == "notify" else None
+        effects.append(
+            wire.Effect(
+                rule=e.rule, kind=e.kind, target=e.target, messageId=message_id, shown=shown, reason=reason
+            )
+        )
+    return effects

@@ -13,6 +13,11 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _GONE = "\x00"
 
 
+def names(text: str) -> set[str]:
+    """The placeholders ``text`` names (``"Hi {firstName}"`` → ``{"firstName"}``)."""
+    return set(_PLACEHOLDER.findall(text))
+
+
 def fill(text: str, values: Mapping[str, str]) -> str:
     """Replace ``{name}`` placeholders with ``values``; unknown ones vanish with the punctuation they strand.
 

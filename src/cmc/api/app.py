@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.exceptions import HTTPException
 
-from cmc import logs, sessions, throttle
+from cmc import logs, screens, sessions, throttle
 from cmc.api import cfs, links, merchant, ops, optout, pos, token
 from cmc.api.edge import Edge
 from cmc.api.hot import HotRoutes
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             key = await db.write(meta.get_or_create, JWT_KEY, secrets.token_urlsafe(48))
         if settings.session_keys is None:
             await db.write(sessions.ensure_key, now=clock())
+        await db.write(screens.ensure_key)  # before the first snapshot: it signs the screen tokens
         directory = DirectoryCache(db, refresh=settings.registry_refresh, session_keys=settings.session_keys)
         await directory.start()
         feed = CfsFeed(db, poll=settings.cfs_poll)

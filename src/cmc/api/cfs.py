@@ -1,16 +1,17 @@
-"""The customer-facing screen (CFS): ``/cfs/{posSystemId}/{terminalId}`` and its event stream.
+"""The customer-facing screen (CFS): ``/cfs/{token}`` and its event stream ``/cfs/{token}/events``.
 
-The page rotates the terminal's template slides and shows the QR of each sale live, fed by
-server-sent events from ``cmc.cfs_feed``.
+The token is the screen's pairing credential (``cmc.screens``): without a valid one both answer 404,
+the same 404 whether the screen does not exist, has no CFS or was rotated. The page shows the idle
+slides of the screen's template; the stream tells it what to show (``cmc.screen_state``): the current
+state at once on (re)connecting, then each sale at this screen as it happens. A stream whose token
+stops being valid ends, and the page's reconnect gets the 404.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
 
 import msgspec
 from litestar import Response, get
@@ -18,26 +19,21 @@ from litestar.params import FromPath
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
-from cmc import screens
+from cmc import screen_state, screens
 from cmc.api import HttpRequest
 from cmc.api.html import page
 from cmc.api.services import Services
-from cmc.cfs_feed import CfsEvent, CfsFeed, events_after, last_event
+from cmc.cfs_feed import CfsEvent, CfsFeed, last_event
 from cmc.errors import ApiError, NotFound
-from cmc.placeholders import fill
-from cmc.registry import Company, Directory
-from cmc.registry.setup import Setup
+from cmc.registry import Company, Directory, Location
+from cmc.screens import Screen
+from cmc.web import company_look
 
-QR_SECONDS = 45
-"""How long the CFS page shows a QR before going back to the slides (unless another event comes)."""
-GREETING_WINDOW = timedelta(minutes=2)
-"""A CFS page opened this soon after a sale on its terminal greets that customer (and shows the QR)."""
 KEEPALIVE_SECONDS = 15.0
+CHECK_SECONDS = 1.0
+"""How often an open stream checks that its token is still valid (a rotation ends it this fast)."""
 RECONNECT_MS = 2000
-REPLAY_WINDOW = timedelta(minutes=1)
-"""A reconnecting CFS page (``Last-Event-ID``) gets the events it missed within this window."""
 DEFAULT_INTERVAL = 6.0
-WELCOME = [{"title": "Welcome", "body": ""}]
 
 
 class FeedNotRunning(ApiError):
@@ -47,117 +43,105 @@ class FeedNotRunning(ApiError):
 
 
 @dataclass(frozen=True)
-class Slide:
-    """One carousel slide, as shown (placeholders filled)."""
+class Paired:
+    """The screen a valid token opens, with its location and company."""
 
-    title: str
-    body: str
+    screen: Screen
+    location: Location
+    company: Company
+
+    @property
+    def values(self) -> dict[str, str]:
+        """What the screen's merchant text may name outside a sale."""
+        return {"companyName": self.company.name, "locationName": self.location.name}
 
 
-@get("/cfs/{pos_system_id:str}/{terminal_id:str}")
-async def cfs_page(
-    request: HttpRequest, pos_system_id: FromPath[str], terminal_id: FromPath[str]
-) -> Response[bytes]:
-    """The CFS carousel of a terminal: the template's slides, then the QR of each sale, live."""
+def paired(directory: Directory, token: str) -> Paired:
+    """The screen of ``token`` in the registry snapshot; 404 (saying nothing more) otherwise."""
+    screen = directory.screens.get(token)
+    location = directory.locations.get((screen.pos_system_id, screen.location_id)) if screen else None
+    company = directory.companies.get((location.pos_system_id, location.company_id)) if location else None
+    if screen is None or location is None or company is None:
+        raise NotFound("No such screen.")
+    return Paired(screen, location, company)
+
+
+@get("/cfs/{token:str}")
+async def cfs_page(request: HttpRequest, token: FromPath[str]) -> Response[bytes]:
+    """The screen's page: its template's idle slides, rotating; the event stream does the rest."""
     services = Services.of(request)
-    company = terminal_company(services.directory.current, pos_system_id, terminal_id)
-    templates = cfs_templates(company.setup)
-    wanted = request.query_params.get("template")
-    pinned = wanted is not None and wanted in templates
-    current = wanted if pinned else next(iter(templates), None)
-    now = services.clock()
-    last = await services.db.read(last_event, (pos_system_id, terminal_id), since=now - GREETING_WINDOW)
-    if last is not None and not pinned and str(last.payload.get("templateId")) in templates:
-        current = str(last.payload.get("templateId"))
-    values = scalars(last.payload) if last else {}
-    raw = templates.get(current, WELCOME) if current else WELCOME
-    initial_qr = _initial_qr(last, now)
+    found = paired(services.directory.current, token)
+    setup = found.company.setup
+    template, pinned = screen_state.screen_template(setup, request.query_params.get("template"))
+    templates = [*setup.cfs_templates.values()] or [screen_state.WELCOME]
+    slides = {str(t.id): screen_state.idle_slides(t, found.values) for t in templates}
+    events = screens.events_path(token) + (f"?template={template.id}" if pinned else "")
     config = {
-        "templates": templates,
-        "current": current,
-        "pinned": pinned,
-        "welcome": WELCOME,
+        "templates": slides,
+        "current": str(template.id),
         "intervalMs": int(_interval(request.query_params.get("interval")) * 1000),
-        "qrMs": QR_SECONDS * 1000,
-        "initialQrMs": initial_qr["ms"] if initial_qr else 0,
-        "events": screens.events_path(pos_system_id, terminal_id),
+        "events": events,
     }
-    slides = [Slide(fill(s["title"], values), fill(s["body"], values)) for s in raw]
     return page(
         "cfs.html",
-        company_name=company.name,
-        slides=slides,
+        look=company_look(found.company),
+        slides=slides[str(template.id)],
         config=config,
-        initial_qr=initial_qr,
         cache="no-store",
     )
 
 
-@get("/cfs/{pos_system_id:str}/{terminal_id:str}/events")
-async def cfs_events(
-    request: HttpRequest, pos_system_id: FromPath[str], terminal_id: FromPath[str]
-) -> ServerSentEvent:
-    """Server-sent events for the terminal's CFS page: ``ready``, then one event per sale to show."""
+@get("/cfs/{token:str}/events")
+async def cfs_events(request: HttpRequest, token: FromPath[str]) -> ServerSentEvent:
+    """Server-sent events for the screen's page: ``ready``, the current ``state``, then one per sale."""
     services = Services.of(request)
-    terminal_company(services.directory.current, pos_system_id, terminal_id)
+    paired(services.directory.current, token)
     if services.feed is None:
         raise FeedNotRunning()
-    after = _event_id(request.headers.get("last-event-id"))
-    stream = _stream(services, services.feed, (pos_system_id, terminal_id), after=after)
+    stream = _stream(services, services.feed, token, request.query_params.get("template"))
     return ServerSentEvent(stream, headers={"Cache-Control": "no-store"})
 
 
 async def _stream(
-    services: Services, feed: CfsFeed, key: tuple[str, str], *, after: int | None
+    services: Services, feed: CfsFeed, token: str, wanted: str | None
 ) -> AsyncIterator[ServerSentEventMessage]:
-    with feed.subscribe(*key) as subscription:
-        # Subscribed before "ready" is sent: whatever happens after the page sees it reaches the page.
+    screen = paired(services.directory.current, token).screen
+    with feed.subscribe(screen) as subscription:
+        # Subscribed before the current state is read: a sale committed meanwhile still arrives.
         yield ServerSentEventMessage(event="ready", data="{}", retry=RECONNECT_MS)
-        seen = 0
-        if after is not None:
-            since = services.clock() - REPLAY_WINDOW
-            for event in await services.db.read(events_after, after, limit=20, key=key, since=since):
-                yield _message(event)
-                seen = event.id
+        newest = await services.db.read(last_event, screen)
+        yield _state(services, token, newest, wanted)
+        seen = newest.id if newest else 0
+        quiet = 0.0
         while True:
-            live = await subscription.next(KEEPALIVE_SECONDS)
-            if live is None:
+            event = await subscription.next(CHECK_SECONDS)
+            if services.directory.current.screens.get(token) != screen:
+                return  # rotated or unregistered: the page's reconnect gets a 404
+            if event is not None and event.id > seen:
+                yield _state(services, token, event, wanted)
+                quiet = 0.0
+            elif (quiet := quiet + CHECK_SECONDS) >= KEEPALIVE_SECONDS:
                 yield ServerSentEventMessage(comment="keep-alive", data=None)
-            elif live.id > seen:
-                yield _message(live)
+                quiet = 0.0
 
 
-def _message(event: CfsEvent) -> ServerSentEventMessage:
-    return ServerSentEventMessage(
-        event=event.type, id=event.id, data=msgspec.json.encode(event.payload).decode()
+def _state(
+    services: Services, token: str, event: CfsEvent | None, wanted: str | None
+) -> ServerSentEventMessage:
+    """What the screen shows now, with the registry as it is now."""
+    found = paired(services.directory.current, token)
+    setup = found.company.setup
+    template, pinned = screen_state.screen_template(setup, wanted)
+    shown = screen_state.state(
+        event,
+        template,
+        setup=setup,
+        pinned=pinned,
+        values=found.values,
+        base_url=services.settings.base_url,
+        now=services.clock(),
     )
-
-
-def terminal_company(directory: Directory, pos_system_id: str, terminal_id: str) -> Company:
-    """The company whose location has this terminal (the first location, when ids repeat)."""
-    for (pos, _), location in sorted(directory.locations.items()):
-        if pos == pos_system_id and terminal_id in location.terminals:
-            company = directory.companies.get((pos, location.company_id))
-            if company is not None:
-                return company
-    raise NotFound(f"Terminal {terminal_id!r} is not registered for POS system {pos_system_id!r}.")
-
-
-def cfs_templates(setup: Setup) -> dict[str, list[dict[str, str]]]:
-    """The company's CFS templates by id (as text), each a list of ``{title, body}`` slides."""
-    return {
-        str(template.id): [{"title": s.title, "body": s.body} for s in template.slides] or WELCOME
-        for template in setup.cfs_templates.values()
-    }
-
-
-def scalars(payload: Mapping[str, Any]) -> dict[str, str]:
-    """The payload's text and number fields, as placeholder values."""
-    return {
-        key: str(value)
-        for key, value in payload.items()
-        if isinstance(value, str | int | float) and not isinstance(value, bool)
-    }
+    return ServerSentEventMessage(event="state", data=msgspec.json.encode(shown).decode())
 
 
 def _interval(raw: str | None) -> float:
@@ -167,21 +151,6 @@ def _interval(raw: str | None) -> float:
     except ValueError:
         seconds = DEFAULT_INTERVAL
     return DEFAULT_INTERVAL if math.isnan(seconds) else min(max(seconds, 1.0), 300.0)
-
-
-def _initial_qr(last: CfsEvent | None, now: datetime) -> dict[str, Any] | None:
-    """The QR of the terminal's last sale while it should still be up: title, image URL, ms left."""
-    if last is None or last.type != "qr":
-        return None
-    src = last.payload.get("qrSvgUrl") or last.payload.get("qrCodeLinkUrl")
-    left = int((QR_SECONDS - (now - last.created_at).total_seconds()) * 1000)
-    if not src or left <= 0:
-        return None
-    return {"title": str(last.payload.get("title") or ""), "src": str(src), "ms": left}
-
-
-def _event_id(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() else None
 
 
 ROUTES = [cfs_page, cfs_events]

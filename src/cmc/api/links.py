@@ -20,6 +20,7 @@ from cmc.api.html import page
 from cmc.api.services import Services
 from cmc.errors import NotFound
 from cmc.qr import qr_png, qr_svg
+from cmc.web import Look, company_look
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -42,30 +43,33 @@ async def qr(request: HttpRequest, name: FromPath[str]) -> Response[bytes]:
     if dot and kind not in {"png", "svg"}:
         raise NotFound("No such QR image format (use .png or .svg).")
     services = Services.of(request)
-    title = await _link_title(services, code)
+    title, look = await _link_page(services, code)
     url = links.short_link_urls(services.settings.base_url, code)["shortLinkUrl"]
     if kind == "png":
         return Response(_image(url, "png"), media_type="image/png", headers={"Cache-Control": IMMUTABLE})
     if kind == "svg":
         return Response(_image(url, "svg"), media_type="image/svg+xml", headers={"Cache-Control": IMMUTABLE})
-    return page("qr.html", title=title, svg=Markup(_image(url, "svg").decode()))  # noqa: S704
+    svg = Markup(_image(url, "svg").decode())  # noqa: S704 - our own SVG, no merchant text in it
+    return page("qr.html", look=look, title=title, svg=svg)
 
 
 @get("/qr/{code:str}/preview")
 async def qr_preview(request: HttpRequest, code: FromPath[str]) -> Response[bytes]:
     """A small QR with the title and the short URL, for the cashier's screen."""
     services = Services.of(request)
-    title = await _link_title(services, code)
+    title, look = await _link_page(services, code)
     url = links.short_link_urls(services.settings.base_url, code)["shortLinkUrl"]
     svg = Markup(_image(url, "svg").decode())  # noqa: S704 - our own SVG, no merchant text in it
-    return page("qr_preview.html", title=title, svg=svg, short_url=url)
+    return page("qr_preview.html", look=look, title=title, svg=svg, short_url=url)
 
 
-async def _link_title(services: Services, code: str) -> str:
-    title = await services.db.query(links.title_of, code)
-    if title is None:
+async def _link_page(services: Services, code: str) -> tuple[str, Look]:
+    """The link's widget title and its company's look; 404 for an unknown code."""
+    found = await services.db.query(links.page_of, code)
+    if found is None:
         raise NotFound("No such short link.")
-    return title
+    company = services.directory.current.companies.get((found.pos_system_id, found.company_id))
+    return found.title, company_look(company)
 
 
 @functools.lru_cache(maxsize=512)

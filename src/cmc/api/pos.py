@@ -1,4 +1,4 @@
-"""The POS API around the tender: reading a transaction back, the settings lookup.
+"""The POS API around the tender: reading a transaction back, the settings lookup, the CFS carousel URL.
 
 StartInteraction and SendTransaction, the two calls of every tender, are served by ``cmc.api.hot``.
 """
@@ -10,15 +10,16 @@ from litestar import get, post
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
-from cmc import auth, transactions
+from cmc import auth, interactions, screens, transactions
 from cmc.api import HttpRequest
 from cmc.api.body import decode_json
 from cmc.api.services import Services
 from cmc.errors import BadRequest, NotFound, TransactionNotFound
-from cmc.registry import PosSystem
+from cmc.registry import Directory, PosSystem
 from cmc_client import wire
 
 _settings_decoder = msgspec.json.Decoder(wire.SettingsLookupRequest)
+_carousel_decoder = msgspec.json.Decoder(wire.CarouselRequest)
 _encode = msgspec.json.Encoder().encode
 JSON = "application/json"
 
@@ -90,6 +91,30 @@ async def legacy_settings(
     return json_response(_encode({"data": {"settings": flags}}))
 
 
+@post("/v2/pos/{pos_system_id:str}/carousel", status_code=200)
+async def carousel(request: HttpRequest, pos_system_id: FromPath[str]) -> ASGIResponse:
+    """The URL of a terminal's customer-facing screen, with its pairing credential (ClearLine 2.7)."""
+    services = Services.of(request)
+    pos = await pos_system_of(services, request.headers.get("authorization"), pos_system_id)
+    token = _screen_token(services.directory.current, pos, await decode_json(request, _carousel_decoder))
+    url = screens.page_url(services.settings.base_url, token)
+    return json_response(_encode(wire.CarouselResponse(data=wire.CarouselData(url=url))))
+
+
+def _screen_token(directory: Directory, pos: PosSystem, where: wire.CarouselRequest) -> str:
+    """The pairing token of the terminal's screen: 404 for an unknown terminal or one without a screen."""
+    terminal = where.terminalId
+    location = interactions.resolve_terminal(
+        directory, pos, location_id=where.posLocationId, terminal_id=terminal, company_id=None
+    )
+    token = location.screen_tokens.get(terminal)
+    if token is None:
+        raise NotFound(
+            f"Terminal {terminal!r} has no customer-facing screen (it is registered with cfs: false)."
+        )
+    return token
+
+
 def _settings(pos: PosSystem, *, company_id: str | None, known: bool = True) -> wire.SettingsResponse:
     return wire.SettingsResponse(
         data=wire.SettingsData(
@@ -106,4 +131,5 @@ ROUTES = [
     settings_lookup,
     settings_lookup_for_company,
     legacy_settings,
+    carousel,
 ]

@@ -15,13 +15,16 @@ import msgspec
 from cmc.registry.setup import Document
 
 SECTIONS = tuple(f.encode_name for f in msgspec.structs.fields(Document))
+_DEFAULTS = Document().to_data()
+"""What an absent section means (a document without ``branding`` has the default look)."""
 
 
 def summary(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str:
     """``new`` against ``old`` (None: nothing before), section by section; ``no change`` when equal."""
     parts: list[str] = []
     for section in SECTIONS:
-        parts += _section(section, (old or {}).get(section), new.get(section))
+        default = _DEFAULTS[section]
+        parts += _section(section, (old or {}).get(section, default), new.get(section, default))
     return "; ".join(parts) or "no change"
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, func, insert, select, update
 
 from cmc.merchant.wire import Source, Status
 from cmc.store import tables
@@ -151,3 +151,15 @@ def active_documents(conn: Connection) -> dict[tuple[str, str], tuple[int, dict[
         select(_a.c.pos_system_id, _a.c.company_id, _v.c.version, _v.c.document).select_from(joined)
     )
     return {(row.pos_system_id, row.company_id): (row.version, row.document) for row in rows}
+
+
+def active_branding_column(pos_system_id: ColumnElement[str], company_id: ColumnElement[str]) -> Any:
+    """The live version's ``branding`` of the company these columns name, for use inside a query."""
+    live = and_(
+        _a.c.pos_system_id == pos_system_id,
+        _a.c.company_id == company_id,
+        _v.c.pos_system_id == _a.c.pos_system_id,
+        _v.c.company_id == _a.c.company_id,
+        _v.c.version == _a.c.version,
+    )
+    return select(_v.c.document["branding"]).where(live).scalar_subquery()

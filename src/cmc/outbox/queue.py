@@ -36,6 +36,7 @@ from cmc.registry import store as registry_store
 from cmc.store import tables
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
+from cmc.web import stored_look
 
 if TYPE_CHECKING:
     from cmc.sale import Sale
@@ -193,7 +194,13 @@ def claim(
             deferred += 1
             continue
         outgoing = Outgoing(
-            row.id, row.channel, row.recipient, row.subject, row.body, f"{base_url}/u/{row.optout_token}"
+            row.id,
+            row.channel,
+            row.recipient,
+            row.subject,
+            row.body,
+            f"{base_url}/u/{row.optout_token}",
+            look=stored_look(row.company_name, row.branding),
         )
         claimed.append(Claimed(outgoing, row.attempts + 1, lease_until, tz, quiet))
     if suppressed:
@@ -286,6 +293,7 @@ def _due(conn: Connection, now: datetime, limit: int) -> list[Any]:
 def _candidates() -> Any:
     m = tables.messages
     zone, quiet_hours = registry_store.location_window_columns(m.c.pos_system_id, m.c.location_id)
+    company_name, branding = registry_store.company_look_columns(m.c.pos_system_id, m.c.company_id)
     return select(
         m.c.id,
         m.c.status,
@@ -300,6 +308,8 @@ def _candidates() -> Any:
         ),
         zone.label("timezone"),
         quiet_hours.label("quiet_hours"),
+        company_name.label("company_name"),
+        branding.label("branding"),
     ).with_for_update(skip_locked=True, of=m)
 
 

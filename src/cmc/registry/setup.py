@@ -1,4 +1,4 @@
-"""A company's marketing setup: its widgets, CFS templates, message templates and POS Rules.
+"""A company's marketing setup: its branding, widgets, CFS templates, message templates and POS Rules.
 
 Two forms of one thing, both pure (no I/O):
 
@@ -13,13 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
 
 from cmc import rules
 from cmc.errors import RegistryError
+from cmc.placeholders import names
+
+IDLE_PLACEHOLDERS = frozenset({"companyName", "locationName"})
+"""What idle slides may name: every shopper sees them, so nothing of a sale."""
 
 
 class SetupError(RegistryError):
@@ -45,7 +49,7 @@ class Widget(_Spec, frozen=True):
 
 
 class Slide(_Spec, frozen=True):
-    """One slide of a CFS template; ``{firstName}``-style placeholders are filled per sale."""
+    """One idle slide of a CFS template; ``{companyName}`` and ``{locationName}`` are filled."""
 
     title: str = ""
     body: str = ""
@@ -53,11 +57,40 @@ class Slide(_Spec, frozen=True):
 
 
 class CfsTemplate(_Spec, frozen=True):
-    """Slides a customer-facing screen rotates."""
+    """What a customer-facing screen shows: idle slides between sales, a thank-you line during one."""
 
     id: int
     name: str
     slides: tuple[Slide, ...] = ()
+    """Idle slides, rotating while no sale is shown (every shopper sees them)."""
+    thanks: str = "Thank you, {firstName}!"
+    """The sale's line, shown with its QR code (or alone, briefly, when no rule chose a QR)."""
+    displaySeconds: Annotated[int, msgspec.Meta(ge=1, le=600)] = 45
+    """How long a sale stays on the screen before it goes back to the idle slides."""
+
+
+_Color = Annotated[str, msgspec.Meta(pattern=r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")]
+"""A CSS hex colour: the only form that reaches our style sheets."""
+
+
+class Colors(_Spec, frozen=True):
+    """A company's colours: accents and buttons, the page background, the text."""
+
+    primary: _Color = "#1f6f5c"
+    background: _Color = "#f6f7f9"
+    text: _Color = "#1d2330"
+
+
+class Branding(_Spec, frozen=True):
+    """How a company's screens, pages and emails look; every field has a default."""
+
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    """The name shoppers see (the company's name when absent)."""
+    logoUrl: str | None = None
+    """An absolute http(s) URL, or a ``data:image/...`` URL."""
+    colors: Colors = Colors()
+    font: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9 _-]{1,60}$")] | None = None
+    """A font family the devices have; CJK and emoji fallbacks follow it."""
 
 
 class MessageTemplate(_Spec, frozen=True):
@@ -72,6 +105,7 @@ class MessageTemplate(_Spec, frozen=True):
 class Document(_Spec, frozen=True):
     """A company's marketing sections, validated; ``rules`` in their normal data form."""
 
+    branding: Branding = Branding()
     widgets: tuple[Widget, ...] = ()
     cfsTemplates: tuple[CfsTemplate, ...] = ()
     messageTemplates: tuple[MessageTemplate, ...] = ()
@@ -92,6 +126,7 @@ class Document(_Spec, frozen=True):
 class Setup:
     """One company's marketing setup, ready for the tender path."""
 
+    branding: Branding = field(default_factory=Branding)
     widgets: Mapping[int, Widget] = field(default_factory=dict)
     cfs_templates: Mapping[int, CfsTemplate] = field(default_factory=dict)
     message_templates: Mapping[str, MessageTemplate] = field(default_factory=dict)
@@ -112,7 +147,7 @@ def describe(problem: Problem) -> str:
 
 
 def check(raw: Mapping[str, Any], *, locations: Collection[str], path: str) -> Document:
-    """Validate ``widgets``, ``cfsTemplates``, ``messageTemplates`` and ``rules`` from raw data.
+    """Validate ``branding``, ``widgets``, ``cfsTemplates``, ``messageTemplates`` and ``rules``.
 
     Raises the first problem (``SetupError`` / ``rules.RuleError``) whose ``field`` is the full path
     under ``path``.
@@ -134,6 +169,7 @@ def validate(
     problems: list[Problem] = []
     known = {f.encode_name for f in msgspec.structs.fields(Document)}
     problems += [SetupError("unknown field", field=_at(path, str(key))) for key in raw if key not in known]
+    branding = _branding(raw.get("branding"), _at(path, "branding"), problems)
     widgets = _items(raw.get("widgets"), Widget, _at(path, "widgets"), problems)
     templates = _items(raw.get("cfsTemplates"), CfsTemplate, _at(path, "cfsTemplates"), problems)
     messages = _items(raw.get("messageTemplates"), MessageTemplate, _at(path, "messageTemplates"), problems)
@@ -145,6 +181,8 @@ def validate(
                     "landingUrl must be an absolute http(s) URL", field=_at(path, f"widgets[{i}].landingUrl")
                 )
             )
+    for i, template in templates:
+        problems += _slide_problems(template, _at(path, f"cfsTemplates[{i}]"))
     for i, message in messages:
         if message.channel == "email" and not message.subject:
             problems.append(
@@ -156,6 +194,7 @@ def validate(
     problems += _duplicates(templates, _at(path, "cfsTemplates"))
     problems += _duplicates(messages, _at(path, "messageTemplates"))
     document = Document(
+        branding=branding,
         widgets=tuple(w for _, w in widgets),
         cfsTemplates=tuple(t for _, t in templates),
         messageTemplates=tuple(m for _, m in messages),
@@ -183,6 +222,7 @@ def compile_setup(document: Document, *, locations: Collection[str]) -> Setup:
         return EMPTY
     parsed = _parse_rules(list(document.rules), document, locations, "rules")
     return Setup(
+        branding=document.branding,
         widgets={w.id: w for w in document.widgets},
         cfs_templates={t.id: t for t in document.cfsTemplates},
         message_templates={m.id: m for m in document.messageTemplates},
@@ -223,10 +263,55 @@ def _items(raw: object, kind: type[Any], path: str, problems: list[Problem]) -> 
         try:
             valid.append((i, msgspec.convert(item, kind)))
         except msgspec.ValidationError as exc:
-            message, _, where = str(exc).rpartition(" - at `")
-            where = where.rstrip("`").removeprefix("$") if message else ""
-            problems.append(SetupError(message or str(exc), field=f"{path}[{i}]{where}"))
+            problems.append(_problem_of(exc, f"{path}[{i}]"))
     return valid
+
+
+def _branding(raw: object, path: str, problems: list[Problem]) -> Branding:
+    """The company's look; when any of it is invalid, each problem is named and the defaults apply."""
+    try:
+        branding = msgspec.convert(raw or {}, Branding)
+    except msgspec.ValidationError as exc:
+        problems.append(_problem_of(exc, path))
+        return Branding()
+    if branding.logoUrl is not None and not _is_image_url(branding.logoUrl):
+        problems.append(SetupError(IMAGE_URL, field=f"{path}.logoUrl"))
+    return branding
+
+
+def _slide_problems(template: CfsTemplate, path: str) -> list[Problem]:
+    """Idle slides name nothing of a sale; their images are URLs a screen can load."""
+    problems: list[Problem] = []
+    for j, slide in enumerate(template.slides):
+        for name in ("title", "body"):
+            shopper = sorted(names(getattr(slide, name)) - IDLE_PLACEHOLDERS)
+            if shopper:
+                problems.append(
+                    SetupError(
+                        f"{{{shopper[0]}}}: idle slides are shown to every shopper, so they may only use "
+                        "{companyName} and {locationName}; greet the shopper in `thanks`",
+                        field=f"{path}.slides[{j}].{name}",
+                    )
+                )
+        if slide.imageUrl is not None and not _is_image_url(slide.imageUrl):
+            problems.append(SetupError(IMAGE_URL, field=f"{path}.slides[{j}].imageUrl"))
+    return problems
+
+
+IMAGE_URL = "must be an absolute http(s) URL or a data:image/... URL"
+
+
+def _is_image_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return url.startswith("data:image/") or (parts.scheme in {"http", "https"} and bool(parts.netloc))
+
+
+def _problem_of(exc: msgspec.ValidationError, path: str) -> SetupError:
+    """msgspec's message, with the field it names (``- at `$.colors.primary```) under ``path``."""
+    message, at, where = str(exc).rpartition(" - at `")
+    if not at:  # a problem with the value itself: msgspec names no path inside it
+        return SetupError(str(exc), field=path)
+    return SetupError(message, field=f"{path}{where.rstrip('`').removeprefix('$')}")
 
 
 def _raw_ids(raw: object) -> set[Any]:

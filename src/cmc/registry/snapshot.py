@@ -16,13 +16,14 @@ import contextlib
 import functools
 import zoneinfo
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import structlog
 from sqlalchemy import Connection
 
-from cmc import sessions
+from cmc import screens, sessions
 from cmc.credentials import fingerprint
 from cmc.errors import RegistryError
 from cmc.merchant import versions
@@ -30,6 +31,7 @@ from cmc.quiet_hours import QuietHours, parse_window
 from cmc.registry import setup, store
 from cmc.registry.setup import Setup
 from cmc.roles import Role
+from cmc.screens import Screen
 from cmc.store.database import Database
 
 log = structlog.get_logger(__name__)
@@ -63,6 +65,8 @@ class Location:
     quiet_hours: QuietHours
     terminals: frozenset[str]
     cfs_terminals: frozenset[str]
+    screen_tokens: Mapping[str, str] = field(default_factory=dict)
+    """Terminal id → the pairing token of its customer-facing screen (``cmc.screens``)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,8 @@ class Directory:
     """(posSystemId, companyId, email) → the console user."""
     session_keys: tuple[bytes, ...] = ()
     """The keys sessions are signed with, newest (the signing one) first (``cmc.sessions``)."""
+    screens: Mapping[str, Screen] = field(default_factory=dict)
+    """Pairing token → its customer-facing screen: a token not here opens nothing."""
 
     def company_locations(self, pos_system_id: str, company_id: str) -> list[str]:
         """The ids of the company's locations (what its rules may name)."""
@@ -142,12 +148,14 @@ def load(conn: Connection, *, session_keys: tuple[bytes, ...] | None = None) -> 
     in the database (generated on first start, rotated by ``cmc sessions rotate-key``).
     """
     rows = store.load_rows(conn)
+    signer = screens.signer(conn)
     terminals: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
     for row in rows.terminals:
         terminals[(row.pos_system_id, row.location_id)].append((row.id, row.cfs))
     locations = {}
     for row in rows.locations:
         terms = terminals[(row.pos_system_id, row.id)]
+        tokens = signer.tokens(Screen(row.pos_system_id, row.id, term) for term, cfs in terms if cfs)
         locations[(row.pos_system_id, row.id)] = Location(
             pos_system_id=row.pos_system_id,
             id=row.id,
@@ -158,6 +166,7 @@ def load(conn: Connection, *, session_keys: tuple[bytes, ...] | None = None) -> 
             quiet_hours=parse_window(row.quiet_hours),
             terminals=frozenset(term for term, _ in terms),
             cfs_terminals=frozenset(term for term, cfs in terms if cfs),
+            screen_tokens={screen.terminal_id: token for screen, token in tokens.items()},
         )
     company_locations: dict[tuple[str, str], list[str]] = defaultdict(list)
     for loc in locations.values():
@@ -193,6 +202,11 @@ def load(conn: Connection, *, session_keys: tuple[bytes, ...] | None = None) -> 
             for row in rows.users
         },
         session_keys=session_keys or sessions.stored_keys(conn),
+        screens={
+            token: Screen(loc.pos_system_id, loc.id, terminal)
+            for loc in locations.values()
+            for terminal, token in loc.screen_tokens.items()
+        },
     )
 
 

@@ -75,6 +75,7 @@ class CompanySpec(Spec):
     locations: list[LocationSpec] = []
     merchantClients: list[MerchantClientSpec] = []
     users: list[UserSpec] = []
+    branding: dict[str, Any] = {}
     widgets: list[dict[str, Any]] = []
     cfsTemplates: list[dict[str, Any]] = []
     messageTemplates: list[dict[str, Any]] = []
@@ -247,6 +248,7 @@ def _is_timezone(name: str) -> bool:
 
 def _setup(company: CompanySpec, path: str) -> setup.Document:
     raw = {
+        "branding": company.branding,
         "widgets": company.widgets,
         "cfsTemplates": company.cfsTemplates,
         "messageTemplates": company.messageTemplates,

@@ -24,6 +24,7 @@ from sqlalchemy import (
     update,
 )
 
+from cmc.merchant import versions
 from cmc.store import meta, notifications, tables
 
 VERSION_KEY = "registry_version"
@@ -160,6 +161,21 @@ def location_window_columns(
     return (
         select(loc.c.timezone).where(same).scalar_subquery(),
         select(loc.c.quiet_hours).where(same).scalar_subquery(),
+    )
+
+
+def company_look_columns(
+    pos_system_id: ColumnElement[str], company_id: ColumnElement[str]
+) -> tuple[ScalarSelect[Any], ScalarSelect[Any]]:
+    """The name and branding of the company these columns name, for use inside a query.
+
+    The outbox reads them when it claims a message, so a message wears the company's current look.
+    """
+    c = tables.companies
+    same = and_(c.c.pos_system_id == pos_system_id, c.c.id == company_id)
+    return (
+        select(c.c.name).where(same).scalar_subquery(),
+        versions.active_branding_column(pos_system_id, company_id),
     )
 
 

@@ -15,7 +15,10 @@ between 15 and 50``).
 Semantics chosen where the spec is silent (all documented again on the condition classes):
 
 - ``amount`` fails when the transaction carries no amount; ``customer`` conditions fail for an
-  anonymous transaction; a limited rule never fires for an anonymous transaction.
+  anonymous transaction; a limited rule skips an anonymous transaction unless its limit says
+  ``anonymous: fire`` (then it fires, uncounted).
+- One QR widget and one CFS template per sale: those of the first rule (by priority) that chose one;
+  the others' effects say ``shown=False`` and why.
 - ``products.any`` sums the quantity of every line that matches and compares it with ``minQuantity``
   (without ``minQuantity``: one matching line suffices); ``products.all`` needs a non-empty basket
   whose every line matches, and its total quantity at least ``minQuantity``.

@@ -27,7 +27,10 @@ def rule_to_data(rule: m.Rule) -> dict[str, object]:
         then["notify"] = list(rule.then.notify)
     data["then"] = then
     if rule.limit is not None:
-        data["limit"] = {"perCustomer": rule.limit.per_customer, "per": _duration_text(rule.limit.per)}
+        limit = {"perCustomer": rule.limit.per_customer, "per": _duration_text(rule.limit.per)}
+        data["limit"] = (
+            limit if rule.limit.anonymous == "skip" else {**limit, "anonymous": rule.limit.anonymous}
+        )
     if rule.stop:
         data["stop"] = True
     if rule.valid_from is not None:

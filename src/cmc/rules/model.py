@@ -140,10 +140,15 @@ class Actions(msgspec.Struct, frozen=True, rename="camel"):
 
 
 class Limit(msgspec.Struct, frozen=True):
-    """``limit: {perCustomer: N, per: 7d}``: one customer gets the rule at most N times per window."""
+    """``limit: {perCustomer: N, per: 7d, anonymous: skip|fire}``: at most N times per customer per window.
+
+    An anonymous sale has no customer to count: ``anonymous: skip`` (the default) never fires the rule
+    for one, ``fire`` fires it every time (without counting).
+    """
 
     per_customer: int
     per: timedelta
+    anonymous: Literal["skip", "fire"] = "skip"
 
 
 class Rule(msgspec.Struct, frozen=True):

@@ -324,10 +324,14 @@ class _Parser:
         return m.Actions(widget, template, notify)
 
     def limit(self, raw: object, path: str) -> m.Limit:
-        spec = self.mapping(raw, path, ("perCustomer", "per"), required=("perCustomer", "per"))
+        spec = self.mapping(raw, path, ("perCustomer", "per", "anonymous"), required=("perCustomer", "per"))
+        anonymous = spec.get("anonymous", "skip")
+        if anonymous not in ("skip", "fire"):
+            self.fail(f"{path}.anonymous", f"must be skip or fire, not {anonymous!r}")
         return m.Limit(
             per_customer=self.integer(spec["perCustomer"], f"{path}.perCustomer", minimum=1),
             per=self.duration(spec["per"], f"{path}.per"),
+            anonymous="fire" if anonymous == "fire" else "skip",
         )
 
     def condition(self, raw: object, path: str) -> m.Condition:

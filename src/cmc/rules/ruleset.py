@@ -22,12 +22,22 @@ Outcome: TypeAlias = Literal[
 EffectKind: TypeAlias = Literal["qrWidget", "cfsTemplate", "notify"]
 
 
-class Effect(msgspec.Struct, frozen=True):
-    """One thing to do, named by the rule that asked for it; ``target`` is the widget/template id."""
+ONE_PER_SALE: dict[str, str] = {"qrWidget": "QR widget", "cfsTemplate": "CFS template"}
+"""Effect kinds a sale carries one of: the first (highest priority) is shown, the others are not."""
+
+
+class Effect(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One thing to do, named by the rule that asked for it; ``target`` is the widget/template id.
+
+    ``shown`` is false (and ``reason`` says why) for a QR widget or CFS template that lost to the one
+    of a rule that comes first.
+    """
 
     rule: str
     kind: EffectKind
     target: str
+    shown: bool = True
+    reason: str | None = None
 
 
 class FiredRule(msgspec.Struct, frozen=True):
@@ -56,12 +66,12 @@ class Evaluation(msgspec.Struct):
     @property
     def qr_widget(self) -> Effect | None:
         """The QR widget of the highest-priority rule that produced one."""
-        return next((e for e in self.effects if e.kind == "qrWidget"), None)
+        return next((e for e in self.effects if e.kind == "qrWidget" and e.shown), None)
 
     @property
     def cfs_template(self) -> Effect | None:
         """The CFS template of the highest-priority rule that produced one."""
-        return next((e for e in self.effects if e.kind == "cfsTemplate"), None)
+        return next((e for e in self.effects if e.kind == "cfsTemplate" and e.shown), None)
 
     @property
     def notifications(self) -> list[Effect]:
@@ -79,11 +89,16 @@ class _Compiled:
     explain: Explainer | None
     window: Window | None
     per_customer: int | None
+    anonymous_fires: bool
     limit_text: str
     stop: bool
     fired: FiredRule
     effects: tuple[Effect, ...]
     actions_text: str
+
+
+ANONYMOUS_SKIPPED = "anonymous sale: a per-customer limit skips it (anonymous: skip, the default)"
+ANONYMOUS_FIRED = "anonymous sale: fired without counting (limit anonymous: fire)"
 
 
 def _no_usage(rule: str) -> int:
@@ -136,15 +151,12 @@ class RuleSet:
                     path, text = c.explain(facts, "when") or ("when", "failed")
                     traces.append(RuleTrace(c.name, "failed", path, text))
                 continue
-            if c.per_customer is not None:
-                if facts.customer is None:
-                    if traces is not None:
-                        traces.append(
-                            RuleTrace(
-                                c.name, "limited", "limit", "anonymous customer; limited rules need one"
-                            )
-                        )
-                    continue
+            anonymous = c.per_customer is not None and facts.customer is None
+            if anonymous and not c.anonymous_fires:
+                if traces is not None:
+                    traces.append(RuleTrace(c.name, "limited", "limit.anonymous", ANONYMOUS_SKIPPED))
+                continue
+            if c.per_customer is not None and not anonymous:
                 used = usage(c.name)
                 if used >= c.per_customer:
                     if traces is not None:
@@ -155,7 +167,8 @@ class RuleSet:
             fired.append(c.fired)
             effects += c.effects
             if traces is not None:
-                traces.append(RuleTrace(c.name, "fired", None, c.actions_text))
+                note = f"; {ANONYMOUS_FIRED}" if anonymous else ""
+                traces.append(RuleTrace(c.name, "fired", None, c.actions_text + note))
             if c.stop:
                 if traces is not None:
                     traces += [
@@ -163,7 +176,21 @@ class RuleSet:
                         for later in compiled[i + 1 :]
                     ]
                 break
+        if len(fired) > 1:
+            effects = _one_per_sale(effects)
         return Evaluation(fired=fired, effects=effects, explanation=traces)
+
+
+def _one_per_sale(effects: list[Effect]) -> list[Effect]:
+    """Mark every QR widget and CFS template after the first of its kind as not shown, saying why."""
+    first: dict[str, Effect] = {}
+    marked = []
+    for effect in effects:
+        if effect.kind in ONE_PER_SALE and (winner := first.setdefault(effect.kind, effect)) is not effect:
+            reason = f"one {ONE_PER_SALE[effect.kind]} per sale: rule {winner.rule!r} comes first by priority"
+            effect = msgspec.structs.replace(effect, shown=False, reason=reason)
+        marked.append(effect)
+    return marked
 
 
 def compile_rules(rules: Sequence[Rule], *, company_locations: Collection[str]) -> RuleSet:
@@ -200,6 +227,7 @@ def _compile_rule(rule: Rule) -> _Compiled:
         explain=explain,
         window=_window(rule.valid_from, rule.valid_until),
         per_customer=limit.per_customer if limit else None,
+        anonymous_fires=limit is not None and limit.anonymous == "fire",
         limit_text=f"(limit {limit.per_customer} per {_duration_text(limit.per)})" if limit else "",
         stop=rule.stop,
         fired=FiredRule(rule.name, then),
@@ -248,7 +276,10 @@ def format_explanation(evaluation: Evaluation) -> str:
         lines.append("no rules apply at this location")
     if evaluation.effects:
         lines.append("effects:")
-        lines += [f"  {e.kind} {e.target}  (rule {e.rule!r})" for e in evaluation.effects]
+        lines += [
+            f"  {e.kind} {e.target}  (rule {e.rule!r})" + ("" if e.shown else f"  not shown: {e.reason}")
+            for e in evaluation.effects
+        ]
     else:
         lines.append("effects: none")
     return "\n".join(lines)

@@ -388,8 +388,29 @@ cfs_events = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("pos_system_id", ID, nullable=False),
+    Column("location_id", ID, nullable=False),
     Column("terminal_id", ID, nullable=False),
     Column("payload", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_cfs_events_screen", "pos_system_id", "location_id", "terminal_id", "id"),
 )
-"""What customer-facing screens must show, written with the sale so every process can push it."""
+"""Each sale at a customer-facing screen, written with the sale so every process can push it.
+
+A screen is (pos_system_id, location_id, terminal_id); its index finds a screen's newest event
+when a screen connects (what it must show now)."""
+
+# --- customer-facing screens ---------------------------------------------------------------------
+
+screens = Table(
+    "screens",
+    metadata,
+    Column("pos_system_id", ID, primary_key=True, doc="With location_id and terminal_id: the screen."),
+    Column("location_id", ID, primary_key=True),
+    Column("terminal_id", ID, primary_key=True),
+    Column("generation", Integer, nullable=False, doc="What the screen's credential is signed with now."),
+    Column("rotated_at", UtcDateTime, nullable=False),
+)
+"""Screens whose pairing was rotated: the generation their credential is signed with (no row: 0).
+
+Not a registry table: ``cmc apply`` never touches it, so a terminal removed and added again keeps
+its generation and an old credential never comes back."""

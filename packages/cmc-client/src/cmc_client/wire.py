@@ -245,6 +245,10 @@ class Effect(Struct):
     """The widget id, template id or message template id the rule named."""
     messageId: str | None = None
     """For ``notify``: the queued message id (null when the customer lacks that contact)."""
+    shown: bool = True
+    """For ``qrWidget`` and ``cfsTemplate``: whether the response carries it (one of each per sale)."""
+    reason: str | None = None
+    """Why it is not shown (another rule's has a higher priority; the terminal has no screen)."""
 
 
 class TransactionData(Struct):
@@ -316,6 +320,28 @@ class SettingsResponse(Struct):
 # --- errors -----------------------------------------------------------------------------------
 
 
+# --- CFS carousel -----------------------------------------------------------------------------
+
+
+class CarouselRequest(Struct):
+    """``POST /v2/pos/{posSystemId}/carousel`` body: the terminal whose customer-facing screen to load."""
+
+    posLocationId: NonEmpty
+    terminalId: NonEmpty
+
+
+class CarouselData(Struct):
+    """The screen's page, carrying its pairing credential: load it in the screen's iframe or web view."""
+
+    url: str
+
+
+class CarouselResponse(Struct):
+    """``{"data": {"url": ...}}`` envelope of the carousel call."""
+
+    data: CarouselData
+
+
 class Problem(Struct, omit_defaults=True):
     """RFC 9457 problem details, with ASP.NET-style per-field ``errors``."""
 
@@ -330,6 +356,9 @@ class Problem(Struct, omit_defaults=True):
 __all__ = [
     "MAX_CONTACTS",
     "MAX_PRODUCTS",
+    "CarouselData",
+    "CarouselRequest",
+    "CarouselResponse",
     "CfsTemplate",
     "Code",
     "CompanySettings",
