@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import json
 import random
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -47,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
 from cmc.errors import ConfigError, Contention, StoreUnavailable
-from cmc.store.driver import PgTx, SqliteTx, Tx, pg_error, run_to_completion
+from cmc.store.driver import PG_FAILURES, PgTx, SqliteTx, Tx, pg_error, run_to_completion
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -299,18 +300,18 @@ class PostgresDatabase(Database):
         for attempt in range(1, RETRY_ATTEMPTS + 1):
             try:
                 pool = await self._driver_pool()
-                async with pool.acquire() as connection:
+                async with pool.acquire() as connection, _dropped_when_broken(connection):
                     try:
                         async with connection.transaction():
                             return await unit(PgTx(connection), *args, **kwargs)
-                    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    except PG_FAILURES as exc:
                         raise pg_error(exc) from None  # BEGIN or COMMIT itself failed
             except (Contention, StoreUnavailable):
                 if attempt == RETRY_ATTEMPTS:
                     raise
-            except OSError as exc:  # the server refused or dropped the connection
+            except PG_FAILURES as exc:  # opening a connection failed: refused, too many, starting up
                 if attempt == RETRY_ATTEMPTS:
-                    raise StoreUnavailable(code=type(exc).__name__) from None
+                    raise _unavailable(exc) from None
             await asyncio.sleep(self._backoff(attempt))
         raise AssertionError("the loop returns or raises")
 
@@ -319,14 +320,14 @@ class PostgresDatabase(Database):
         for attempt in range(1, RETRY_ATTEMPTS + 1):
             try:
                 pool = await self._driver_pool()
-                async with pool.acquire() as connection:
+                async with pool.acquire() as connection, _dropped_when_broken(connection):
                     return await unit(PgTx(connection), *args, **kwargs)
             except StoreUnavailable:
                 if attempt == RETRY_ATTEMPTS:
                     raise
-            except OSError as exc:
+            except PG_FAILURES as exc:
                 if attempt == RETRY_ATTEMPTS:
-                    raise StoreUnavailable(code=type(exc).__name__) from None
+                    raise _unavailable(exc) from None
             await asyncio.sleep(self._backoff(attempt))
         raise AssertionError("the loop returns or raises")
 
@@ -385,8 +386,27 @@ async def _setup_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    error = pg_error(exc)
+    return error if isinstance(error, StoreUnavailable) else StoreUnavailable(code=error.code)
+
+
 async def _no_reset(connection: asyncpg.Connection) -> None:
     return None
+
+
+@contextlib.asynccontextmanager
+async def _dropped_when_broken(connection: asyncpg.Connection) -> AsyncIterator[None]:
+    """Close a connection that failed as unreachable, so the pool opens a fresh one for the retry.
+
+    The pool skips its reset on release (``_no_reset``), so nothing else would notice that a cut
+    left the connection's protocol mid-operation; the next unit handed it would fail too.
+    """
+    try:
+        yield
+    except StoreUnavailable:
+        connection.terminate()
+        raise
 
 
 def ping(conn: Connection) -> bool:

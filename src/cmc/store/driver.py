@@ -131,7 +131,7 @@ def _sqlite_errors() -> Iterator[None]:
 def _pg_errors() -> Iterator[None]:
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+    except PG_FAILURES as exc:
         raise pg_error(exc) from None
 
 
@@ -146,6 +146,10 @@ def run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a SQLite unit of work awaited something other than its transaction")
 
 
+PG_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+"""What asyncpg raises for a failed statement. ``InternalClientError`` is a connection whose protocol
+was left mid-operation by a cut (``cannot switch to state ...``): as unusable as a closed one."""
+
 _CONTENTION = {"40001", "40P01", "55P03"}
 """serialization_failure, deadlock_detected, lock_not_available."""
 
@@ -157,9 +161,8 @@ def pg_error(exc: BaseException) -> StoreError:
         return DuplicateKey(code=code)
     if code in _CONTENTION:
         return Contention(code=code)
-    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError) or (
-        code or ""
-    ).startswith(("08", "57P")):
+    broken = asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.InternalClientError | OSError
+    if isinstance(exc, broken) or (code or "").startswith(("08", "57P")):
         return StoreUnavailable(code=code or type(exc).__name__)
     return StoreError(f"database error {code or type(exc).__name__}", code=code or type(exc).__name__)
 
