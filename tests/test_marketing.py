@@ -23,9 +23,19 @@ from sqlalchemy import insert, select, text, update
 
 from cmc import cli
 from cmc.api.app import create_app
+from cmc.clock import Clock, system_clock
 from cmc.store import tables
 from cmc.store.database import Database
-from support import Api, Lifespan, apply_registry, count_rows, make_settings, seed_transaction, unique
+from support import (
+    Api,
+    Lifespan,
+    ManualClock,
+    apply_registry,
+    count_rows,
+    make_settings,
+    seed_transaction,
+    unique,
+)
 
 MARKETING = Path(__file__).with_name("marketing.yaml")
 BASE = "http://cmc.test"
@@ -45,10 +55,10 @@ def marketing_factory(tmp_path: Path, database_url: str) -> Callable[..., Any]:
     """Like conftest's ``api_factory``, on the marketing registry, with the outbox dispatcher off."""
 
     @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[Api]:
+    async def start(clock: Clock = system_clock, **overrides: Any) -> AsyncIterator[Api]:
         settings = make_settings(tmp_path, **{"database_url": database_url, "dispatcher": False, **overrides})
         await asyncio.to_thread(apply_registry, settings, MARKETING)
-        app = create_app(settings)
+        app = create_app(settings, clock=clock)
         async with Lifespan(app):
             transport = httpx2.ASGITransport(app=app)
             async with httpx2.AsyncClient(transport=transport, base_url=BASE) as http:
@@ -519,20 +529,19 @@ async def test_opted_out_recipient_gets_no_message(api: Api) -> None:
     assert notify == {"thanks-sms": rows["sms"].id, "thanks-email": None}
 
 
-async def test_quiet_hours_delay_sms_but_not_email(api: Api) -> None:
-    started = datetime.now(UTC)
-    if started.astimezone(LA).time() >= time(23, 58):  # the one minute outside "00:00-23:59"
-        pytest.skip("too close to the end of the location's quiet hours")
-    quiet = await tender_ok(api, seed_transaction(terminalId="termq", posLocationId="locq"))
-    assert [e["rule"] for e in quiet["effects"] if e["kind"] == "notify"] == ["night thanks"] * 2
-    rows = await messages_of(api, quiet["id"])
-    sms, email = rows["sms"], rows["email"]
-    assert sms.next_attempt_at > datetime.now(UTC)  # delayed ...
-    assert sms.next_attempt_at.astimezone(LA).time() == time(23, 59)  # ... to the end of quiet hours
-    assert sms.next_attempt_at - sms.created_at < timedelta(days=1)
-    assert sms.status == "queued"  # never dropped
-    assert email.next_attempt_at == email.created_at <= datetime.now(UTC)  # email ignores quiet hours
+async def test_quiet_hours_delay_sms_but_not_email(marketing_factory: Callable[..., Any]) -> None:
+    # 14:00 in LA, inside locq's quiet hours ("00:00-23:59"), which end 9 h 59 min later.
+    clock = ManualClock(datetime(2026, 6, 15, 14, 0, tzinfo=LA).astimezone(UTC))
+    async with marketing_factory(clock) as api:
+        quiet = await tender_ok(api, seed_transaction(terminalId="termq", posLocationId="locq"))
+        assert [e["rule"] for e in quiet["effects"] if e["kind"] == "notify"] == ["night thanks"] * 2
+        rows = await messages_of(api, quiet["id"])
+        sms, email = rows["sms"], rows["email"]
+        assert sms.next_attempt_at > clock.now  # delayed ...
+        assert sms.next_attempt_at.astimezone(LA).time() == time(23, 59)  # ... to the end of quiet hours
+        assert sms.status == "queued"  # not dropped: within 12 hours of the sale (else: suppressed)
+        assert email.next_attempt_at == email.created_at == clock.now  # email ignores quiet hours
 
-    # loc5 has no quiet hours: its SMS is due at once
-    loud = await messages_of(api, (await tender_ok(api))["id"])
-    assert loud["sms"].next_attempt_at == loud["sms"].created_at <= datetime.now(UTC)
+        # loc5 has no quiet hours: its SMS is due at once
+        loud = await messages_of(api, (await tender_ok(api))["id"])
+        assert loud["sms"].next_attempt_at == loud["sms"].created_at == clock.now

@@ -100,6 +100,7 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
                 "profile_id": "p-1",
                 "transaction_id": "t-1",
                 "fired_at": NOW - timedelta(days=d),
+                "variant": "holdout" if d == 3 else "treatment",
             }
             for d in (0, 3, 9)
         ],
@@ -110,15 +111,20 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
     yield by_name("links.insert"), {
         **scope, "code": "abc", "location_id": "loc5", "terminal_id": "term5", "transaction_id": "t-1",
         "widget_id": 1, "title": "10% off", "target_url": "https://example.com/?c=abc", "scans": 0,
-        "created_at": NOW, "last_scan_at": None,
+        "created_at": NOW, "last_scan_at": None, "rule": "r",
     }  # fmt: skip
     yield by_name("links.scan"), {"scanned": "abc", "now": NOW}
+    yield by_name("links.record_scan"), {
+        **scope, "rule": "r", "location_id": "loc5", "terminal_id": "term5", "code": "abc",
+        "scanned_at": NOW, "agent": "Mobile Safari", "bot": False,
+    }  # fmt: skip
     yield by_name("links.page"), {"code": "abc"}
     yield by_name("outbox.enqueue"), {
         **scope, "id": "m-1", "location_id": "loc5", "transaction_id": "t-1", "rule": "r",
         "template_id": "thanks", "channel": "email", "recipient": "ada@example.com", "subject": "Hi",
         "body": "Hello", "optout_token": "tok", "status": "queued", "attempts": 0, "next_attempt_at": NOW,
-        "lease_until": None, "last_error": None, "created_at": NOW, "sent_at": None,
+        "lease_until": None, "last_error": None, "created_at": NOW, "sent_at": None, "reason": None,
+        "provider_id": None, "reported_at": None,
     }  # fmt: skip
     yield dynamic("optouts.opted_out[1]", optouts._opted_out_query, 1), {
         "pos": "pax", "company": "comp5", "r0": "ada@example.com",
@@ -219,7 +225,7 @@ async def test_driver_and_sqlalchemy_agree(two_databases: tuple[str, str]) -> No
         # The scenario did find and change rows: equal results are not two empty answers.
         assert any(isinstance(r, list) and r for r in by_driver)
         assert by_driver[[s.name for s, _ in scenario(driver_db.dialect)].index("links.scan")] == [
-            ("https://example.com/?c=abc",)
+            ("https://example.com/?c=abc", "pax", "comp5", "r", "loc5", "term5")
         ]
     finally:
         await driver_db.close()

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from cmc.errors import ConfigError
 
@@ -40,6 +41,7 @@ class Settings:
     smtp_from: str = field(default="CMC <cmc@localhost>", metadata={"env": "CMC_SMTP_FROM"})
     sms_url: str | None = field(default=None, metadata={"env": "CMC_SMS_URL"})
     sms_from: str = field(default="CMC", metadata={"env": "CMC_SMS_FROM"})
+    sms_auth_token: str | None = field(default=None, metadata={"env": "CMC_SMS_AUTH_TOKEN"})
     dispatcher: bool = field(default=True, metadata={"env": "CMC_DISPATCHER"})
     outbox_poll: timedelta = field(default=timedelta(seconds=1), metadata={"env": "CMC_OUTBOX_POLL_SECONDS"})
     outbox_backoff: timedelta = field(
@@ -109,6 +111,18 @@ class Settings:
         if not self.session_secrets:
             return None
         return tuple(secret.strip().encode() for secret in self.session_secrets.split(",") if secret.strip())
+
+    @property
+    def sms_callback_key(self) -> bytes | None:
+        """What SMS delivery reports are signed with: ``CMC_SMS_AUTH_TOKEN``, else the SMS URL's password.
+
+        None (no SMS provider, or nothing to check a signature with): CMC asks for no reports and
+        refuses every one.
+        """
+        if not self.sms_url:
+            return None
+        token = self.sms_auth_token or unquote(urlsplit(self.sms_url).password or "")
+        return token.encode() if token else None
 
     @property
     def base_url(self) -> str:

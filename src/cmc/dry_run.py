@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from cmc import tender
+from cmc import holdout, tender
 from cmc.errors import ApiError, CmcError, ValidationFailed
 from cmc.registry import Directory, PosSystem, snapshot
 from cmc.sale import no_reaction
@@ -43,6 +43,7 @@ async def explain_file(
         raise CmcError(f"{source}: {_fields(ValidationFailed.from_msgspec(exc))}") from None
     except msgspec.DecodeError as exc:
         raise CmcError(f"{source}: not valid JSON: {exc}") from None
+    await holdout.ensure_secret(db)  # what the holdout assignment it explains is keyed with
     directory = await db.read(snapshot.load)
     pos = _pos_system(directory, request.posLocationId, pos_system_id)
     try:

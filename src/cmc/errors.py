@@ -6,6 +6,7 @@
     ├── DeliveryFailed               an email/SMS attempt failed (``cmc.outbox.senders``)
     │   ├── TemporaryFailure         retried with backoff
     │   └── PermanentFailure         the message is dead
+    │       └── Bounced              the address refused it for good: the message is bounced
     ├── StoreError                   the database failed a unit of work (``cmc.store.driver``)
     │   ├── DuplicateKey             a unique key already holds the value: a race the caller settles
     │   ├── Contention               deadlock, serialization failure or a held lock: retried

@@ -1,6 +1,8 @@
 """Rule firings: one row per rule that fired for a transaction (what per-customer limits count).
 
-Every statement on ``rule_firings`` is here.
+A firing carries its variant: ``treatment`` (the rule did what it says) or ``holdout`` (the
+customer is in the rule's holdout, ``cmc.holdout``: nothing was shown or sent). Limits count both,
+so a customer of either arm meets the rule as often. Every statement on ``rule_firings`` is here.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, bindparam, func, insert, select
+from sqlalchemy import Connection, Subquery, bindparam, func, insert, select
 
 from cmc.store import tables
 from cmc.store.driver import Tx
@@ -33,12 +35,17 @@ _USAGE = Statement(
 )
 
 
-async def record(tx: Tx, sale: Sale, rules: Sequence[str]) -> None:
-    """Store that ``rules`` fired for ``sale``."""
+async def record(tx: Tx, sale: Sale, rules: Sequence[str], *, held_out: Sequence[str] = ()) -> None:
+    """Store that ``rules`` fired for ``sale`` (as treatment) and ``held_out`` (as holdout)."""
     profile_id = sale.profile.id if sale.profile else None
     scope = {"pos_system_id": sale.pos.id, "company_id": sale.company.id, "transaction_id": sale.id}
+    arms = [*((rule, "treatment") for rule in rules), *((rule, "holdout") for rule in held_out)]
     await tx.execute_many(
-        _INSERT, [{**scope, "rule": rule, "profile_id": profile_id, "fired_at": sale.now} for rule in rules]
+        _INSERT,
+        [
+            {**scope, "rule": rule, "profile_id": profile_id, "fired_at": sale.now, "variant": variant}
+            for rule, variant in arms
+        ],
     )
 
 
@@ -60,3 +67,45 @@ async def usage(
 def counts_by_rule(conn: Connection) -> dict[str, int]:
     """Firings per rule name, over everything stored (for ``cmc demo``'s report)."""
     return dict(conn.execute(select(_f.c.rule, func.count()).group_by(_f.c.rule)).tuples().all())
+
+
+def first_firings(
+    *, pos_system_id: str, company_id: str, rule: str, since: datetime | None, until: datetime
+) -> Subquery:
+    """Each customer's first firing of ``rule`` in ``[since, until)``: profile_id, variant, transaction_id.
+
+    A subquery, for the owner of ``transactions`` to follow those customers (the lift). Walks
+    ``ix_rule_firings_rule``: the rule's firings customer by customer, in time order.
+    """
+    window = [_f.c.fired_at < until] + ([_f.c.fired_at >= since] if since is not None else [])
+    order = func.row_number().over(partition_by=_f.c.profile_id, order_by=(_f.c.fired_at, _f.c.id))
+    ranked = (
+        select(_f.c.profile_id, _f.c.variant, _f.c.transaction_id, order.label("n"))
+        .where(
+            _f.c.rule == rule,
+            _f.c.pos_system_id == pos_system_id,
+            _f.c.company_id == company_id,
+            _f.c.profile_id.is_not(None),
+            *window,
+        )
+        .subquery("ranked")
+    )
+    first = select(ranked.c.profile_id, ranked.c.variant, ranked.c.transaction_id).where(ranked.c.n == 1)
+    return first.subquery("exposures")
+
+
+def variant_counts(
+    conn: Connection, *, pos_system_id: str, company_id: str, since: datetime, until: datetime
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Firings and distinct customers per (rule, variant) in ``[since, until)`` (for analytics)."""
+    query = (
+        select(_f.c.rule, _f.c.variant, func.count(), func.count(func.distinct(_f.c.profile_id)))
+        .where(
+            _f.c.pos_system_id == pos_system_id,
+            _f.c.company_id == company_id,
+            _f.c.fired_at >= since,
+            _f.c.fired_at < until,
+        )
+        .group_by(_f.c.rule, _f.c.variant)
+    )
+    return {(rule, variant): (int(n), int(people)) for rule, variant, n, people in conn.execute(query)}

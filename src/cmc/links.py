@@ -1,18 +1,27 @@
-"""Short links: ``/s/{code}`` redirects to a widget's landing page and counts the scan.
+"""Short links: ``/s/{code}`` redirects to a widget's landing page and records the scan.
 
-Codes are unguessable (128 random bits). The URL builders are pure (the base URL is passed in:
-``Settings.base_url``); every statement on ``short_links`` is here. The pages that answer these
-URLs live in ``cmc.api.links``.
+Codes are unguessable (128 random bits). A link remembers the sale, merchant, store, terminal and
+rule that made it; each visit adds one ``scans`` row with those and who scanned (the browser family
+and whether it is a bot, from ua-parser: ``agent_of``), in the redirect's one transaction. The URL
+builders are pure (the base URL is passed in: ``Settings.base_url``); every statement on
+``short_links`` and ``scans`` is here. The pages that answer these URLs live in ``cmc.api.links``.
+
+User agents are classified by ua-parser (the uap-core rules every ua-parser port shares, kept up
+to date upstream; its Rust matcher when installed): its device family ``Spider`` marks crawlers and
+link previewers. A request without a User-Agent counts as a bot too: every phone browser sends one.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
-from sqlalchemy import bindparam, insert, select, update
+import ua_parser
+from sqlalchemy import Column, ColumnElement, Connection, bindparam, case, func, insert, select, update
 
 from cmc.store import tables
 from cmc.store.driver import Tx
@@ -24,25 +33,36 @@ if TYPE_CHECKING:
     from cmc.sale import Sale
 
 __all__ = [
+    "Agent",
     "LinkPage",
+    "ScanCount",
     "ShortLinkUrls",
+    "agent_of",
     "create",
     "new_code",
     "page_of",
+    "prune_targets",
     "qr_svg_url",
     "record_scan",
+    "scan_counts",
     "short_link_urls",
 ]
 
 _CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _s = tables.short_links
+_v = tables.scans
 _INSERT = Statement(insert(_s), name="links.insert", keys=[c.name for c in _s.columns])
+_SCANNED = ("pos_system_id", "company_id", "rule", "location_id", "terminal_id")
+"""What a scan copies from its link."""
 _SCAN = Statement(
     update(_s)
     .where(_s.c.code == bindparam("scanned"))
     .values(scans=_s.c.scans + 1, last_scan_at=bindparam("now", type_=UtcDateTime))
-    .returning(_s.c.target_url),
+    .returning(_s.c.target_url, *(_s.c[name] for name in _SCANNED)),
     name="links.scan",
+)
+_RECORD_SCAN = Statement(
+    insert(_v), name="links.record_scan", keys=[c.name for c in _v.columns if c.name != "id"]
 )
 
 
@@ -91,8 +111,11 @@ def qr_svg_url(base_url: str, code: str) -> str:
     return f"{base_url.rstrip('/')}/qr/{code}.svg"
 
 
-async def create(tx: Tx, sale: Sale, widget: Widget) -> str:
-    """A new short link of ``sale`` to the widget's landing page (``{code}`` becomes the code)."""
+async def create(tx: Tx, sale: Sale, widget: Widget, *, rule: str) -> str:
+    """A new short link of ``sale`` to the widget's landing page (``{code}`` becomes the code).
+
+    ``rule`` is the rule whose QR widget it is: its scans count for that rule.
+    """
     code = new_code()
     row = {
         "code": code,
@@ -107,17 +130,43 @@ async def create(tx: Tx, sale: Sale, widget: Widget) -> str:
         "scans": 0,
         "created_at": sale.now,
         "last_scan_at": None,
+        "rule": rule,
     }
     await tx.execute(_INSERT, row)
     return code
 
 
-async def record_scan(tx: Tx, code: str, *, now: datetime) -> str | None:
-    """Count one scan of ``code``; its target URL, or None for an unknown code."""
+class Agent(NamedTuple):
+    """Who scanned: the browser family of the User-Agent, and whether it is a bot."""
+
+    family: str
+    bot: bool
+
+
+@functools.lru_cache(maxsize=4096)
+def agent_of(user_agent: str | None) -> Agent:
+    """Classify a User-Agent header (ua-parser; pure, cached: phones send few distinct ones)."""
+    text = (user_agent or "").strip()
+    if not text:
+        return Agent("Other", True)
+    parsed = ua_parser.parse(text[:1000])
+    family = parsed.user_agent.family if parsed.user_agent else "Other"
+    return Agent(family[:100], parsed.device is not None and parsed.device.family == "Spider")
+
+
+async def record_scan(tx: Tx, code: str, *, now: datetime, agent: Agent) -> str | None:
+    """Count and record one scan of ``code`` by ``agent``; its target URL, or None for an unknown code."""
     if not _CODE.match(code):
         return None
     row = await tx.first(_SCAN, {"scanned": code, "now": now})
-    return None if row is None else str(row[0])
+    if row is None:
+        return None
+    target, *scanned = row
+    values = dict(zip(_SCANNED, scanned, strict=True))
+    await tx.execute(
+        _RECORD_SCAN, {**values, "code": code, "scanned_at": now, "agent": agent.family, "bot": agent.bot}
+    )
+    return str(target)
 
 
 async def page_of(tx: Tx, code: str) -> LinkPage | None:
@@ -125,3 +174,36 @@ async def page_of(tx: Tx, code: str) -> LinkPage | None:
     if not _CODE.match(code):
         return None
     return await tx.first(_PAGE, {"code": code})
+
+
+def prune_targets(before: datetime) -> list[tuple[Column[Any], ColumnElement[bool]]]:
+    """What ``cmc prune`` deletes here: scans older than ``before`` (links stay, with their counters)."""
+    return [(_v.c.id, _v.c.scanned_at < before)]
+
+
+class ScanCount(NamedTuple):
+    """A rule's scans in a window: by people, and by bots (crawlers, link previewers)."""
+
+    rule: str | None
+    """None: links made before links remembered their rule."""
+    people: int
+    bots: int
+
+
+def scan_counts(
+    conn: Connection, *, pos_system_id: str, company_id: str, since: datetime, until: datetime
+) -> Sequence[ScanCount]:
+    """Scans of the merchant's links in ``[since, until)``, per rule (for analytics)."""
+    bots = func.sum(case((_v.c.bot, 1), else_=0))
+    query = (
+        select(_v.c.rule, func.count() - bots, bots)
+        .where(
+            _v.c.pos_system_id == pos_system_id,
+            _v.c.company_id == company_id,
+            _v.c.scanned_at >= since,
+            _v.c.scanned_at < until,
+        )
+        .group_by(_v.c.rule)
+        .order_by(_v.c.rule)
+    )
+    return [ScanCount(rule, int(people), int(bots)) for rule, people, bots in conn.execute(query)]

@@ -8,18 +8,23 @@ and a replayed transaction (answered from the stored response) never creates a s
          ──react──► short link + QR URLs, CFS template URL, outbox rows, CFS event ──► Reaction
 
 Each table is written through its owner (``firings``, ``links``, ``outbox.queue``, ``cfs_feed``).
+
+A rule with a holdout (``holdoutPercent``) that holds this customer out (``cmc.holdout``) is
+recorded as a firing with variant ``holdout`` and its messages as suppressed (reason ``holdout``);
+it shows nothing, sends nothing, and the other rules run as if it had not fired.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from cmc import cfs_feed, firings, links, profiles, rules, screen_state, screens
+from cmc import cfs_feed, firings, holdout, links, profiles, rules, screen_state, screens
 from cmc.outbox import optouts, queue
 from cmc.placeholders import fill
-from cmc.quiet_hours import next_allowed
+from cmc.quiet_hours import MAX_DELAY, next_allowed
 from cmc.registry.setup import MessageTemplate
 from cmc.sale import Reaction, Sale, sales_person_name
 from cmc.store.driver import Tx
@@ -40,6 +45,7 @@ async def evaluate(tx: Tx, sale: Sale, *, explain: bool = False) -> rules.Evalua
     if not ruleset.for_location(sale.location.id) and not explain:
         return rules.Evaluation()
     facts = facts_of(sale)
+    bucket = _buckets(sale, provisional=explain)
     counts: dict[str, int] = {}
     asked: list[str] = []
 
@@ -50,7 +56,7 @@ async def evaluate(tx: Tx, sale: Sale, *, explain: bool = False) -> rules.Evalua
 
     while True:
         asked.clear()
-        evaluation = ruleset.evaluate(facts, usage=usage, explain=explain)
+        evaluation = ruleset.evaluate(facts, usage=usage, bucket=bucket, explain=explain)
         if not asked or sale.profile is None:
             return evaluation
         windows = {rule.name: rule.limit.per for rule in ruleset.for_location(sale.location.id) if rule.limit}
@@ -65,15 +71,26 @@ async def evaluate(tx: Tx, sale: Sale, *, explain: bool = False) -> rules.Evalua
             )
 
 
+def _buckets(sale: Sale, *, provisional: bool) -> Callable[[str], int | None]:
+    """The customer's holdout bucket per rule; unknown for a dry run's new customer (no real id yet)."""
+    profile = sale.profile
+    if profile is None or (provisional and profile.is_new):
+        return lambda rule: None
+    salt, profile_id = sale.company.holdout_salt, profile.id
+    return lambda rule: holdout.bucket(salt, rule, profile_id)
+
+
 async def react(tx: Tx, sale: Sale, *, base_url: str) -> Reaction:
     """Evaluate and realize; the sale's transaction commits what this writes."""
     evaluation = await evaluate(tx, sale)
-    if not evaluation.fired:
+    if not evaluation.fired and not evaluation.held_out:
         await _cfs_event(tx, sale, None, None)
         return Reaction()
-    await firings.record(tx, sale, [fired.rule for fired in evaluation.fired])
+    held_out = evaluation.held_out
+    await firings.record(tx, sale, [f.rule for f in evaluation.fired], held_out=[f.rule for f in held_out])
     link = await _short_link(tx, sale, evaluation.qr_widget, base_url)
-    message_ids = await _messages(tx, sale, evaluation.notifications, link, base_url)
+    withheld = [rules.Effect(f.rule, "notify", target) for f in held_out for target in f.actions.notify]
+    message_ids = await _messages(tx, sale, evaluation.notifications, link, base_url, withheld=withheld)
     first_message = next((m for m in message_ids.values() if m), None)
     qr = None
     if link is not None:
@@ -130,7 +147,7 @@ async def _short_link(tx: Tx, sale: Sale, effect: rules.Effect | None, base_url:
     if effect is None:
         return None
     widget = sale.company.setup.widgets[int(effect.target)]
-    code = await links.create(tx, sale, widget)
+    code = await links.create(tx, sale, widget, rule=effect.rule)
     return _Link(
         code=code, widget_id=widget.id, title=widget.title, urls=links.short_link_urls(base_url, code)
     )
@@ -150,16 +167,26 @@ def _widget(sale: Sale, link: _Link, message_id: str | None) -> wire.QrCodeWidge
 
 
 async def _messages(
-    tx: Tx, sale: Sale, effects: list[rules.Effect], link: _Link | None, base_url: str
+    tx: Tx,
+    sale: Sale,
+    effects: list[rules.Effect],
+    link: _Link | None,
+    base_url: str,
+    *,
+    withheld: list[rules.Effect],
 ) -> dict[tuple[str, str], str | None]:
     """Queue one message per template (the first rule asking for it); None where none could go.
 
     A customer without the template's contact, or who opted out of that channel, gets no message.
+    ``withheld``: the notify effects of rules holding this customer out; each template that no
+    treatment rule sends is recorded as suppressed (reason ``holdout``): what the treatment would
+    have got. So is an SMS quiet hours would push too far (``quiet-hours``); neither has an id in
+    the answer.
     """
     profile = sale.profile
     contacts = {"email": profile.person.email, "sms": profile.person.phone} if profile else {}
     first: dict[str, rules.Effect] = {}
-    for effect in effects:
+    for effect in (*effects, *withheld):
         first.setdefault(effect.target, effect)
     templates = sale.company.setup.message_templates
     wanted = {
@@ -178,13 +205,12 @@ async def _messages(
         for effect, template, recipient in wanted.values()
         if (template.channel, recipient) not in opted_out
     ]
-    ids = await queue.enqueue(
-        tx,
-        sale,
-        [_message(sale, effect, template, recipient, link) for effect, template, recipient in chosen],
-        base_url=base_url,
-    )
-    queued = {template.id: message_id for (_, template, _), message_id in zip(chosen, ids, strict=True)}
+    messages = [
+        _message(sale, effect, template, recipient, link, held_out=effect in withheld)
+        for effect, template, recipient in chosen
+    ]
+    ids = await queue.enqueue(tx, sale, messages, base_url=base_url)
+    queued = {m.template_id: mid for m, mid in zip(messages, ids, strict=True) if m.suppressed is None}
     return {
         (effect.rule, effect.target): queued.get(effect.target) if first[effect.target] is effect else None
         for effect in effects
@@ -192,15 +218,23 @@ async def _messages(
 
 
 def _message(
-    sale: Sale, effect: rules.Effect, template: MessageTemplate, recipient: str, link: _Link | None
+    sale: Sale,
+    effect: rules.Effect,
+    template: MessageTemplate,
+    recipient: str,
+    link: _Link | None,
+    *,
+    held_out: bool,
 ) -> queue.NewMessage:
     values = _values(sale, link)
     due = sale.now
     if template.channel == "sms":
         due = next_allowed(sale.now, sale.location.timezone, sale.location.quiet_hours)
     subject = fill(template.subject, values) if template.subject else None
+    suppressed = "holdout" if held_out else "quiet-hours" if due - sale.now > MAX_DELAY else None
+    body = fill(template.body, values)
     return queue.NewMessage(
-        effect.rule, template.id, template.channel, recipient, subject, fill(template.body, values), due
+        effect.rule, template.id, template.channel, recipient, subject, body, due, suppressed
     )
 
 

@@ -2,7 +2,10 @@
 
 A window is ``"HH:MM-HH:MM"`` in the location's wall-clock time and may wrap midnight
 (``"21:00-08:00"``, the default). ``start == end`` means no quiet hours. An SMS due inside the
-window is delayed to its end, never dropped; email ignores quiet hours.
+window is delayed to its end, unless that end is more than ``MAX_DELAY`` (12 hours) after its
+sale: then it is suppressed (reason ``quiet-hours``), a post-purchase thank-you the next afternoon
+being stale. With the default window a sale's SMS waits at most 11 hours; only a retry pushed past
+the night, or a longer window, meets the limit. Email ignores quiet hours.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 DEFAULT_WINDOW = "21:00-08:00"
+MAX_DELAY = timedelta(hours=12)
+"""An SMS that quiet hours would push further than this after its sale is suppressed instead."""
 
 _WINDOW = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*")
 

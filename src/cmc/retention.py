@@ -1,10 +1,12 @@
 """Data retention: ``cmc prune --before DATE`` removes what CMC no longer needs, in small batches.
 
-Pruned: outbox messages that reached an end state (sent, dead, suppressed) before the date with
-their attempts, CFS events older than it, merchant API idempotency keys stored before it and
-failed-login windows that started before it; each owner module says what of its tables may go.
-Transactions, profiles, short links, rule firings, marketing versions and their audit trail are kept.
-Each batch is its own short transaction, so the tender path never waits on a long delete.
+Pruned: outbox messages that reached an end state (sent, delivered, failed, bounced, dead,
+suppressed) before the date with their attempts, CFS events and scans older than it, merchant API
+idempotency keys stored before it and failed-login windows that started before it; each owner module
+says what of its tables may go. Transactions, profiles, short links (with their scan counters), rule
+firings, marketing versions and their audit trail are kept: a rule's lift follows its firings and its
+customers' transactions. Each batch is its own short transaction, so the tender path never waits on a
+long delete.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Connection, Table, delete, select
 
-from cmc import cfs_feed, throttle
+from cmc import cfs_feed, links, throttle
 from cmc.merchant import idempotency
 from cmc.outbox import queue
 from cmc.store.database import Database
@@ -40,6 +42,7 @@ def targets(before: datetime) -> Iterator[tuple[Table, Key, ColumnElement[bool]]
     for key, condition in (
         *queue.prune_targets(before),
         *cfs_feed.prune_targets(before),
+        *links.prune_targets(before),
         *idempotency.prune_targets(before),
         *throttle.prune_targets(before),
     ):

@@ -12,8 +12,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select
+from sqlalchemy import Connection, Subquery, and_, bindparam, insert, or_, select
 
+from cmc.lift import FollowUp
 from cmc.store import tables
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
@@ -173,3 +174,33 @@ def earlier(
         )
     )
     return [(profile, bool(reversal), amount) for profile, reversal, amount in rows]
+
+
+def follow_ups(conn: Connection, exposures: Subquery, *, horizon: datetime) -> list[FollowUp]:
+    """The later sales, before ``horizon``, of each customer in ``exposures`` (for the lift).
+
+    ``exposures`` has ``profile_id``, ``variant`` and ``transaction_id`` (the sale the rule fired on,
+    whose ``occurred_at`` starts the customer's follow-up): ``cmc.firings.first_firings``. A customer
+    without a later sale gets one row without one. Walks ``ix_transactions_profile``.
+    """
+    exposed, later = _t.alias("exposed"), _t.alias("later")
+    query = (
+        select(
+            exposures.c.profile_id,
+            exposures.c.variant,
+            exposed.c.occurred_at,
+            later.c.occurred_at,
+            later.c.amount,
+            later.c.is_reversal,
+        )
+        .join(exposed, exposed.c.id == exposures.c.transaction_id)
+        .outerjoin(
+            later,
+            and_(
+                later.c.profile_id == exposures.c.profile_id,
+                later.c.occurred_at > exposed.c.occurred_at,
+                later.c.occurred_at <= horizon,
+            ),
+        )
+    )
+    return [FollowUp(*row) for row in conn.execute(query)]

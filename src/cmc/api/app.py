@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.exceptions import HTTPException
 
-from cmc import logs, screens, sessions, throttle
-from cmc.api import cfs, links, merchant, ops, optout, pos, token
+from cmc import holdout, logs, screens, sessions, throttle
+from cmc.api import cfs, delivery, links, merchant, ops, optout, pos, token
 from cmc.api.edge import Edge
 from cmc.api.hot import HotRoutes
 from cmc.api.metrics import Metrics
@@ -41,6 +41,7 @@ ROUTES = [
     *links.ROUTES,
     *cfs.ROUTES,
     *optout.ROUTES,
+    *delivery.ROUTES,
 ]
 
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         if settings.session_keys is None:
             await db.write(sessions.ensure_key, now=clock())
         await db.write(screens.ensure_key)  # before the first snapshot: it signs the screen tokens
+        await holdout.ensure_secret(db)  # before the snapshot: companies' holdout salts derive from it
         directory = DirectoryCache(db, refresh=settings.registry_refresh, session_keys=settings.session_keys)
         await directory.start()
         feed = CfsFeed(db, poll=settings.cfs_poll)

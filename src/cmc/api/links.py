@@ -27,9 +27,10 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 @get("/s/{code:str}")
 async def short_link(request: HttpRequest, code: FromPath[str]) -> Redirect:
-    """Count the scan and redirect to the widget's landing page."""
+    """Record the scan and redirect to the widget's landing page."""
     services = Services.of(request)
-    target = await services.db.transact(links.record_scan, code, now=services.clock())
+    agent = links.agent_of(request.headers.get("user-agent"))
+    target = await services.db.transact(links.record_scan, code, now=services.clock(), agent=agent)
     if target is None:
         raise NotFound("No such short link.")
     headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}

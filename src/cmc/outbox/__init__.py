@@ -6,6 +6,7 @@
 
 Quiet hours (when SMS wait) are a location's, in ``cmc.quiet_hours``.
 - ``senders``: SMTP, Twilio-style SMS over HTTP, and the log sender.
+- ``status``: the SMS provider's delivery reports: their signature and what they say (pure).
 - ``dispatch``: ``Dispatcher`` (``run_once(now)``, ``start()``/``stop()``), retry delays.
 - ``worker``: ``run_worker(settings)`` behind ``cmc worker``.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 from cmc.outbox.dispatch import Dispatcher, retry_delay
 from cmc.outbox.optouts import is_opted_out, opt_out
 from cmc.outbox.senders import (
+    Bounced,
     DeliveryFailed,
     LogSender,
     Outgoing,
@@ -27,6 +29,7 @@ from cmc.outbox.senders import (
 from cmc.outbox.worker import run_worker
 
 __all__ = [
+    "Bounced",
     "DeliveryFailed",
     "Dispatcher",
     "LogSender",

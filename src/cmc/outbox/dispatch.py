@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -87,10 +88,14 @@ class Dispatcher:
                 # Recording an outcome failed (the store is down): that message stays leased and
                 # is sent again once the lease runs out.
                 raise outcome
-        sent = [message for message, ok in zip(claim.messages, outcomes, strict=True) if ok is True]
+        accepted = {
+            m.id: o for m, o in zip(claim.messages, outcomes, strict=True) if isinstance(o, _Accepted)
+        }
+        sent = [message for message in claim.messages if message.id in accepted]
         if sent:
             # One write for the whole pass: the store's writer is shared with the tender path.
-            owned = await self._db.write(queue.mark_all_sent, sent, now=now)
+            provider_ids = {mid: a.provider_id for mid, a in accepted.items() if a.provider_id}
+            owned = await self._db.write(queue.mark_all_sent, sent, now=now, provider_ids=provider_ids)
             for message, still_ours in zip(sent, owned, strict=True):
                 self._log.info(
                     "message sent", message_id=message.id, channel=message.channel, attempt=message.attempts
@@ -141,29 +146,41 @@ class Dispatcher:
                 await asyncio.wait_for(self._nudge.wait(), poll)
             self._nudge.clear()
 
-    async def _deliver(self, message: queue.Claimed, *, now: datetime) -> bool:
-        """Send one message: True when it went out (the pass records it), False after recording a failure."""
+    async def _deliver(self, message: queue.Claimed, *, now: datetime) -> _Accepted | None:
+        """Send one message: accepted (the pass records it), or None after recording a failure."""
         try:
-            await self._sender(message.channel).send(message.message)
+            provider_id = await self._sender(message.channel).send(message.message)
         except DeliveryFailed as exc:
             await self._failed(message, exc, now=now)
         except Exception as exc:
             self._log.exception("sender crashed", message_id=message.id, channel=message.channel)
             await self._failed(message, DeliveryFailed(f"{type(exc).__name__}: {exc}", code="crash"), now=now)
         else:
-            return True
-        return False
+            return _Accepted(provider_id)
+        return None
 
     async def _failed(self, message: queue.Claimed, exc: DeliveryFailed, *, now: datetime) -> None:
         retry_at = self._retry_at(message, exc, now=now)
-        owned = await self._db.write(queue.mark_failed, message, now=now, error=exc.detail, retry_at=retry_at)
+        final, reason = exc.final, exc.code
+        if retry_at is not None and message.stale(retry_at):
+            # Quiet hours would push the retry too far past the sale: a late thank-you is worse than none.
+            retry_at, final, reason = None, "suppressed", "quiet-hours"
+        owned = await self._db.write(
+            queue.mark_failed,
+            message,
+            now=now,
+            error=exc.detail,
+            retry_at=retry_at,
+            final=final,
+            reason=reason,
+        )
         self._log.warning(
             "message not delivered",
             message_id=message.id,
             channel=message.channel,
             attempt=message.attempts,
             error=exc.code,
-            outcome="retry" if retry_at else "dead",
+            outcome="retry" if retry_at else final,
         )
         self._lost(message, owned)
 
@@ -183,10 +200,17 @@ class Dispatcher:
         return sender if sender is not None else _Unroutable()
 
 
+@dataclass(frozen=True)
+class _Accepted:
+    """A message the provider took, with its id for it (if it gave one)."""
+
+    provider_id: str | None
+
+
 class _Unroutable:
     """The sender for a channel nobody sends: every message fails for good."""
 
-    async def send(self, message: Outgoing) -> None:
+    async def send(self, message: Outgoing) -> str | None:
         raise PermanentFailure(f"no sender for channel {message.channel!r}", code="no-channel")
 
     async def aclose(self) -> None:

@@ -3,11 +3,33 @@
 ``enqueue`` writes a sale's messages inside the sale's transaction (marketing calls it); the
 dispatcher's state transitions are each one short database transaction of their own:
 
-    queued ──claim──► sending ──► sent
+    queued ──claim──► sending ──► sent ──provider's report──► delivered | failed   (SMS)
       ▲                  │ ├────► queued (temporary failure, later next_attempt_at)
-      │                  │ └────► dead   (permanent failure or the last attempt failed)
+      │                  │ ├────► bounced (the address was refused for good: a 5xx SMTP reply)
+      │                  │ └────► dead    (any other permanent failure, or the attempts ran out)
       └── quiet hours ◄──┘ (an SMS claimed inside them waits, no attempt spent)
-    queued/sending ──► suppressed (the recipient opted out before the message went)
+    queued ──► suppressed (reason: opted-out, quiet-hours or holdout; never sent)
+
+What each state means, per channel:
+
+- ``sent``: the provider took the message: the SMTP relay accepted the email (250 after DATA), the
+  SMS API accepted the SMS (a 2xx, whose ``sid`` is kept as ``provider_id``); with no provider
+  configured, the log sender "sends" it. Email ends here: SMTP reports no delivery.
+- ``delivered`` / ``failed`` (SMS): the provider's delivery report said delivered, or undelivered
+  or failed (``reason``: its error code, ``provider-30003``). Reports arrive in any order and more
+  than once: a message in delivered or failed never moves again, and a report about one still
+  queued, sending or dead (the provider got it though CMC saw a timeout) moves it, which also
+  keeps it from being sent again.
+- ``bounced``: a permanent refusal of the recipient or content by the SMTP relay (5xx to RCPT or
+  DATA); ``reason`` is the reply (``smtp-550``). Not retried.
+- ``dead``: not sent, for good: a permanent failure that is not the address's (an SMS API 4xx, no
+  sender for the channel, a message that cannot be built) or the last of ``CMC_OUTBOX_MAX_ATTEMPTS``
+  temporary failures; ``reason`` is the last error's code (``http-400``, ``smtp-451``, ``lease-lost``).
+- ``suppressed``: CMC decided it must not go. ``opted-out``: the recipient opted out after it was
+  queued (a contact already opted out gets no row at all); ``quiet-hours``: an SMS that could only
+  go out more than ``quiet_hours.MAX_DELAY`` (12 hours) after its sale, at queueing or when quiet
+  hours would push a retry that far (a thank-you the next afternoon is stale); ``holdout``: the
+  customer is in the rule's holdout (what the treatment would have got, recorded, never sent).
 
 ``claim`` takes due rows with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of workers
 share one outbox without taking the same row; on SQLite the single writer (``BEGIN IMMEDIATE``)
@@ -24,14 +46,15 @@ import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Column, ColumnElement, Connection, func, insert, select, update
+from sqlalchemy import Column, ColumnElement, Connection, bindparam, case, func, insert, select, update
 
 from cmc.ids import new_id
 from cmc.outbox import optouts
 from cmc.outbox.senders import Outgoing
-from cmc.quiet_hours import DEFAULT_WINDOW, QuietHours, next_allowed, parse_window
+from cmc.outbox.status import Report
+from cmc.quiet_hours import DEFAULT_WINDOW, MAX_DELAY, QuietHours, next_allowed, parse_window
 from cmc.registry import store as registry_store
 from cmc.store import tables
 from cmc.store.driver import Tx
@@ -42,8 +65,10 @@ if TYPE_CHECKING:
     from cmc.sale import Sale
 
 LEASE_LOST = "lease expired: the worker sending it stopped before recording the outcome"
-DONE = ("sent", "dead", "suppressed")
-"""End states: what ``prune`` may delete."""
+DONE = ("sent", "delivered", "failed", "bounced", "dead", "suppressed")
+"""States no dispatcher acts on: what ``prune`` may delete (a late report on a pruned one is ignored)."""
+REPORTED = ("delivered", "failed")
+"""The provider's final word: a delivery report never moves a message out of these."""
 
 _m = tables.messages
 _a = tables.message_attempts
@@ -61,10 +86,15 @@ class NewMessage:
     subject: str | None
     body: str
     due: datetime
+    suppressed: str | None = None
+    """Why it must not go (``holdout``, ``quiet-hours``): recorded as suppressed, never sent."""
 
 
 async def enqueue(tx: Tx, sale: Sale, messages: Sequence[NewMessage], *, base_url: str) -> list[str]:
-    """Queue the sale's ``messages`` in its transaction, each with its own opt-out link; returns their ids."""
+    """Queue the sale's ``messages`` in its transaction, each with its own opt-out link; returns their ids.
+
+    A message with a ``suppressed`` reason is written as suppressed (for the record) and never sent.
+    """
     scope = {
         "pos_system_id": sale.pos.id,
         "company_id": sale.company.id,
@@ -77,25 +107,28 @@ async def enqueue(tx: Tx, sale: Sale, messages: Sequence[NewMessage], *, base_ur
         # Time-ordered prefix, random tail (96 bits): unguessable, and new tokens land at the end of
         # their unique index instead of on a random page of it.
         token = new_id().replace("-", "") + secrets.token_urlsafe(12)
+        values = vars(message).copy()
+        due, reason = values.pop("due"), values.pop("suppressed")
         rows.append(
             {
                 **scope,
-                **vars(message),
+                **values,
                 "id": new_id(),
                 "body": f"{message.body}\n\nNo more messages: {base_url}/u/{token}",
                 "optout_token": token,
-                "status": "queued",
+                "status": "suppressed" if reason else "queued",
+                "reason": reason,
                 "attempts": 0,
-                "next_attempt_at": message.due,
+                "next_attempt_at": due,
                 "lease_until": None,
                 "last_error": None,
                 "created_at": now,
                 "sent_at": None,
+                "provider_id": None,
+                "reported_at": None,
             }
         )
     if rows:
-        for row in rows:
-            del row["due"]
         await tx.execute_many(_INSERT, rows)
     return [row["id"] for row in rows]
 
@@ -135,6 +168,12 @@ class Claimed:
     lease_until: datetime
     tz: zoneinfo.ZoneInfo
     quiet: QuietHours
+    created_at: datetime
+    """When its sale queued it (how late quiet hours may push it: ``stale``)."""
+
+    def stale(self, at: datetime) -> bool:
+        """Going out at ``at`` would be too late after the sale (suppress it instead)."""
+        return at - self.created_at > MAX_DELAY
 
     @property
     def id(self) -> str:
@@ -171,20 +210,24 @@ def claim(
     """
     m = tables.messages
     rows = _due(conn, now, limit)
-    suppressed, dead, claimed = [], [], []
+    settled: dict[tuple[str, str], list[str]] = {}  # rows settled without sending, by (status, reason)
+    claimed: list[Claimed] = []
     deferred = 0
     lease_until = now + lease
     for row in rows:
         if row.opted_out:
-            suppressed.append(row.id)
+            settled.setdefault(("suppressed", "opted-out"), []).append(row.id)
             continue
         if row.status == "sending":
             _record(conn, row.id, now=now, ok=False, error=LEASE_LOST)
             if row.attempts >= max_attempts:
-                dead.append(row.id)
+                settled.setdefault(("dead", "lease-lost"), []).append(row.id)
                 continue
         tz, quiet = location_window(row.timezone, row.quiet_hours)
         allowed = next_allowed(now, tz, quiet) if row.channel == "sms" else now
+        if allowed > now and allowed - row.created_at > MAX_DELAY:
+            settled.setdefault(("suppressed", "quiet-hours"), []).append(row.id)
+            continue
         if allowed > now:
             conn.execute(
                 update(m)
@@ -202,12 +245,11 @@ def claim(
             f"{base_url}/u/{row.optout_token}",
             look=stored_look(row.company_name, row.branding),
         )
-        claimed.append(Claimed(outgoing, row.attempts + 1, lease_until, tz, quiet))
-    if suppressed:
-        conn.execute(update(m).where(m.c.id.in_(suppressed)).values(status="suppressed", lease_until=None))
-    if dead:
+        claimed.append(Claimed(outgoing, row.attempts + 1, lease_until, tz, quiet, row.created_at))
+    for (status, reason), ids in settled.items():
+        error = {"last_error": LEASE_LOST} if reason == "lease-lost" else {}
         conn.execute(
-            update(m).where(m.c.id.in_(dead)).values(status="dead", lease_until=None, last_error=LEASE_LOST)
+            update(m).where(m.c.id.in_(ids)).values(status=status, reason=reason, lease_until=None, **error)
         )
     if claimed:
         conn.execute(
@@ -215,7 +257,8 @@ def claim(
             .where(m.c.id.in_([c.id for c in claimed]))
             .values(status="sending", attempts=m.c.attempts + 1, lease_until=lease_until)
         )
-    return Claim(claimed, suppressed=len(suppressed), deferred=deferred, dead=len(dead))
+    count = {status: sum(len(ids) for (kind, _), ids in settled.items() if kind == status) for status in DONE}
+    return Claim(claimed, suppressed=count["suppressed"], deferred=deferred, dead=count["dead"])
 
 
 def mark_sent(conn: Connection, message: Claimed, *, now: datetime) -> bool:
@@ -223,11 +266,19 @@ def mark_sent(conn: Connection, message: Claimed, *, now: datetime) -> bool:
     return mark_all_sent(conn, [message], now=now) == [True]
 
 
-def mark_all_sent(conn: Connection, messages: list[Claimed], *, now: datetime) -> list[bool]:
+def mark_all_sent(
+    conn: Connection,
+    messages: list[Claimed],
+    *,
+    now: datetime,
+    provider_ids: dict[str, str] | None = None,
+) -> list[bool]:
     """Record a pass's delivered messages in one transaction; for each, whether it was still ours.
 
-    A message is ours while it is ``sending`` under the lease we claimed it with; a worker whose
-    lease ran out and was taken over settles nothing.
+    A message is ours while it holds the lease we claimed it with: ``sending``, or already
+    ``delivered`` / ``failed`` by a report that outran this write (it keeps that state). A worker
+    whose lease ran out and was taken over settles nothing. ``provider_ids``: the provider's id of
+    each message that has one (Twilio's ``sid``).
     """
     conn.execute(
         insert(_a), [{"message_id": m.id, "attempted_at": now, "ok": True, "error": None} for m in messages]
@@ -237,22 +288,69 @@ def mark_all_sent(conn: Connection, messages: list[Claimed], *, now: datetime) -
         ids = [m.id for m in messages if m.lease_until == lease]
         settled = conn.execute(
             update(_m)
-            .where(_m.c.id.in_(ids), _m.c.status == "sending", _m.c.lease_until == lease)
-            .values(status="sent", sent_at=now, last_error=None, lease_until=None)
+            .where(_m.c.id.in_(ids), _m.c.status.in_(("sending", *REPORTED)), _m.c.lease_until == lease)
+            .values(
+                status=case((_m.c.status == "sending", "sent"), else_=_m.c.status),
+                sent_at=now,
+                last_error=None,
+                lease_until=None,
+            )
             .returning(_m.c.id)
         )
         ours.update(settled.scalars())
+    if known := [{"mid": m, "pid": p} for m, p in (provider_ids or {}).items() if m in ours]:
+        conn.execute(
+            update(_m).where(_m.c.id == bindparam("mid")).values(provider_id=bindparam("pid")), known
+        )
     return [m.id in ours for m in messages]
 
 
 def mark_failed(
-    conn: Connection, message: Claimed, *, now: datetime, error: str, retry_at: datetime | None
+    conn: Connection,
+    message: Claimed,
+    *,
+    now: datetime,
+    error: str,
+    retry_at: datetime | None,
+    final: str = "dead",
+    reason: str | None = None,
 ) -> bool:
-    """Record a failed attempt: back in the queue until ``retry_at``, or ``dead`` when it is None."""
+    """Record a failed attempt: back in the queue until ``retry_at``; without one, ``final``.
+
+    ``final`` is ``dead``, ``bounced`` or ``suppressed``, and ``reason`` says why (an error code,
+    ``quiet-hours``).
+    """
     _record(conn, message.id, now=now, ok=False, error=error)
     if retry_at is None:
-        return _settle(conn, message, status="dead", last_error=error)
-    return _settle(conn, message, status="queued", next_attempt_at=retry_at, last_error=error)
+        settled = _settle(conn, message, status=final, reason=reason, last_error=error)
+    else:
+        settled = _settle(conn, message, status="queued", next_attempt_at=retry_at, last_error=error)
+    return settled or _reported(conn, message)
+
+
+def report_delivery(conn: Connection, message_id: str, report: Report, *, now: datetime) -> str | None:
+    """Apply an SMS provider's delivery report; the message's state after it (None: no such SMS).
+
+    Only a final report moves a message, and never out of delivered or failed (reports come late,
+    twice, out of order); one naming another provider id than the message's is ignored.
+    """
+    # Locked: two reports at once (or a report and the dispatcher) take turns on PostgreSQL.
+    row = conn.execute(
+        select(_m.c.status, _m.c.provider_id)
+        .where(_m.c.id == message_id, _m.c.channel == "sms")
+        .with_for_update()
+    ).first()
+    if row is None:
+        return None
+    status, provider_id = row
+    if report.state is None or status in REPORTED or provider_id not in (None, report.provider_id):
+        return str(status)
+    conn.execute(
+        update(_m)
+        .where(_m.c.id == message_id)
+        .values(status=report.state, reason=report.reason, provider_id=report.provider_id, reported_at=now)
+    )
+    return report.state
 
 
 def location_window(timezone: str | None, quiet_hours: str | None) -> tuple[zoneinfo.ZoneInfo, QuietHours]:
@@ -303,6 +401,7 @@ def _candidates() -> Any:
         m.c.body,
         m.c.optout_token,
         m.c.attempts,
+        m.c.created_at,
         optouts.opted_out_clause(m.c.pos_system_id, m.c.company_id, m.c.channel, m.c.recipient).label(
             "opted_out"
         ),
@@ -323,9 +422,51 @@ def _settle(conn: Connection, message: Claimed, **values: Any) -> bool:
     return result.rowcount == 1
 
 
+def _reported(conn: Connection, message: Claimed) -> bool:
+    """Still ours, but the provider reported on it already (it got the SMS though we saw a failure)."""
+    m = tables.messages
+    result = conn.execute(
+        update(m)
+        .where(m.c.id == message.id, m.c.status.in_(REPORTED), m.c.lease_until == message.lease_until)
+        .values(lease_until=None)
+    )
+    return result.rowcount == 1
+
+
 def _record(conn: Connection, message_id: str, *, now: datetime, ok: bool, error: str | None) -> None:
     conn.execute(
         insert(tables.message_attempts).values(
             message_id=message_id, attempted_at=now.astimezone(UTC), ok=ok, error=error
         )
     )
+
+
+class StateCount(NamedTuple):
+    """How many of a rule's messages are in one state (with one reason)."""
+
+    rule: str
+    channel: str
+    status: str
+    reason: str | None
+    messages: int
+
+
+def state_counts(
+    conn: Connection, *, pos_system_id: str, company_id: str, since: datetime, until: datetime
+) -> list[StateCount]:
+    """The merchant's messages queued in ``[since, until)``, per rule, channel, state and reason.
+
+    Reads the whole window (the outbox is pruned, so it stays small; no index serves this).
+    """
+    query = (
+        select(_m.c.rule, _m.c.channel, _m.c.status, _m.c.reason, func.count())
+        .where(
+            _m.c.pos_system_id == pos_system_id,
+            _m.c.company_id == company_id,
+            _m.c.created_at >= since,
+            _m.c.created_at < until,
+        )
+        .group_by(_m.c.rule, _m.c.channel, _m.c.status, _m.c.reason)
+        .order_by(_m.c.rule, _m.c.channel, _m.c.status)
+    )
+    return [StateCount(*row) for row in conn.execute(query)]

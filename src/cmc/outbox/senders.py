@@ -1,15 +1,19 @@
 """Senders: the edge that hands one message to the outside world (SMTP, an SMS API, the log).
 
-A sender returns when the message was accepted and raises ``TemporaryFailure`` (worth retrying:
-a 4xx SMTP reply, HTTP 429/5xx, a network error) or ``PermanentFailure`` (retrying cannot help:
-a 5xx SMTP reply to the recipient or content, HTTP 4xx). Senders never log a recipient or body.
+A sender returns when the message was accepted (with the provider's id for it, when the provider
+gives one: an SMS API's ``sid``) and raises ``TemporaryFailure`` (worth retrying: a 4xx SMTP reply,
+HTTP 429/5xx, a network error) or ``PermanentFailure`` (retrying cannot help: HTTP 4xx), of which
+``Bounced`` is the address's own refusal (a 5xx SMTP reply to the recipient or content). Senders
+never log a recipient or body.
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
@@ -21,6 +25,7 @@ import structlog
 
 from cmc.config import Settings
 from cmc.errors import CmcError
+from cmc.outbox.status import callback_url
 from cmc.web import NEUTRAL, Look, render
 
 SMTP_TIMEOUT = 30.0
@@ -32,6 +37,8 @@ class DeliveryFailed(CmcError):
     """The message could not be delivered."""
 
     permanent = False
+    final = "dead"
+    """The message's state when this is its last attempt."""
 
     def __init__(self, detail: str | None = None, *, code: str = "error") -> None:
         super().__init__(detail)
@@ -47,6 +54,12 @@ class PermanentFailure(DeliveryFailed):
     """The message can never be delivered as it is."""
 
     permanent = True
+
+
+class Bounced(PermanentFailure):
+    """The recipient's server refused the message for good (a 5xx SMTP reply to RCPT or DATA)."""
+
+    final = "bounced"
 
 
 @dataclass(frozen=True)
@@ -66,8 +79,8 @@ class Outgoing:
 class Sender(Protocol):
     """Delivers messages of one channel."""
 
-    async def send(self, message: Outgoing) -> None:
-        """Deliver ``message`` or raise ``DeliveryFailed``."""
+    async def send(self, message: Outgoing) -> str | None:
+        """Deliver ``message`` or raise ``DeliveryFailed``; the provider's id for it, if it gave one."""
 
     async def aclose(self) -> None:
         """Release connections."""
@@ -79,8 +92,9 @@ class LogSender:
     def __init__(self) -> None:
         self._log = structlog.get_logger(__name__)
 
-    async def send(self, message: Outgoing) -> None:
+    async def send(self, message: Outgoing) -> str | None:
         self._log.info("message sent (log sender)", message_id=message.id, channel=message.channel)
+        return None
 
     async def aclose(self) -> None:
         return None
@@ -122,7 +136,7 @@ class SmtpSender:
             raise PermanentFailure(f"cannot build the email: {exc}", code="bad-message") from None
         return mail
 
-    async def send(self, message: Outgoing) -> None:
+    async def send(self, message: Outgoing) -> str | None:
         mail = self.compose(message)
         try:
             await aiosmtplib.send(
@@ -146,6 +160,7 @@ class SmtpSender:
             raise TemporaryFailure(f"SMTP {exc.code}: {exc.message}", code=f"smtp-{exc.code}") from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise TemporaryFailure(f"SMTP: {exc}", code="network") from None
+        return None  # SMTP hands back no id worth keeping: the Message-ID is ours
 
     async def aclose(self) -> None:
         return None
@@ -155,9 +170,18 @@ class SmsSender:
     """SMS through a Twilio-style HTTP API: a form POST of ``To``, ``From`` and ``Body``.
 
     Credentials come from the URL (``https://sid:token@api.example.com/...``) as HTTP Basic auth.
+    With ``status_url`` each SMS asks for delivery reports at ``status_url(message id)``
+    (``StatusCallback``); the ``sid`` of the provider's JSON answer is the message's provider id.
     """
 
-    def __init__(self, url: str, *, sender: str, transport: httpx2.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        sender: str,
+        status_url: Callable[[str], str] | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise CmcError("CMC_SMS_URL must be an http(s) URL")
@@ -166,16 +190,19 @@ class SmsSender:
             auth = httpx2.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
         self._url = _without_credentials(parts)
         self._sender = sender
+        self._status_url = status_url
         self._client = httpx2.AsyncClient(auth=auth, timeout=SMS_TIMEOUT, transport=transport)
 
-    async def send(self, message: Outgoing) -> None:
+    async def send(self, message: Outgoing) -> str | None:
         form = {"To": message.recipient, "From": self._sender, "Body": message.body}
+        if self._status_url is not None:
+            form["StatusCallback"] = self._status_url(message.id)
         try:
             answer = await self._client.post(self._url, data=form)
         except httpx2.HTTPError as exc:
             raise TemporaryFailure(f"SMS API: {type(exc).__name__}: {exc}", code="network") from None
         if answer.is_success:
-            return
+            return _sid(answer)
         detail = f"SMS API answered {answer.status_code}: {answer.text[:500]}"
         if answer.status_code == 429 or answer.status_code >= 500:
             raise TemporaryFailure(detail, code=f"http-{answer.status_code}")
@@ -221,18 +248,33 @@ def _linked(block: str) -> list[list[tuple[str, str | None]]]:
 
 
 def senders_from(settings: Settings) -> dict[str, Sender]:
-    """One sender per channel: the configured provider, or the log sender when there is none."""
+    """One sender per channel: the configured provider, or the log sender when there is none.
+
+    SMS ask for delivery reports when CMC can check their signature (``Settings.sms_callback_key``).
+    """
     email_sender: Sender = (
         SmtpSender(settings.smtp_url, sender=settings.smtp_from) if settings.smtp_url else LogSender()
     )
+    status_url = functools.partial(callback_url, settings.base_url) if settings.sms_callback_key else None
     sms_sender: Sender = (
-        SmsSender(settings.sms_url, sender=settings.sms_from) if settings.sms_url else LogSender()
+        SmsSender(settings.sms_url, sender=settings.sms_from, status_url=status_url)
+        if settings.sms_url
+        else LogSender()
     )
     return {"email": email_sender, "sms": sms_sender}
 
 
+def _sid(answer: httpx2.Response) -> str | None:
+    """The provider's id of an accepted SMS: ``sid`` in a JSON answer (Twilio's), else none."""
+    try:
+        sid = answer.json().get("sid")
+    except (ValueError, AttributeError):
+        return None
+    return sid[:100] if isinstance(sid, str) and sid else None
+
+
 def _smtp_failure(code: int, detail: str) -> DeliveryFailed:
-    kind = PermanentFailure if 500 <= code < 600 else TemporaryFailure
+    kind = Bounced if 500 <= code < 600 else TemporaryFailure
     return kind(f"SMTP {detail}", code=f"smtp-{code}")
 
 

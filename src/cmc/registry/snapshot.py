@@ -23,7 +23,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import Connection
 
-from cmc import screens, sessions
+from cmc import holdout, screens, sessions
 from cmc.credentials import fingerprint
 from cmc.errors import RegistryError
 from cmc.merchant import versions
@@ -79,6 +79,8 @@ class Company:
     setup: Setup
     marketing_version: int = 0
     """The live marketing version ``setup`` was compiled from (0: none yet)."""
+    holdout_salt: bytes = b""
+    """What its rules' holdout assignments are keyed with (``cmc.holdout``)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ def load(conn: Connection, *, session_keys: tuple[bytes, ...] | None = None) -> 
     for loc in locations.values():
         company_locations[(loc.pos_system_id, loc.company_id)].append(loc.id)
     live = versions.active_documents(conn)
+    secret = holdout.stored_secret(conn)
     companies = {}
     for row in rows.companies:
         key = (row.pos_system_id, row.id)
@@ -182,6 +185,7 @@ def load(conn: Connection, *, session_keys: tuple[bytes, ...] | None = None) -> 
             name=row.name,
             setup=_compiled(key, number, document, company_locations[key]),
             marketing_version=number,
+            holdout_salt=holdout.company_salt(secret, row.pos_system_id, row.id),
         )
     return Directory(
         version=rows.version,

@@ -37,6 +37,8 @@ def rule_to_data(rule: m.Rule) -> dict[str, object]:
         data["validFrom"] = rule.valid_from.isoformat()
     if rule.valid_until is not None:
         data["validUntil"] = rule.valid_until.isoformat()
+    if rule.holdout_percent:
+        data["holdoutPercent"] = rule.holdout_percent
     return data
 
 

@@ -152,7 +152,11 @@ class Limit(msgspec.Struct, frozen=True):
 
 
 class Rule(msgspec.Struct, frozen=True):
-    """One validated rule. ``locations=None`` means every location of the company."""
+    """One validated rule. ``locations=None`` means every location of the company.
+
+    ``holdout_percent`` (``holdoutPercent``, 0 to 50): the share of its customers the rule holds out
+    (``cmc.holdout``): their firing is recorded, nothing is shown or sent.
+    """
 
     name: str
     then: Actions
@@ -163,6 +167,7 @@ class Rule(msgspec.Struct, frozen=True):
     stop: bool = False
     valid_from: date | None = None  # a date, or a datetime (aware or local wall-clock)
     valid_until: date | None = None
+    holdout_percent: int = 0
 
 
 # DayOfWeek.days index this; parsing, plain data and explanations all name days with it.

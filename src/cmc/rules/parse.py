@@ -32,7 +32,12 @@ _DAY_NAMES = {
 _DURATION = re.compile(r"([1-9][0-9]*)([dhms])")
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
-_RULE_FIELDS = ("name", "priority", "locations", "when", "then", "limit", "stop", "validFrom", "validUntil")
+_RULE_FIELDS = (
+    "name", "priority", "locations", "when", "then", "limit", "stop", "validFrom", "validUntil",
+    "holdoutPercent",
+)  # fmt: skip
+MAX_HOLDOUT = 50
+"""At most half of a rule's customers may be held out."""
 _CUSTOMER_FIELDS = (
     "new",
     "hasEmail",
@@ -175,6 +180,7 @@ class _Parser:
             stop=stop,
             valid_from=valid_from,
             valid_until=valid_until,
+            holdout_percent=self.percent(spec.get("holdoutPercent", 0), f"{p}.holdoutPercent"),
         )
 
     def fields(self, raw: object, path: str) -> Mapping[str, object]:
@@ -223,6 +229,12 @@ class _Parser:
         if minimum is not None and raw < minimum:
             self.fail(path, f"must be at least {minimum}")
         return raw
+
+    def percent(self, raw: object, path: str) -> int:
+        value = self.integer(raw, path, minimum=0)
+        if value > MAX_HOLDOUT:
+            self.fail(path, f"must be at most {MAX_HOLDOUT} (a holdout larger than the treatment)")
+        return value
 
     def boolean(self, raw: object, path: str) -> bool:
         if not isinstance(raw, bool):

@@ -17,7 +17,7 @@ from cmc.rules.predicates import Explainer, Pred, _compile
 # --------------------------------------------------------------------------- rule sets
 
 Outcome: TypeAlias = Literal[
-    "fired", "failed", "limited", "not-valid-yet", "expired", "skipped-after-stop", "reversal"
+    "fired", "failed", "limited", "not-valid-yet", "expired", "skipped-after-stop", "reversal", "held-out"
 ]
 EffectKind: TypeAlias = Literal["qrWidget", "cfsTemplate", "notify"]
 
@@ -57,11 +57,16 @@ class RuleTrace(msgspec.Struct, frozen=True):
 
 
 class Evaluation(msgspec.Struct):
-    """The result of one evaluation: fired rules and their effects, in priority order."""
+    """The result of one evaluation: fired rules and their effects, in priority order.
+
+    ``held_out``: rules that would have fired but hold this customer out; they have no effects, and
+    the rules after them are evaluated as if they had not fired (a holdout's ``stop`` stops nothing).
+    """
 
     fired: list[FiredRule] = msgspec.field(default_factory=list)
     effects: list[Effect] = msgspec.field(default_factory=list)
     explanation: list[RuleTrace] | None = None
+    held_out: list[FiredRule] = msgspec.field(default_factory=list)
 
     @property
     def qr_widget(self) -> Effect | None:
@@ -91,6 +96,9 @@ class _Compiled:
     per_customer: int | None
     anonymous_fires: bool
     limit_text: str
+    holdout: int
+    """Buckets below this are held out (0: no holdout)."""
+    holdout_percent: int
     stop: bool
     fired: FiredRule
     effects: tuple[Effect, ...]
@@ -99,10 +107,16 @@ class _Compiled:
 
 ANONYMOUS_SKIPPED = "anonymous sale: a per-customer limit skips it (anonymous: skip, the default)"
 ANONYMOUS_FIRED = "anonymous sale: fired without counting (limit anonymous: fire)"
+BUCKETS = 10_000
+"""Holdout buckets per rule (``cmc.holdout``): a customer's bucket is 0 <= b < BUCKETS."""
 
 
 def _no_usage(rule: str) -> int:
     return 0
+
+
+def _no_bucket(rule: str) -> int | None:
+    return BUCKETS
 
 
 class RuleSet:
@@ -117,12 +131,19 @@ class RuleSet:
         return self._rules.get(location_id, ())
 
     def evaluate(
-        self, facts: Facts, *, usage: Callable[[str], int] = _no_usage, explain: bool = False
+        self,
+        facts: Facts,
+        *,
+        usage: Callable[[str], int] = _no_usage,
+        bucket: Callable[[str], int | None] = _no_bucket,
+        explain: bool = False,
     ) -> Evaluation:
         """Run the location's rules against ``facts``.
 
         ``usage(rule_name)`` says how often this customer got that rule within its limit window; it is
-        called only for a limited rule whose conditions hold. A reversal fires nothing.
+        called only for a limited rule whose conditions hold. ``bucket(rule_name)`` is the customer's
+        holdout bucket for a rule with a holdout that would fire (None: not known yet, a dry run's new
+        customer); an anonymous sale is never held out. A reversal fires nothing.
         """
         compiled = self._compiled.get(facts.location_id, ())
         traces: list[RuleTrace] | None = [] if explain else None
@@ -133,6 +154,7 @@ class RuleSet:
                 ]
             return Evaluation(explanation=traces)
         fired: list[FiredRule] = []
+        held_out: list[FiredRule] = []
         effects: list[Effect] = []
         for i, c in enumerate(compiled):
             if c.window is not None and (closed := c.window(facts)) is not None:
@@ -164,10 +186,20 @@ class RuleSet:
                             RuleTrace(c.name, "limited", "limit", f"already fired {used}x {c.limit_text}")
                         )
                     continue
+            note = ""
+            if c.holdout:
+                drawn = bucket(c.name) if facts.customer is not None else None
+                if drawn is not None and drawn < c.holdout:
+                    held_out.append(c.fired)
+                    if traces is not None:
+                        traces.append(RuleTrace(c.name, "held-out", "holdoutPercent", _held_out(c, drawn)))
+                    continue
+                note = "; " + _treated(c, drawn, anonymous=facts.customer is None)
             fired.append(c.fired)
             effects += c.effects
             if traces is not None:
-                note = f"; {ANONYMOUS_FIRED}" if anonymous else ""
+                if anonymous:
+                    note += f"; {ANONYMOUS_FIRED}"
                 traces.append(RuleTrace(c.name, "fired", None, c.actions_text + note))
             if c.stop:
                 if traces is not None:
@@ -178,7 +210,25 @@ class RuleSet:
                 break
         if len(fired) > 1:
             effects = _one_per_sale(effects)
-        return Evaluation(fired=fired, effects=effects, explanation=traces)
+        return Evaluation(fired=fired, effects=effects, explanation=traces, held_out=held_out)
+
+
+def _held_out(c: _Compiled, drawn: int) -> str:
+    return (
+        f"in the {c.holdout_percent}% holdout (bucket {drawn} < {c.holdout} of {BUCKETS}):"
+        " recorded, nothing shown or sent"
+    )
+
+
+def _treated(c: _Compiled, drawn: int | None, *, anonymous: bool) -> str:
+    if anonymous:
+        return f"holdout {c.holdout_percent}%: an anonymous sale is never held out"
+    if drawn is None:
+        return (
+            f"holdout {c.holdout_percent}%: a new customer; the profile id the sale creates decides"
+            f" ({c.holdout_percent}% are held out)"
+        )
+    return f"holdout {c.holdout_percent}%: treatment (bucket {drawn} >= {c.holdout} of {BUCKETS})"
 
 
 def _one_per_sale(effects: list[Effect]) -> list[Effect]:
@@ -229,6 +279,8 @@ def _compile_rule(rule: Rule) -> _Compiled:
         per_customer=limit.per_customer if limit else None,
         anonymous_fires=limit is not None and limit.anonymous == "fire",
         limit_text=f"(limit {limit.per_customer} per {_duration_text(limit.per)})" if limit else "",
+        holdout=rule.holdout_percent * BUCKETS // 100,
+        holdout_percent=rule.holdout_percent,
         stop=rule.stop,
         fired=FiredRule(rule.name, then),
         effects=tuple(effects),

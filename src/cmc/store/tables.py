@@ -302,10 +302,16 @@ rule_firings = Table(
     Column("profile_id", String(36), nullable=True),
     Column("transaction_id", String(36), nullable=False),
     Column("fired_at", UtcDateTime, nullable=False),
-    # Per-customer limits: how often this customer got this rule since a moment (the tender path).
-    Index("ix_rule_firings_profile_rule", "profile_id", "rule", "fired_at"),
+    Column("variant", String(10), nullable=False, server_default="treatment"),
+    # Two queries, one index (the tender path writes it on every firing): per-customer limits (how
+    # often this customer got this rule since a moment: rule and profile, then a time range) and a
+    # rule's customers for its lift (every firing of one rule, customer by customer, in time order).
+    Index("ix_rule_firings_rule", "rule", "profile_id", "fired_at"),
 )
-"""One row per rule that fired for a transaction: what per-customer limits count."""
+"""One row per rule that fired for a transaction: what per-customer limits count.
+
+``variant`` is ``treatment`` (the rule did what it says) or ``holdout`` (the customer is in the
+rule's holdout: nothing was shown or sent; ``cmc.holdout``)."""
 
 short_links = Table(
     "short_links",
@@ -322,10 +328,37 @@ short_links = Table(
     Column("scans", Integer, nullable=False, default=0),
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_scan_at", UtcDateTime, nullable=True),
+    Column("rule", String(200), nullable=True),
     # A sale's links (the customer view and analytics; written only when a rule gives a QR).
     Index("ix_short_links_transaction", "transaction_id"),
 )
-"""``/s/{code}`` redirects to ``target_url`` and counts the scan."""
+"""``/s/{code}`` redirects to ``target_url``, counts the scan and records it in ``scans``.
+
+``rule`` is the rule whose QR widget made the link (None for links made before schema revision
+``recording``)."""
+
+scans = Table(
+    "scans",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # The link's merchant, store and terminal, and its rule: what the scan is counted under.
+    *(
+        Column(name, ID, nullable=False)
+        for name in ("pos_system_id", "company_id", "location_id", "terminal_id")
+    ),
+    Column("rule", String(200), nullable=True),
+    Column("code", String(32), nullable=False),
+    Column("scanned_at", UtcDateTime, nullable=False),
+    Column("agent", String(100), nullable=False),
+    Column("bot", Boolean, nullable=False),
+    # A merchant's scans by rule in a time window (analytics). Written per scan, not per sale.
+    Index("ix_scans_rule", "pos_system_id", "company_id", "rule", "scanned_at"),
+)
+"""One row per ``/s/{code}`` visit: the link's merchant, rule, store and terminal, and who scanned.
+
+``agent`` is the browser family of the User-Agent (``Mobile Safari``, ``Chrome Mobile``; ``Other``
+when unknown) and ``bot`` says a crawler or link previewer fetched the link (or it sent no
+User-Agent at all): ``cmc.links.agent_of``."""
 
 messages = Table(
     "messages",
@@ -349,6 +382,9 @@ messages = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime, nullable=True),
+    Column("reason", String(50), nullable=True),
+    Column("provider_id", String(100), nullable=True),
+    Column("reported_at", UtcDateTime, nullable=True),
     # The dispatcher's claim: due messages in order, however large the backlog.
     Index("ix_messages_due", "status", "next_attempt_at"),
     # A sale's messages (the customer view; written only when a rule queues a message).
@@ -356,8 +392,11 @@ messages = Table(
 )
 """The notification outbox: written with the sale, sent by the dispatcher.
 
-``status``: queued → sending → sent, or back to queued with a later ``next_attempt_at`` after a
-failed attempt, or dead after the last one; suppressed when the recipient opted out meanwhile.
+``status`` (``cmc.outbox.queue`` draws the machine): queued → sending → sent → delivered | failed
+(the SMS provider's report), or bounced (a permanent refusal of the address), or dead (the attempts
+ran out); suppressed when it must not go (opted out, quiet hours, holdout). ``reason`` says why a
+message is suppressed, failed, bounced or dead; ``provider_id`` is the provider's id of an SMS it
+accepted (Twilio's ``sid``); ``reported_at`` when the provider reported delivered or failed.
 """
 
 message_attempts = Table(
