@@ -56,6 +56,7 @@ class CfsEvent:
     """A sale at a screen; ``payload`` holds what the screen shows of it (``cmc.screen_state``)."""
 
     id: int
+    """The feed's sequence: a screen resumes after the last id it showed."""
     screen: Screen
     payload: dict[str, Any]
     created_at: datetime

@@ -149,15 +149,7 @@ def report(outcomes: Sequence[Outcome], cohort: Cohort, *, minimum: int = MINIMU
         return_rate = _return_rate(treatment, holdout)
         revenue = _revenue(*([float(o.revenue) for o in by_arm[variant]] for variant in VARIANTS))
         reason = None if revenue else "revenue did not vary in either arm: no interval for its lift"
-    return LiftReport(
-        cohort=cohort,
-        treatment=treatment,
-        holdout=holdout,
-        return_rate=return_rate,
-        revenue_per_customer=revenue,
-        minimum=minimum,
-        reason=reason,
-    )
+    return LiftReport(cohort, treatment, holdout, return_rate, revenue, minimum=minimum, reason=reason)
 
 
 def _arm(outcomes: list[Outcome]) -> Arm:

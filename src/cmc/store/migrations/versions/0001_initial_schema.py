@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import cmc.store.types
+from cmc.store.columns import columns
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -22,14 +22,8 @@ def upgrade() -> None:
 
     op.create_table(
         "interaction_sessions",
-        sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("company_id", sa.String(length=200), nullable=False),
-        sa.Column("location_id", sa.String(length=200), nullable=False),
-        sa.Column("terminal_id", sa.String(length=200), nullable=False),
-        sa.Column("created_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("transaction_id", sa.String(length=36), nullable=True),
+        *columns("id:s36 pos_system_id:s200 company_id:s200 location_id:s200 terminal_id:s200"),
+        *columns("created_at:time expires_at:time transaction_id:s36?"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_interaction_sessions")),
     )
     with op.batch_alter_table("interaction_sessions", schema=None) as batch_op:
@@ -37,39 +31,23 @@ def upgrade() -> None:
 
     op.create_table(
         "meta",
-        sa.Column("key", sa.String(length=100), nullable=False),
-        sa.Column("value", sa.Text(), nullable=False),
+        *columns("key:s100 value:text"),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_meta")),
     )
     op.create_table(
         "pos_systems",
-        sa.Column("id", sa.String(length=200), nullable=False),
-        sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("status", sa.String(length=20), nullable=False),
-        sa.Column("settings", sa.JSON(), nullable=False),
+        *columns("id:s200 name:s200 status:s20 settings:json"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pos_systems")),
     )
     op.create_table(
         "profile_conflicts",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("company_id", sa.String(length=200), nullable=False),
-        sa.Column("transaction_id", sa.String(length=36), nullable=False),
-        sa.Column("kind", sa.String(length=10), nullable=False),
-        sa.Column("value", sa.String(length=1000), nullable=False),
-        sa.Column("resolved_profile_id", sa.String(length=36), nullable=False),
-        sa.Column("other_profile_id", sa.String(length=36), nullable=False),
-        sa.Column("created_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
+        *columns("id:serial pos_system_id:s200 company_id:s200 transaction_id:s36 kind:s10 value:s1000"),
+        *columns("resolved_profile_id:s36 other_profile_id:s36 created_at:time"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_profile_conflicts")),
     )
     op.create_table(
         "profile_identifiers",
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("company_id", sa.String(length=200), nullable=False),
-        sa.Column("value", sa.String(length=1000), nullable=False),
-        sa.Column("kind", sa.String(length=10), nullable=False),
-        sa.Column("profile_id", sa.String(length=36), nullable=False),
-        sa.Column("first_seen", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
+        *columns("pos_system_id:s200 company_id:s200 value:s1000 kind:s10 profile_id:s36 first_seen:time"),
         sa.PrimaryKeyConstraint(
             "pos_system_id", "company_id", "value", "kind", name=op.f("pk_profile_identifiers")
         ),
@@ -79,41 +57,17 @@ def upgrade() -> None:
 
     op.create_table(
         "profiles",
-        sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("company_id", sa.String(length=200), nullable=False),
-        sa.Column("first_name", sa.String(length=1000), nullable=True),
-        sa.Column("last_name", sa.String(length=1000), nullable=True),
-        sa.Column("email", sa.String(length=1000), nullable=True),
-        sa.Column("phone", sa.String(length=50), nullable=True),
-        sa.Column("birth_date", sa.String(length=10), nullable=True),
-        sa.Column("gender", sa.String(length=100), nullable=True),
-        sa.Column("visit_count", sa.Integer(), nullable=False),
-        sa.Column("lifetime_spend", cmc.store.types.ExactDecimal(length=40), nullable=False),
-        sa.Column("has_card", sa.Boolean(), nullable=False),
-        sa.Column("created_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
+        *columns("id:s36 pos_system_id:s200 company_id:s200 first_name:s1000? last_name:s1000?"),
+        *columns("email:s1000? phone:s50? birth_date:s10? gender:s100? visit_count:int lifetime_spend:dec"),
+        *columns("has_card:bool created_at:time updated_at:time"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_profiles")),
     )
     op.create_table(
         "transactions",
-        sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("company_id", sa.String(length=200), nullable=False),
-        sa.Column("pos_transaction_id", sa.String(length=200), nullable=False),
-        sa.Column("location_id", sa.String(length=200), nullable=False),
-        sa.Column("terminal_id", sa.String(length=200), nullable=False),
-        sa.Column("session_id", sa.String(length=36), nullable=False),
-        sa.Column("transaction_type", sa.String(length=100), nullable=False),
-        sa.Column("is_reversal", sa.Boolean(), nullable=False),
-        sa.Column("amount", cmc.store.types.ExactDecimal(length=40), nullable=True),
-        sa.Column("occurred_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("received_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("profile_id", sa.String(length=36), nullable=True),
-        sa.Column("loyalty_card", sa.String(length=200), nullable=True),
-        sa.Column("request_hash", sa.String(length=64), nullable=False),
-        sa.Column("request", sa.LargeBinary(), nullable=False),
-        sa.Column("response", sa.LargeBinary(), nullable=False),
+        *columns("id:s36 pos_system_id:s200 company_id:s200 pos_transaction_id:s200 location_id:s200"),
+        *columns("terminal_id:s200 session_id:s36 transaction_type:s100 is_reversal:bool amount:dec?"),
+        *columns("occurred_at:time received_at:time profile_id:s36? loyalty_card:s200? request_hash:s64"),
+        *columns("request:blob response:blob"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_transactions")),
         sa.UniqueConstraint(
             "pos_system_id", "company_id", "pos_transaction_id", name="uq_transactions_pos_tx"
@@ -124,9 +78,7 @@ def upgrade() -> None:
 
     op.create_table(
         "api_clients",
-        sa.Column("client_id", sa.String(length=200), nullable=False),
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("secret_hash", sa.String(length=300), nullable=False),
+        *columns("client_id:s200 pos_system_id:s200 secret_hash:s300"),
         sa.ForeignKeyConstraint(
             ["pos_system_id"],
             ["pos_systems.id"],
@@ -137,10 +89,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "companies",
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("id", sa.String(length=200), nullable=False),
-        sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("config", sa.JSON(), nullable=False),
+        *columns("pos_system_id:s200 id:s200 name:s200 config:json"),
         sa.ForeignKeyConstraint(
             ["pos_system_id"],
             ["pos_systems.id"],
@@ -151,13 +100,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "transaction_products",
-        sa.Column("transaction_id", sa.String(length=36), nullable=False),
-        sa.Column("line_no", sa.Integer(), nullable=False),
-        sa.Column("product_id", sa.String(length=200), nullable=True),
-        sa.Column("product_name", sa.String(length=1000), nullable=True),
-        sa.Column("manufacturer", sa.String(length=1000), nullable=True),
-        sa.Column("product_category", sa.String(length=1000), nullable=True),
-        sa.Column("quantity", cmc.store.types.ExactDecimal(length=40), nullable=False),
+        *columns("transaction_id:s36 line_no:int product_id:s200? product_name:s1000? manufacturer:s1000?"),
+        *columns("product_category:s1000? quantity:dec"),
         sa.ForeignKeyConstraint(
             ["transaction_id"],
             ["transactions.id"],
@@ -168,12 +112,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "locations",
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("id", sa.String(length=200), nullable=False),
-        sa.Column("company_id", sa.String(length=200), nullable=False),
-        sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("timezone", sa.String(length=64), nullable=False),
-        sa.Column("country", sa.String(length=2), nullable=False),
+        *columns("pos_system_id:s200 id:s200 company_id:s200 name:s200 timezone:s64 country:s2"),
         sa.ForeignKeyConstraint(
             ["pos_system_id", "company_id"],
             ["companies.pos_system_id", "companies.id"],
@@ -184,10 +123,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "terminals",
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("location_id", sa.String(length=200), nullable=False),
-        sa.Column("id", sa.String(length=200), nullable=False),
-        sa.Column("cfs", sa.Boolean(), nullable=False),
+        *columns("pos_system_id:s200 location_id:s200 id:s200 cfs:bool"),
         sa.ForeignKeyConstraint(
             ["pos_system_id", "location_id"],
             ["locations.pos_system_id", "locations.id"],

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import cmc.store.types
+from cmc.store.columns import columns
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -22,20 +22,12 @@ def upgrade() -> None:
 
     op.create_table(
         "cfs_events",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("terminal_id", sa.String(length=200), nullable=False),
-        sa.Column("payload", sa.JSON(), nullable=False),
-        sa.Column("created_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
+        *columns("id:serial pos_system_id:s200 terminal_id:s200 payload:json created_at:time"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_cfs_events")),
     )
     op.create_table(
         "message_attempts",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("message_id", sa.String(length=36), nullable=False),
-        sa.Column("attempted_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("ok", sa.Boolean(), nullable=False),
-        sa.Column("error", sa.Text(), nullable=True),
+        *columns("id:serial message_id:s36 attempted_at:time ok:bool error:text?"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_message_attempts")),
     )
     with op.batch_alter_table("message_attempts", schema=None) as batch_op:
@@ -43,25 +35,10 @@ def upgrade() -> None:
 
     op.create_table(
         "messages",
-        sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("company_id", sa.String(length=200), nullable=False),
-        sa.Column("location_id", sa.String(length=200), nullable=False),
-        sa.Column("transaction_id", sa.String(length=36), nullable=False),
-        sa.Column("rule", sa.String(length=200), nullable=False),
-        sa.Column("template_id", sa.String(length=200), nullable=False),
-        sa.Column("channel", sa.String(length=10), nullable=False),
-        sa.Column("recipient", sa.String(length=1000), nullable=False),
-        sa.Column("subject", sa.String(length=1000), nullable=True),
-        sa.Column("body", sa.Text(), nullable=False),
-        sa.Column("optout_token", sa.String(length=64), nullable=False),
-        sa.Column("status", sa.String(length=12), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("lease_until", cmc.store.types.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("created_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("sent_at", cmc.store.types.UtcDateTime(timezone=True), nullable=True),
+        *columns("id:s36 pos_system_id:s200 company_id:s200 location_id:s200 transaction_id:s36 rule:s200"),
+        *columns("template_id:s200 channel:s10 recipient:s1000 subject:s1000? body:text optout_token:s64"),
+        *columns("status:s12 attempts:int next_attempt_at:time lease_until:time? last_error:text?"),
+        *columns("created_at:time sent_at:time?"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
         sa.UniqueConstraint("optout_token", name=op.f("uq_messages_optout_token")),
     )
@@ -71,24 +48,15 @@ def upgrade() -> None:
 
     op.create_table(
         "opt_outs",
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("company_id", sa.String(length=200), nullable=False),
-        sa.Column("channel", sa.String(length=10), nullable=False),
-        sa.Column("recipient", sa.String(length=1000), nullable=False),
-        sa.Column("created_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
+        *columns("pos_system_id:s200 company_id:s200 channel:s10 recipient:s1000 created_at:time"),
         sa.PrimaryKeyConstraint(
             "pos_system_id", "company_id", "channel", "recipient", name=op.f("pk_opt_outs")
         ),
     )
     op.create_table(
         "rule_firings",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("company_id", sa.String(length=200), nullable=False),
-        sa.Column("rule", sa.String(length=200), nullable=False),
-        sa.Column("profile_id", sa.String(length=36), nullable=True),
-        sa.Column("transaction_id", sa.String(length=36), nullable=False),
-        sa.Column("fired_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
+        *columns("id:serial pos_system_id:s200 company_id:s200 rule:s200 profile_id:s36?"),
+        *columns("transaction_id:s36 fired_at:time"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_rule_firings")),
     )
     with op.batch_alter_table("rule_firings", schema=None) as batch_op:
@@ -98,18 +66,9 @@ def upgrade() -> None:
 
     op.create_table(
         "short_links",
-        sa.Column("code", sa.String(length=32), nullable=False),
-        sa.Column("pos_system_id", sa.String(length=200), nullable=False),
-        sa.Column("company_id", sa.String(length=200), nullable=False),
-        sa.Column("location_id", sa.String(length=200), nullable=False),
-        sa.Column("terminal_id", sa.String(length=200), nullable=False),
-        sa.Column("transaction_id", sa.String(length=36), nullable=False),
-        sa.Column("widget_id", sa.Integer(), nullable=False),
-        sa.Column("title", sa.String(length=1000), nullable=False),
-        sa.Column("target_url", sa.Text(), nullable=False),
-        sa.Column("scans", sa.Integer(), nullable=False),
-        sa.Column("created_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("last_scan_at", cmc.store.types.UtcDateTime(timezone=True), nullable=True),
+        *columns("code:s32 pos_system_id:s200 company_id:s200 location_id:s200 terminal_id:s200"),
+        *columns("transaction_id:s36 widget_id:int title:s1000 target_url:text scans:int created_at:time"),
+        *columns("last_scan_at:time?"),
         sa.PrimaryKeyConstraint("code", name=op.f("pk_short_links")),
     )
     with op.batch_alter_table("short_links", schema=None) as batch_op:

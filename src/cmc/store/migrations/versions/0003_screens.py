@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import cmc.store.types
+from cmc.store.columns import columns
 
 revision: str = "screens"
 down_revision: str | None = "merchants"
@@ -36,8 +36,7 @@ def upgrade() -> None:
     op.create_table(
         "screens",
         *(sa.Column(name, sa.String(length=200), nullable=False) for name in screen),
-        sa.Column("generation", sa.Integer(), nullable=False),
-        sa.Column("rotated_at", cmc.store.types.UtcDateTime(timezone=True), nullable=False),
+        *columns("generation:int rotated_at:time"),
         sa.PrimaryKeyConstraint(*screen, name=op.f("pk_screens")),
     )
 

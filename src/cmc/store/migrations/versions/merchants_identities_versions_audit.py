@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-from cmc.store.types import UtcDateTime
+from cmc.store.columns import columns
 
 revision: str = "merchants"
 down_revision: str | None = "0003"
@@ -22,10 +22,7 @@ ID = sa.String(length=200)
 
 def _company_key() -> list[sa.Column[str]]:
     """The (pos_system_id, company_id) pair every merchant table leads with, cascading with the company."""
-    return [
-        sa.Column("pos_system_id", ID, nullable=False),
-        sa.Column("company_id", ID, nullable=False),
-    ]
+    return columns("pos_system_id:s200 company_id:s200")
 
 
 def _to_company(table: str) -> sa.ForeignKeyConstraint:
@@ -51,42 +48,30 @@ def upgrade() -> None:
     op.create_table(
         "console_users",
         *_company_key(),
-        sa.Column("email", sa.String(length=320), nullable=False),
-        sa.Column("password_hash", sa.String(length=300), nullable=False),
-        sa.Column("role", sa.String(length=20), nullable=False),
+        *columns("email:s320 password_hash:s300 role:s20"),
         _to_company("console_users"),
         sa.PrimaryKeyConstraint("pos_system_id", "company_id", "email", name=op.f("pk_console_users")),
     )
     versions = op.create_table(
         "marketing_versions",
         *_company_key(),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("document", sa.JSON(), nullable=False),
-        sa.Column("source", sa.String(length=10), nullable=False),
-        sa.Column("created_by", sa.String(length=400), nullable=False),
-        sa.Column("created_at", UtcDateTime(timezone=True), nullable=False),
-        sa.Column("note", sa.String(length=1000), nullable=True),
-        sa.Column("activated_at", UtcDateTime(timezone=True), nullable=True),
+        *columns("version:int document:json source:s10 created_by:s400 created_at:time"),
+        *columns("note:s1000? activated_at:time?"),
         _to_company("marketing_versions"),
         sa.PrimaryKeyConstraint("pos_system_id", "company_id", "version", name=op.f("pk_marketing_versions")),
     )
     active = op.create_table(
         "marketing_active",
         *_company_key(),
-        sa.Column("version", sa.Integer(), nullable=False),
+        *columns("version:int"),
         _to_company("marketing_active"),
         sa.PrimaryKeyConstraint("pos_system_id", "company_id", name=op.f("pk_marketing_active")),
     )
     op.create_table(
         "marketing_audit",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        *columns("id:serial"),
         *_company_key(),
-        sa.Column("at", UtcDateTime(timezone=True), nullable=False),
-        sa.Column("actor", sa.String(length=400), nullable=False),
-        sa.Column("source", sa.String(length=10), nullable=False),
-        sa.Column("action", sa.String(length=20), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=True),
-        sa.Column("summary", sa.Text(), nullable=False),
+        *columns("at:time actor:s400 source:s10 action:s20 version:int? summary:text"),
         _to_company("marketing_audit"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_marketing_audit")),
     )
@@ -97,13 +82,7 @@ def upgrade() -> None:
     op.create_table(
         "idempotency_keys",
         *_company_key(),
-        sa.Column("actor", sa.String(length=400), nullable=False),
-        sa.Column("key", sa.String(length=200), nullable=False),
-        sa.Column("request_hash", sa.String(length=64), nullable=False),
-        sa.Column("status", sa.Integer(), nullable=False),
-        sa.Column("headers", sa.JSON(), nullable=False),
-        sa.Column("body", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", UtcDateTime(timezone=True), nullable=False),
+        *columns("actor:s400 key:s200 request_hash:s64 status:int headers:json body:blob created_at:time"),
         sa.PrimaryKeyConstraint(
             "pos_system_id", "company_id", "actor", "key", name=op.f("pk_idempotency_keys")
         ),
@@ -112,9 +91,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_idempotency_keys_created_at", ["created_at"], unique=False)
     op.create_table(
         "login_failures",
-        sa.Column("key", sa.String(length=64), nullable=False),
-        sa.Column("window_start", UtcDateTime(timezone=True), nullable=False),
-        sa.Column("failures", sa.Integer(), nullable=False),
+        *columns("key:s64 window_start:time failures:int"),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_login_failures")),
     )
     with op.batch_alter_table("login_failures", schema=None) as batch_op:
