@@ -50,6 +50,16 @@ class Cluster:
 
     def start(self, port: int | None = None) -> int:
         """Start one more process (or restart the one on ``port``); returns its port once it is ready."""
+        port = self._spawn(port)
+        self._wait_ready(port)
+        return port
+
+    def start_many(self, count: int) -> None:
+        """Start ``count`` processes at once (their imports overlap), and wait until each is ready."""
+        for port in [self._spawn(None) for _ in range(count)]:
+            self._wait_ready(port)
+
+    def _spawn(self, port: int | None) -> int:
         port = port or free_port()
         if port not in self.ports:
             self.ports.append(port)
@@ -58,7 +68,6 @@ class Cluster:
             self.processes[port] = subprocess.Popen(
                 [str(CMC), "serve", "--port", str(port)], env=self.env, cwd=ROOT, stdout=out, stderr=out
             )
-        self._wait_ready(port)
         return port
 
     def kill(self, port: int) -> None:
@@ -134,8 +143,7 @@ def cluster(
     logs.mkdir()
     running = Cluster(url, base, logs)
     try:
-        for _ in range(processes):
-            running.start()
+        running.start_many(processes)
         yield running
     finally:
         running.stop()
