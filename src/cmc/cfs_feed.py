@@ -28,6 +28,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Column, ColumnElement, Connection, func, insert, select
 
+from cmc import background
 from cmc.screens import Screen
 from cmc.store import notifications, tables
 from cmc.store.database import Database
@@ -189,11 +190,8 @@ class CfsFeed:
 
     async def stop(self) -> None:
         """Stop polling."""
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await background.cancel(self._task)
+        self._task = None
 
     def wake(self) -> None:
         """Poll now rather than at the next tick (e.g. on a PostgreSQL NOTIFY)."""

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from cmc import background
 from cmc.clock import Clock, system_clock
 from cmc.config import Settings
 from cmc.outbox import queue
@@ -123,9 +124,7 @@ class Dispatcher:
                 await asyncio.wait_for(asyncio.shield(self._task), grace)
             except TimeoutError:
                 # Messages still on the wire stay leased and are retried once the lease runs out.
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                await background.cancel(self._task)
             self._task = None
         if self._owns_senders:
             for sender in self._senders.values():

@@ -23,7 +23,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import Connection
 
-from cmc import holdout, screens, sessions
+from cmc import background, holdout, screens, sessions
 from cmc.credentials import fingerprint
 from cmc.errors import RegistryError
 from cmc.merchant import versions
@@ -253,10 +253,7 @@ class DirectoryCache:
 
     async def stop(self) -> None:
         """Stop watching."""
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await background.cancel(self._task)
 
     async def reload(self) -> None:
         """Load a fresh snapshot now."""

@@ -17,6 +17,7 @@ import asyncpg
 import structlog
 from sqlalchemy import Connection, bindparam, func, literal, select, text
 
+from cmc import background
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
 
@@ -56,10 +57,7 @@ class Listener:
 
     async def stop(self) -> None:
         """Stop listening."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await background.cancel(self._task)
 
     async def _run(self) -> None:
         while True:
