@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 
 from cmc import holdout, logs, screens, sessions, throttle
-from cmc.api import cfs, delivery, links, merchant, ops, optout, pos, token
+from cmc.api import cfs, console, delivery, links, merchant, ops, optout, pos, token
 from cmc.api.edge import Edge
 from cmc.api.hot import HotRoutes
 from cmc.api.metrics import Metrics
@@ -42,6 +42,7 @@ ROUTES = [
     *cfs.ROUTES,
     *optout.ROUTES,
     *delivery.ROUTES,
+    *console.ROUTES,
 ]
 
 

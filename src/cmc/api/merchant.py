@@ -17,7 +17,7 @@ from cmc import auth
 from cmc.api import HttpRequest
 from cmc.api.body import decode_json
 from cmc.api.services import Services
-from cmc.errors import BadRequest, NotFound, PreconditionRequired, VersionNotFound
+from cmc.errors import BadRequest, PreconditionRequired, VersionNotFound
 from cmc.merchant import audit, idempotency, service, simulation, wire
 from cmc.merchant.versions import Version
 from cmc.roles import Right
@@ -173,16 +173,10 @@ async def simulate_version(request: HttpRequest) -> Response[bytes]:
     services = call.services
 
     async def compute() -> idempotency.Answer:
-        candidate = await call.read(service.version, number)
-        live = await call.read(service.active)
-        company = services.directory.current.companies.get((call.pos_system_id, call.company_id))
-        if company is None:
-            raise NotFound("No such company.")
-        async with services.simulations:
-            result = await simulation.simulate(
-                services.db, services.directory.current, company, candidate=candidate, active=live,
-                window=simulation.Window(start, end, body.limit),
-            )  # fmt: skip
+        result = await simulation.simulate_version(
+            services.db, services.directory.current, call.pos_system_id, call.company_id, number,
+            window=simulation.Window(start, end, body.limit), slots=services.simulations,
+        )  # fmt: skip
         return idempotency.Answer(200, _encode(wire.SimulationAnswer(result)))
 
     return _answer(await idempotency.cached(services.db, call.key(raw), compute, now=now))

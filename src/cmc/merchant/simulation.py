@@ -32,9 +32,9 @@ from decimal import Decimal
 import msgspec
 
 from cmc import profiles, rules, transactions
-from cmc.errors import VersionUnfit
+from cmc.errors import NotFound, VersionUnfit
 from cmc.marketing import facts_of
-from cmc.merchant import wire
+from cmc.merchant import service, wire
 from cmc.merchant.versions import Version
 from cmc.profiles import Person, ProfileState
 from cmc.registry import setup
@@ -149,6 +149,29 @@ async def simulate(
     return await asyncio.to_thread(
         _replay, directory, company, candidate, active, window, sales, history, truncated
     )
+
+
+async def simulate_version(
+    db: Database,
+    directory: Directory,
+    pos_system_id: str,
+    company_id: str,
+    number: int,
+    *,
+    window: Window,
+    slots: asyncio.Semaphore,
+) -> wire.Simulation:
+    """Version ``number`` of a company against its active one: what the merchant API and the console run.
+
+    ``slots`` bounds the simulations at once: a replay is CPU work that sales must not queue behind.
+    """
+    candidate = await db.read(service.version, pos_system_id, company_id, number)
+    live = await db.read(service.active, pos_system_id, company_id)
+    company = directory.companies.get((pos_system_id, company_id))
+    if company is None:
+        raise NotFound("No such company.")
+    async with slots:
+        return await simulate(db, directory, company, candidate=candidate, active=live, window=window)
 
 
 def _replay(

@@ -1,0 +1,435 @@
+"""The merchant console against the real app, on both engines (no browser): signing in and out, the
+session cookie, CSRF, roles on drafts, simulation and publishing, and tenant isolation on every path."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+import yaml
+from litestar import Litestar
+
+from cmc import console_session
+from support import MERCHANTS, Api, apply_registry
+
+BASE = "/console/pax/comp5"
+ORIGIN = {"Origin": "http://cmc.test"}
+USERS = {
+    "viewer": ("vic@greenleaf.example", "view only!"),
+    "editor": ("Ann@GreenLeaf.example", "correct horse"),  # tests/merchants.yaml's console user
+    "publisher": ("pam@greenleaf.example", "publish it!"),
+    "blue door": ("bob@bluedoor.example", "blue d00r!"),
+    "clover": ("cleo@other.example", "cl0v3r!!"),
+}
+
+
+def console_registry(folder: Path, *, publisher_password: str = USERS["publisher"][1]) -> Path:
+    """tests/merchants.yaml with a viewer and a publisher at Green Leaf and a user at each other company."""
+    spec = yaml.safe_load(MERCHANTS.read_text())
+    pax, clover = spec["posSystems"]
+    green, blue = pax["companies"]
+    green["users"] += [
+        {"email": USERS["viewer"][0], "password": USERS["viewer"][1], "role": "viewer"},
+        {"email": USERS["publisher"][0], "password": publisher_password, "role": "publisher"},
+    ]
+    blue["users"] = [{"email": USERS["blue door"][0], "password": USERS["blue door"][1], "role": "publisher"}]
+    clover["companies"][0]["users"] = [
+        {"email": USERS["clover"][0], "password": USERS["clover"][1], "role": "publisher"}
+    ]
+    path = folder / f"console-{publisher_password.replace(' ', '-')}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+class Browser:
+    """A browser's view of the console: its own cookie jar, the CSRF token of the page it last read."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.http = httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=api.app), base_url="http://cmc.test"
+        )
+        self.csrf = ""
+
+    async def login(self, who: str, *, base: str = BASE) -> httpx2.Response:
+        email, password = USERS[who]
+        answer = await self.http.post(
+            f"{base}/login", data={"email": email, "password": password}, headers=ORIGIN
+        )
+        assert answer.status_code == 303, answer.text
+        return answer
+
+    async def get(self, path: str, **kw: Any) -> httpx2.Response:
+        answer = await self.http.get(path, **kw)
+        found = re.search(r'name="_csrf" value="([0-9a-f]+)"', answer.text)
+        if found:
+            self.csrf = found.group(1)
+        return answer
+
+    async def post(self, path: str, data: dict[str, str] | None = None, **kw: Any) -> httpx2.Response:
+        headers = {**ORIGIN, **kw.pop("headers", {})}
+        return await self.http.post(path, data={"_csrf": self.csrf, **(data or {})}, headers=headers, **kw)
+
+    @property
+    def session(self) -> str | None:
+        return self.http.cookies.get(console_session.COOKIE)
+
+
+@pytest.fixture
+async def console(api_factory: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Api]:
+    async with api_factory(registry=console_registry(tmp_path)) as api:
+        yield api
+
+
+async def signed_in(api: Api, who: str) -> Browser:
+    browser = Browser(api)
+    await browser.login(who)
+    await browser.get(BASE + "/versions")
+    return browser
+
+
+def problem(page: httpx2.Response) -> str:
+    found = re.search(r'id="problem">([^<]*)<', page.text)
+    return found.group(1) if found else ""
+
+
+# --- signing in -----------------------------------------------------------------------------------
+
+
+async def test_login_gives_a_session_cookie_with_its_flags(console: Api) -> None:
+    browser = Browser(console)
+    form = await browser.get(BASE + "/login")
+    assert form.status_code == 200
+    assert "text/html" in form.headers["content-type"]
+    answer = await browser.login("editor")
+    assert answer.headers["location"] == BASE
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"{console_session.COOKIE}=")
+    flags = {part.strip().split("=")[0].lower(): part for part in cookie.split(";")[1:]}
+    assert "httponly" in flags
+    assert flags["samesite"].strip().lower() == "samesite=lax"
+    assert flags["path"].strip() == "Path=/console"
+    assert flags["max-age"].strip() == "Max-Age=3600"  # the token's lifetime, CMC_TOKEN_TTL_SECONDS
+    assert "secure" not in flags  # http://cmc.test: a Secure cookie would never come back
+    page = await browser.get(BASE)
+    assert page.status_code == 200
+    assert "ann@greenleaf.example" in page.text
+    assert "Green Leaf" in page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+async def test_the_cookie_is_secure_behind_https(api_factory: Callable[..., Any], tmp_path: Path) -> None:
+    async with api_factory(registry=console_registry(tmp_path), public_url="https://cmc.example") as api:
+        browser = Browser(api)
+        email, password = USERS["editor"]
+        answer = await browser.http.post(
+            f"{BASE}/login",
+            data={"email": email, "password": password},
+            headers={"Origin": "https://cmc.example"},
+        )
+        assert answer.status_code == 303, answer.text
+        assert "secure" in answer.headers["set-cookie"].lower()
+
+
+async def test_a_wrong_password_and_an_unknown_email_get_the_same_answer(console: Api) -> None:
+    browser = Browser(console)
+    answers = [
+        await browser.http.post(f"{BASE}/login", data=form, headers=ORIGIN)
+        for form in (
+            {"email": USERS["editor"][0], "password": "wrong"},
+            {"email": "nobody@greenleaf.example", "password": "wrong"},
+            {"email": USERS["blue door"][0], "password": USERS["blue door"][1]},  # another company's user
+        )
+    ]
+    assert [a.status_code for a in answers] == [401, 401, 401]
+    assert {problem(a) for a in answers} == {"Wrong email or password."}
+    nonce = re.compile(r'nonce(?:="|-)[^"\';]+')
+    assert len({nonce.sub("", a.text) for a in answers}) == 1
+    assert browser.session is None
+
+
+async def test_too_many_failed_logins_get_a_friendly_429(
+    api_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    async with api_factory(registry=console_registry(tmp_path), auth_failures_per_client=2) as api:
+        browser = Browser(api)
+        form = {"email": USERS["editor"][0], "password": "wrong"}
+        statuses = [
+            (await browser.http.post(f"{BASE}/login", data=form, headers=ORIGIN)).status_code
+            for _ in range(2)
+        ]
+        refused = await browser.http.post(f"{BASE}/login", data=form, headers=ORIGIN)
+        assert statuses == [401, 401]
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"].isdigit()
+        assert "text/html" in refused.headers["content-type"]
+        assert problem(refused).startswith("Too many attempts to sign in.")
+
+
+async def test_after_login_the_page_asked_for_opens(console: Api) -> None:
+    browser = Browser(console)
+    away = await browser.get(BASE + "/audit")
+    assert away.status_code == 303
+    assert away.headers["location"] == f"{BASE}/login?next={BASE}/audit"
+    email, password = USERS["viewer"]
+    form = {"email": email, "password": password, "next": f"{BASE}/audit"}
+    answer = await browser.http.post(f"{BASE}/login", data=form, headers=ORIGIN)
+    assert answer.headers["location"] == f"{BASE}/audit"
+    for elsewhere in ("https://evil.example/", "//evil.example", "/console/pax/comp6", f"{BASE}/../comp6"):
+        form["next"] = elsewhere
+        answer = await browser.http.post(f"{BASE}/login", data=form, headers=ORIGIN)
+        assert answer.headers["location"] == BASE, elsewhere
+
+
+async def test_without_a_session_pages_redirect_and_actions_are_401(console: Api) -> None:
+    browser = Browser(console)
+    page = await browser.get(BASE + "/versions")
+    assert page.status_code == 303
+    assert page.headers["location"].startswith(f"{BASE}/login")
+    htmx = await browser.get(BASE + "/versions", headers={"HX-Request": "true"})
+    assert htmx.status_code == 401
+    assert htmx.headers["hx-redirect"] == f"{BASE}/login"
+    action = await browser.post(BASE + "/draft", {"document": "{}"})
+    assert action.status_code == 401
+    browser.http.cookies.set(console_session.COOKIE, "not-a-token", path="/console")
+    forged = await browser.get(BASE)
+    assert forged.status_code == 303
+
+
+# --- CSRF -----------------------------------------------------------------------------------------
+
+
+async def test_actions_need_the_sessions_csrf_token_and_our_origin(console: Api) -> None:
+    browser = await signed_in(console, "editor")
+    page = await browser.get(BASE + "/draft")
+    document = re.search(r"<textarea[^>]*>(.*?)</textarea>", page.text, re.S)
+    assert document is not None
+    import html
+
+    form = {"document": html.unescape(document.group(1)), "note": "csrf"}
+    refused = [
+        await browser.http.post(BASE + "/draft", data=form, headers=ORIGIN),  # no token
+        await browser.http.post(BASE + "/draft", data={**form, "_csrf": "0" * 64}, headers=ORIGIN),
+        await browser.post(BASE + "/draft", form, headers={"Origin": "https://evil.example"}),
+        await browser.http.post(
+            BASE + "/draft", data={**form, "_csrf": browser.csrf}
+        ),  # no Origin, no Referer
+        await browser.post(
+            BASE + "/draft", form, headers={"Origin": "null", "Referer": "https://evil.example/x"}
+        ),
+    ]
+    assert [r.status_code for r in refused] == [403] * 5
+    before = (await browser.get(BASE + "/versions")).text.count("/versions/")
+    saved = await browser.post(BASE + "/draft", form)
+    assert saved.status_code == 303, saved.text
+    # A Referer of ours stands in for an Origin (a browser that sends none, or "null").
+    again = await browser.post(
+        BASE + "/draft", form, headers={"Origin": "null", "Referer": f"http://cmc.test{BASE}/draft"}
+    )
+    assert again.status_code == 303
+    # The htmx header carries the token as well as the form field does.
+    header = await browser.http.post(
+        BASE + "/draft", data=form, headers={**ORIGIN, "X-CSRF-Token": browser.csrf, "HX-Request": "true"}
+    )
+    assert header.status_code == 303
+    assert (await browser.get(BASE + "/versions")).text.count("/versions/") == before + 3
+
+
+async def test_a_login_from_another_site_is_refused(console: Api) -> None:
+    email, password = USERS["editor"]
+    answer = await console.http.post(
+        f"{BASE}/login",
+        data={"email": email, "password": password},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert answer.status_code == 403
+    assert "set-cookie" not in answer.headers
+
+
+# --- the session ends -----------------------------------------------------------------------------
+
+
+async def test_logout_ends_the_session(console: Api) -> None:
+    browser = await signed_in(console, "viewer")
+    assert browser.session
+    out = await browser.post(BASE + "/logout")
+    assert out.status_code == 303
+    assert out.headers["location"] == f"{BASE}/login"
+    assert browser.session is None
+    after = await browser.get(BASE)
+    assert after.status_code == 303
+    assert after.headers["location"].startswith(f"{BASE}/login")
+
+
+async def test_a_changed_password_ends_the_session(console: Api, tmp_path: Path) -> None:
+    browser = await signed_in(console, "publisher")
+    assert (await browser.get(BASE)).status_code == 200
+    changed = console_registry(tmp_path, publisher_password="a new one!")
+    await asyncio.to_thread(apply_registry, console.settings, changed)
+    for _ in range(100):  # the registry reaches this process within CMC_REGISTRY_REFRESH_SECONDS
+        answer = await browser.get(BASE)
+        if answer.status_code != 200:
+            break
+        await asyncio.sleep(0.05)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith(f"{BASE}/login")
+
+
+# --- roles: drafts, simulation, publishing --------------------------------------------------------
+
+
+async def draft(browser: Browser, text: str) -> httpx2.Response:
+    await browser.get(BASE + "/draft")
+    return await browser.post(BASE + "/draft", {"document": text, "note": "wider band"})
+
+
+async def active_document(browser: Browser) -> str:
+    import html
+
+    page = await browser.get(BASE + "/versions/1")
+    found = re.search(r'<pre class="document" id="document">(.*?)</pre>', page.text, re.S)
+    assert found is not None
+    return html.unescape(found.group(1))
+
+
+async def test_an_editor_drafts_and_simulates_but_may_not_publish(console: Api) -> None:
+    editor = await signed_in(console, "editor")
+    text = (await active_document(editor)).replace('"50"', '"80"')
+    assert '"80"' in text
+    saved = await draft(editor, text)
+    assert saved.status_code == 303, saved.text
+    assert saved.headers["location"] == f"{BASE}/versions/2"
+    page = await editor.get(BASE + "/versions/2")
+    assert 'id="status">draft<' in page.text
+    assert 'id="publish"' not in page.text
+    simulated = await editor.post(BASE + "/versions/2/simulate", {"days": "30"})
+    assert simulated.status_code == 200, simulated.text
+    assert 'id="simulation-rules"' in simulated.text
+    assert 'data-rule="mid-basket coupon"' in simulated.text
+    refused = await editor.post(BASE + "/versions/2/publish", {"if_match": "1"})
+    assert refused.status_code == 403
+    assert "text/html" in refused.headers["content-type"]
+
+
+async def test_a_viewer_sees_no_publish_button_and_gets_403(console: Api) -> None:
+    editor = await signed_in(console, "editor")
+    assert (await draft(editor, await active_document(editor))).status_code == 303
+    viewer = await signed_in(console, "viewer")
+    page = await viewer.get(BASE + "/versions/2")
+    assert page.status_code == 200
+    assert 'id="publish"' not in page.text
+    assert 'id="simulate"' not in page.text
+    assert (await viewer.post(BASE + "/versions/2/publish", {"if_match": "1"})).status_code == 403
+    assert (await viewer.post(BASE + "/versions/2/simulate", {"days": "30"})).status_code == 403
+    assert (await viewer.get(BASE + "/draft")).status_code == 403
+    assert (await viewer.post(BASE + "/draft", {"document": "{}"})).status_code == 403
+    assert 'id="status">draft<' in (await viewer.get(BASE + "/versions/2")).text
+
+
+async def test_a_publisher_publishes_with_the_version_the_page_showed(console: Api) -> None:
+    publisher = await signed_in(console, "publisher")
+    assert (await draft(publisher, await active_document(publisher))).status_code == 303
+    assert (await draft(publisher, await active_document(publisher))).status_code == 303
+    page = await publisher.get(BASE + "/versions/2")
+    assert 'name="if_match" value="1"' in page.text
+    done = await publisher.post(BASE + "/versions/2/publish", {"if_match": "1"})
+    assert done.status_code == 303
+    assert done.headers["location"] == f"{BASE}/versions/2?published=1"
+    assert 'id="status">active<' in (await publisher.get(done.headers["location"])).text
+    # A page opened while version 1 was live: publishing from it is refused (the API's 412).
+    stale = await publisher.post(BASE + "/versions/3/publish", {"if_match": "1"})
+    assert stale.status_code == 412
+    assert "Someone published another version" in problem(stale)
+    audit = await publisher.get(BASE + "/audit")
+    assert "user:pam@greenleaf.example" in audit.text
+    assert "console" in audit.text
+
+
+async def test_an_invalid_draft_names_each_problem_by_field(console: Api) -> None:
+    editor = await signed_in(console, "editor")
+    text = (await active_document(editor)).replace('"15"', '"90"', 1)
+    refused = await draft(editor, text)
+    assert refused.status_code == 400
+    assert "rules[0].when.all[0].amount.between" in refused.text
+    assert "90" in refused.text  # the editor keeps what was typed
+    broken = await draft(editor, "{not json")
+    assert broken.status_code == 400
+    assert "not JSON" in broken.text
+    assert "1 problem" not in broken.text
+
+
+# --- tenants --------------------------------------------------------------------------------------
+
+
+def console_paths(app: Litestar) -> list[tuple[str, str]]:
+    """Every (method, path template) of a company's console, from the app itself (so none is missed)."""
+    found = []
+    for route in app.routes:
+        if not route.path.startswith("/console/{pos_system_id"):
+            continue
+        for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
+            found.append((method, route.path))
+    return found
+
+
+PUBLIC = {("GET", "/console/{pos_system_id:str}/{company_id:str}/login"),
+          ("POST", "/console/{pos_system_id:str}/{company_id:str}/login")}  # fmt: skip
+
+
+def fill(template: str, company: str) -> str:
+    values = {
+        "pos_system_id": "pax",
+        "company_id": company,
+        "version": "1",
+        "profile_id": "p-1",
+        "message_id": "m-1",
+    }
+    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values[m.group(1)], template)
+
+
+async def test_every_console_path_is_404_to_another_companys_user(console: Api) -> None:
+    app: Litestar = console.app.app
+    paths = console_paths(app)
+    assert len(paths) >= 15
+    assert set(paths) >= PUBLIC
+    for who in ("blue door", "clover"):
+        other = Browser(console)
+        own = "/console/pax/comp6" if who == "blue door" else "/console/clover/comp7"
+        await other.login(who, base=own)
+        assert (await other.get(own + "/versions")).status_code == 200  # its own console works
+        for method, template in paths:
+            if (method, template) in PUBLIC:
+                continue
+            for company in ("comp5", "no-such-company"):
+                path = fill(template, company)
+                if method == "GET":
+                    answer = await other.http.get(path)
+                else:
+                    answer = await other.post(path, {"document": "{}", "if_match": "1", "days": "7"})
+                assert answer.status_code == 404, (who, method, path, answer.status_code)
+                assert "Green Leaf" not in answer.text
+                assert "comp5" not in answer.text.replace(path, "")
+
+
+async def test_static_files_are_served_with_a_long_cache(console: Api) -> None:
+    for path in (
+        "/console/static/vendor/chart.js-4.6.1/chart.umd.min.js",
+        "/console/static/vendor/htmx.org-2.0.11/htmx.min.js",
+        "/console/static/console.js",
+        "/console/static/console.css",
+    ):
+        answer = await console.http.get(path)
+        assert answer.status_code == 200, path
+        assert "max-age=31536000" in answer.headers["cache-control"]
+        assert "immutable" in answer.headers["cache-control"]
+    for licence in ("chart.js-4.6.1/LICENSE.md", "htmx.org-2.0.11/LICENSE"):
+        assert (await console.http.get(f"/console/static/vendor/{licence}")).status_code == 200
+    page = await (await signed_in(console, "viewer")).get(BASE)
+    assert "/console/static/vendor/chart.js-4.6.1/chart.umd.min.js" in page.text
+    assert re.search(r"/console/static/console\.js\?v=[0-9a-f]{12}", page.text)
