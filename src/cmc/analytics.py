@@ -11,16 +11,23 @@ The use cases behind the analytics API; each reads through the owners of the tab
 from __future__ import annotations
 
 import asyncio
+import base64
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 from sqlalchemy import Connection
 
-from cmc import firings, lift, links, transactions
-from cmc.errors import ValidationFailed
-from cmc.outbox import queue
+from cmc import firings, holdout, lift, links, profiles, transactions
+from cmc.errors import Conflict as Refused
+from cmc.errors import NotFound, ValidationFailed
+from cmc.outbox import optouts, queue
+from cmc.registry import store as registry_store
+from cmc.store.buckets import Span
 from cmc.store.database import Database
 
 MAX_DAYS = 365
@@ -93,7 +100,7 @@ def rule_activity(
 
     Firings and messages count by when they were made (the sale), scans by when they happened.
     """
-    merchant = {"pos_system_id": pos_system_id, "company_id": company_id}
+    merchant: dict[str, Any] = {"pos_system_id": pos_system_id, "company_id": company_id}
     activity: dict[str | None, RuleActivity] = {}
     counts = firings.variant_counts(conn, **merchant, since=since, until=until)
     for (rule, variant), (count, people) in counts.items():
@@ -162,19 +169,17 @@ class Point(msgspec.Struct, frozen=True, rename="camel"):
     value: int
 
 
-class Customer(msgspec.Struct, frozen=True, rename="camel"):
-    """A customer profile as the merchant sees it (contact data: never log it)."""
-
-    id: str
-    first_name: str | None
-    last_name: str | None
-    email: str | None
-    phone: str | None
-    visit_count: int
-    lifetime_spend: Decimal
-    has_card: bool
-    created_at: datetime
-    updated_at: datetime
+Customer = profiles.Shown
+"""A customer profile as the merchant sees it (contact data: never log it)."""
+Identifier = profiles.Known
+Visit = transactions.Visit
+Firing = firings.Firing
+Message = queue.Logged
+"""A message of the outbox with its rendered text and where it stands."""
+Scan = links.Scan
+OptOut = optouts.OptOut
+Conflict = profiles.Conflict
+"""An identifier of one sale that pointed at this profile and another one (never merged)."""
 
 
 class CustomerPage(msgspec.Struct, frozen=True):
@@ -182,78 +187,6 @@ class CustomerPage(msgspec.Struct, frozen=True):
 
     data: list[Customer]
     next: str | None
-
-
-class Identifier(msgspec.Struct, frozen=True, rename="camel"):
-    kind: str
-    """``card``, ``pos`` (the POS's customer id), ``email``, ``phone``."""
-    value: str
-    first_seen: datetime
-
-
-class Visit(msgspec.Struct, frozen=True, rename="camel"):
-    transaction_id: str
-    pos_transaction_id: str
-    occurred_at: datetime
-    location_id: str
-    terminal_id: str
-    transaction_type: str
-    is_reversal: bool
-    amount: Decimal | None
-
-
-class Firing(msgspec.Struct, frozen=True, rename="camel"):
-    rule: str
-    variant: str
-    transaction_id: str
-    fired_at: datetime
-
-
-class Message(msgspec.Struct, frozen=True, rename="camel"):
-    """A message of the outbox with its rendered text and where it stands."""
-
-    id: str
-    created_at: datetime
-    rule: str
-    template_id: str
-    channel: str
-    recipient: str
-    subject: str | None
-    body: str
-    state: str
-    reason: str | None
-    """Why it is suppressed, failed, bounced or dead."""
-    last_error: str | None
-    attempts: int
-    sent_at: datetime | None
-    reported_at: datetime | None
-    transaction_id: str
-    location_id: str
-
-
-class Scan(msgspec.Struct, frozen=True, rename="camel"):
-    scanned_at: datetime
-    code: str
-    rule: str | None
-    agent: str
-    bot: bool
-
-
-class OptOut(msgspec.Struct, frozen=True, rename="camel"):
-    channel: str
-    recipient: str
-    created_at: datetime
-
-
-class Conflict(msgspec.Struct, frozen=True, rename="camel"):
-    """An identifier of one sale that pointed at this profile and another one (never merged)."""
-
-    transaction_id: str
-    kind: str
-    value: str
-    resolved_profile_id: str
-    other_profile_id: str
-    created_at: datetime
 
 
 class Timeline(msgspec.Struct, frozen=True, rename="camel"):
@@ -284,15 +217,71 @@ TIMELINE = 500
 def window(
     since: datetime | None, until: datetime | None, *, now: datetime, longest: timedelta = MAX_WINDOW
 ) -> tuple[datetime, datetime]:
-    """``[since, until)`` with the defaults (the 30 days before ``now``), or ``ValidationFailed``."""
-    raise NotImplementedError
+    """``[since, until)`` with the defaults (the 30 days before ``now``), or ``ValidationFailed``.
+
+    The errors name the API's parameters, ``from`` and ``to``.
+    """
+    for name, value in (("from", since), ("to", until)):
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed(errors={name: ["must say its time zone (Z or +hh:mm)"]})
+    end = until if until is not None else now
+    start = since if since is not None else end - DEFAULT_WINDOW
+    if start >= end:
+        raise ValidationFailed(errors={"from": ["must be before to"]})
+    if end - start > longest:
+        raise ValidationFailed(errors={"from": [f"the window may be at most {longest.days} days"]})
+    return start, end
+
+
+def _read_summary(conn: Connection, span: Span) -> Summary:
+    tenders, identified = transactions.tender_counts(conn, span)
+    people, bots = links.scan_totals(conn, span)
+    made = links.links_made(conn, span)
+    return Summary(
+        since=span.since,
+        until=span.until,
+        tenders=tenders,
+        identified=identified,
+        identified_share=identified / tenders if tenders else None,
+        firings=dict.fromkeys(holdout.VARIANTS, 0) | firings.per_variant(conn, span),
+        scans=people,
+        bot_scans=bots,
+        links=made,
+        scan_rate=people / made if made else None,
+        messages=dict.fromkeys(STATES, 0) | queue.state_totals(conn, span),
+        opt_outs=optouts.count(conn, span),
+        influenced_revenue=plain(transactions.revenue_of(conn, firings.fired_sales(span))),
+    )
+
+
+STATES = ("queued", "sending", "sent", "delivered", "failed", "bounced", "suppressed", "dead")
+"""Every state a message may be in (``cmc.outbox.queue``), what ``messages`` may filter on."""
+CHANNELS = ("email", "sms")
 
 
 async def summary(
     db: Database, *, pos_system_id: str, company_id: str, since: datetime, until: datetime
 ) -> Summary:
     """What the company's marketing did in ``[since, until)`` (at most ``MAX_WINDOW``)."""
-    raise NotImplementedError
+    window(since, until, now=until)
+    return await db.read(_read_summary, Span(pos_system_id, company_id, since, until))
+
+
+_SERIES: dict[str, Callable[..., dict[datetime, int]]] = {
+    "tenders": transactions.tender_buckets,
+    "firings": firings.firing_buckets,
+    "scans": links.scan_buckets,
+    "messages": queue.message_buckets,
+    "optouts": optouts.optout_buckets,
+}
+_BY_RULE = ("firings", "scans", "messages")
+_STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+
+def floor(at: datetime, bucket: str) -> datetime:
+    """The start of the UTC hour or day ``at`` falls in."""
+    at = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0) if bucket == "day" else at
 
 
 async def timeseries(
@@ -308,11 +297,67 @@ async def timeseries(
 ) -> list[Point]:
     """``metric`` per UTC ``bucket`` in ``[since, until)``, every bucket present (zero when empty).
 
-    ``since`` is floored to its bucket. ``rule`` narrows firings, scans and messages to one rule
-    (tenders and opt-outs have no rule: asking is a ``ValidationFailed``). Unknown metric or bucket,
-    or a window too long for the bucket, is a ``ValidationFailed`` naming the parameter.
+    ``since`` is floored to its bucket. ``rule`` narrows firings, scans (by people) and messages to
+    one rule (tenders and opt-outs have no rule: asking is a ``ValidationFailed``). Unknown metric or
+    bucket, or a window too long for the bucket, is a ``ValidationFailed`` naming the parameter.
     """
-    raise NotImplementedError
+    if metric not in _SERIES:
+        raise ValidationFailed(errors={"metric": [f"must be one of {', '.join(METRICS)}"]})
+    if bucket not in _STEP:
+        raise ValidationFailed(errors={"bucket": [f"must be one of {', '.join(BUCKETS)}"]})
+    if rule is not None and metric not in _BY_RULE:
+        raise ValidationFailed(errors={"rule": [f"{metric} have no rule; only {', '.join(_BY_RULE)} do"]})
+    longest = MAX_HOURLY_WINDOW if bucket == "hour" else MAX_WINDOW
+    if until - since > longest:
+        raise ValidationFailed(
+            errors={
+                "bucket": [f"{bucket}ly buckets cover at most {longest.days} days; ask for a shorter window"]
+            }
+        )
+    start, end = window(floor(since, bucket), until, now=until, longest=longest + _STEP[bucket])
+    by_rule = () if rule is None else (rule,)
+    counted = await db.read(_SERIES[metric], Span(pos_system_id, company_id, start, end), bucket, *by_rule)
+    points, at = [], start
+    while at < end:
+        points.append(Point(at, counted.get(at, 0)))
+        at += _STEP[bucket]
+    return points
+
+
+def plain(amount: Decimal) -> Decimal:
+    """``23.470000`` (PostgreSQL's NUMERIC scale) as ``23.47``, ``20.000000`` as ``20``, like SQLite."""
+    exact = amount.normalize()
+    return exact.quantize(Decimal(1)) if exact.as_tuple().exponent > 0 else exact  # type: ignore[operator]
+
+
+def _customer(row: Customer) -> Customer:
+    return msgspec.structs.replace(row, lifetime_spend=plain(row.lifetime_spend))
+
+
+def _visit(row: Visit) -> Visit:
+    return msgspec.structs.replace(row, amount=None if row.amount is None else plain(row.amount))
+
+
+def _looks_like_name(query: str) -> bool:
+    return bool(query) and all(ch.isalpha() or ch in " '-." for ch in query)
+
+
+def _search(
+    conn: Connection, *, pos_system_id: str, company_id: str, query: str, after: str | None, limit: int
+) -> list[profiles.Shown]:
+    merchant: dict[str, Any] = {"pos_system_id": pos_system_id, "company_id": company_id}
+    # Whichever kind the query is, its normalised forms are looked up together: one probe by key.
+    values = {query, profiles.normalize_email(query), profiles.normalize_card(query)}
+    values |= {profiles.normalize_phone(query, r) for r in registry_store.company_countries(conn, **merchant)}
+    found = {p.id: p for p in profiles.with_identifiers(
+        conn, **merchant, values=sorted(v for v in values if v), after=after, limit=limit
+    )}  # fmt: skip
+    if _looks_like_name(query):
+        words = query.split()
+        found.update(
+            (p.id, p) for p in profiles.named(conn, **merchant, words=words, after=after, limit=limit)
+        )
+    return [found[key] for key in sorted(found)[:limit]]
 
 
 async def find_customers(
@@ -325,16 +370,87 @@ async def find_customers(
     limit: int = 50,
 ) -> CustomerPage:
     """The company's customers matching ``query``: an email, a phone number, a loyalty card or POS
-    customer id (exactly, after normalising), or a name (first, last or both; case-insensitive,
-    prefix). ``cursor`` is a previous page's ``next``; ``limit`` 1 to ``MAX_LIMIT``."""
-    raise NotImplementedError
+    customer id (exactly, after normalising), or a name (every word starts the first or last name;
+    any case). In profile id order; ``cursor`` is a previous page's ``next``; ``limit`` 1 to
+    ``MAX_LIMIT``."""
+    query = query.strip()
+    if not query:
+        raise ValidationFailed(errors={"query": ["is required: an email, phone, card or name"]})
+    if len(query) > 200:
+        raise ValidationFailed(errors={"query": ["must be at most 200 characters"]})
+    _check_limit(limit)
+    if cursor is not None and not _PROFILE_ID.match(cursor):
+        raise ValidationFailed(errors={"cursor": ["must be a previous page's next"]})
+    rows = await db.read(
+        _search,
+        pos_system_id=pos_system_id,
+        company_id=company_id,
+        query=query,
+        after=cursor,
+        limit=limit + 1,
+    )
+    page = [_customer(row) for row in rows[:limit]]
+    return CustomerPage(page, page[-1].id if len(rows) > limit else None)
+
+
+_PROFILE_ID = re.compile(r"^[0-9a-fA-F-]{1,36}$")
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationFailed(errors={"limit": [f"must be a whole number from 1 to {MAX_LIMIT}"]})
+
+
+def _read_timeline(
+    conn: Connection, *, pos_system_id: str, company_id: str, profile_id: str
+) -> Timeline | None:
+    merchant: dict[str, Any] = {"pos_system_id": pos_system_id, "company_id": company_id}
+    found = profiles.shown(conn, **merchant, profile_id=profile_id)
+    if found is None:
+        return None
+    # What a sale made (firings, links and their scans, messages) is found through the sale.
+    sales = transactions.visit_ids(profile_id)
+    contacts = [contact for contact in (found.email, found.phone) if contact]
+    return Timeline(
+        customer=_customer(found),
+        identifiers=profiles.identifiers_of(conn, **merchant, profile_id=profile_id),
+        visits=[
+            _visit(v) for v in transactions.visits(conn, **merchant, profile_id=profile_id, limit=TIMELINE)
+        ],
+        firings=firings.of_sales(conn, sales, limit=TIMELINE),
+        messages=queue.of_sales(conn, sales, limit=TIMELINE),
+        scans=links.scans_of_sales(conn, sales, limit=TIMELINE),
+        opt_outs=optouts.of_recipients(conn, **merchant, recipients=contacts),
+        conflicts=profiles.conflicts_of(conn, **merchant, profile_id=profile_id, limit=TIMELINE),
+    )
 
 
 async def customer_timeline(
     db: Database, *, pos_system_id: str, company_id: str, profile_id: str
 ) -> Timeline | None:
     """One customer's profile and history; None when the company has no such profile."""
-    raise NotImplementedError
+    if not _PROFILE_ID.match(profile_id):
+        return None
+    return await db.read(
+        _read_timeline, pos_system_id=pos_system_id, company_id=company_id, profile_id=profile_id
+    )
+
+
+def _cursor_of(message: Message) -> str:
+    text = f"{message.created_at.isoformat()}|{message.id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, message_id = text.split("|", 1)
+        created = datetime.fromisoformat(at)
+    except ValueError:
+        raise ValidationFailed(errors={"cursor": ["must be a previous page's next"]}) from None
+    if created.tzinfo is None or len(message_id) > 36:
+        raise ValidationFailed(errors={"cursor": ["must be a previous page's next"]})
+    return created, message_id
 
 
 async def messages(
@@ -348,7 +464,37 @@ async def messages(
     limit: int = 50,
 ) -> MessagePage:
     """The company's messages, newest first, optionally in one state and on one channel."""
-    raise NotImplementedError
+    if state is not None and state not in STATES:
+        raise ValidationFailed(errors={"state": [f"must be one of {', '.join(STATES)}"]})
+    if channel is not None and channel not in CHANNELS:
+        raise ValidationFailed(errors={"channel": [f"must be one of {', '.join(CHANNELS)}"]})
+    _check_limit(limit)
+    before = None if cursor is None else _parse_cursor(cursor)
+    rows = await db.read(
+        queue.log_page, pos_system_id=pos_system_id, company_id=company_id, state=state, channel=channel,
+        before=before, limit=limit + 1,
+    )  # fmt: skip
+    page = rows[:limit]
+    return MessagePage(page, _cursor_of(page[-1]) if len(rows) > limit else None)
+
+
+def retry(
+    conn: Connection, *, pos_system_id: str, company_id: str, message_id: str, now: datetime
+) -> Message:
+    """``retry_message`` inside the caller's write transaction (the API's idempotent POST)."""
+    merchant: dict[str, Any] = {
+        "pos_system_id": pos_system_id,
+        "company_id": company_id,
+        "message_id": message_id,
+    }
+    if not queue.requeue_dead(conn, **merchant, now=now):
+        found = queue.logged(conn, **merchant)
+        if found is None:
+            raise NotFound("This company has no such message.")
+        raise Refused(f"Only a dead message can be retried; this one is {found.state}.")
+    found = queue.logged(conn, **merchant)
+    assert found is not None
+    return found
 
 
 async def retry_message(
@@ -358,4 +504,6 @@ async def retry_message(
 
     ``NotFound`` when the company has no such message, ``Conflict`` when it is not dead.
     """
-    raise NotImplementedError
+    return await db.write(
+        retry, pos_system_id=pos_system_id, company_id=company_id, message_id=message_id, now=now
+    )

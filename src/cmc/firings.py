@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Subquery, bindparam, func, insert, select
+import msgspec
+from sqlalchemy import Connection, Select, Subquery, bindparam, func, insert, select
 
-from cmc.store import tables
+from cmc.store import buckets, tables
+from cmc.store.buckets import Span
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
 from cmc.store.types import UtcDateTime
@@ -109,3 +111,44 @@ def variant_counts(
         .group_by(_f.c.rule, _f.c.variant)
     )
     return {(rule, variant): (int(n), int(people)) for rule, variant, n, people in conn.execute(query)}
+
+
+# --- analytics: a merchant's firings in a window, a customer's firings --------------------------------
+
+
+def per_variant(conn: Connection, span: Span) -> dict[str, int]:
+    """Firings per variant in the span (``ix_rule_firings_company_time`` alone)."""
+    query = select(_f.c.variant, func.count()).where(*span.where(_f, "fired_at")).group_by(_f.c.variant)
+    return {variant: int(n) for variant, n in conn.execute(query)}
+
+
+def fired_sales(span: Span) -> Select[tuple[str]]:
+    """The ids of the sales a rule fired on (treatment) in the span: influenced revenue."""
+    return (
+        select(_f.c.transaction_id).where(*span.where(_f, "fired_at"), _f.c.variant == "treatment").distinct()
+    )
+
+
+def firing_buckets(conn: Connection, span: Span, bucket: str, rule: str | None = None) -> dict[datetime, int]:
+    """Firings (both variants) per UTC ``bucket`` in the span, of one rule or all."""
+    return buckets.counts(conn, _f, "fired_at", span, bucket, *([] if rule is None else [_f.c.rule == rule]))
+
+
+class Firing(msgspec.Struct, frozen=True, rename="camel"):
+    """A rule that fired (or held out) for one of a customer's sales."""
+
+    rule: str
+    variant: str
+    transaction_id: str
+    fired_at: datetime
+
+
+def of_sales(conn: Connection, sales: Select[tuple[str]], *, limit: int) -> list[Firing]:
+    """The firings of the sales ``sales`` selects, newest first (``ix_rule_firings_transaction``)."""
+    query = (
+        select(_f.c.rule, _f.c.variant, _f.c.transaction_id, _f.c.fired_at)
+        .where(_f.c.transaction_id.in_(sales))
+        .order_by(_f.c.fired_at.desc(), _f.c.id.desc())
+        .limit(limit)
+    )
+    return [Firing(*row) for row in conn.execute(query)]

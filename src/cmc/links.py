@@ -20,10 +20,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
+import msgspec
 import ua_parser
-from sqlalchemy import Column, ColumnElement, Connection, bindparam, case, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Select,
+    bindparam,
+    case,
+    func,
+    insert,
+    select,
+    update,
+)
 
-from cmc.store import tables
+from cmc.store import buckets, tables
+from cmc.store.buckets import Span
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
 from cmc.store.types import UtcDateTime
@@ -35,16 +48,21 @@ if TYPE_CHECKING:
 __all__ = [
     "Agent",
     "LinkPage",
+    "Scan",
     "ScanCount",
     "ShortLinkUrls",
     "agent_of",
     "create",
+    "links_made",
     "new_code",
     "page_of",
     "prune_targets",
     "qr_svg_url",
     "record_scan",
+    "scan_buckets",
     "scan_counts",
+    "scan_totals",
+    "scans_of_sales",
     "short_link_urls",
 ]
 
@@ -207,3 +225,49 @@ def scan_counts(
         .order_by(_v.c.rule)
     )
     return [ScanCount(rule, int(people), int(bots)) for rule, people, bots in conn.execute(query)]
+
+
+# --- analytics: a merchant's scans and links in a window, a customer's scans ----------------------------
+
+
+def scan_totals(conn: Connection, span: Span) -> tuple[int, int]:
+    """(scans by people, scans by bots) of the merchant's links in the span (``ix_scans_company_time``)."""
+    bots = func.coalesce(func.sum(case((_v.c.bot, 1), else_=0)), 0)
+    total, bot = conn.execute(select(func.count(), bots).where(*span.where(_v, "scanned_at"))).one()
+    return int(total) - int(bot), int(bot)
+
+
+def links_made(conn: Connection, span: Span) -> int:
+    """Short links (QRs handed out) made in the span (``ix_short_links_company_time``)."""
+    return int(conn.execute(select(func.count()).where(*span.where(_s, "created_at"))).scalar_one())
+
+
+def scan_buckets(conn: Connection, span: Span, bucket: str, rule: str | None = None) -> dict[datetime, int]:
+    """Scans by people (bots left out) per UTC ``bucket`` in the span, of one rule or all."""
+    where = [_v.c.bot.is_(False), *([] if rule is None else [_v.c.rule == rule])]
+    return buckets.counts(conn, _v, "scanned_at", span, bucket, *where)
+
+
+class Scan(msgspec.Struct, frozen=True, rename="camel"):
+    """One visit of a customer's link, and who made it."""
+
+    scanned_at: datetime
+    code: str
+    rule: str | None
+    agent: str
+    bot: bool
+
+
+def scans_of_sales(conn: Connection, sales: Select[tuple[str]], *, limit: int) -> list[Scan]:
+    """The scans of the links the sales ``sales`` selects made, newest first.
+
+    The sales' links by ``ix_short_links_transaction``, their scans by ``ix_scans_code``.
+    """
+    codes = select(_s.c.code).where(_s.c.transaction_id.in_(sales))
+    query = (
+        select(_v.c.scanned_at, _v.c.code, _v.c.rule, _v.c.agent, _v.c.bot)
+        .where(_v.c.code.in_(codes))
+        .order_by(_v.c.scanned_at.desc(), _v.c.id.desc())
+        .limit(limit)
+    )
+    return [Scan(*row) for row in conn.execute(query)]

@@ -20,8 +20,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import msgspec
 import phonenumbers
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 
 from cmc.ids import new_id
 from cmc.store import tables
@@ -113,6 +114,7 @@ class ProfileState:
 
 _p = tables.profiles
 _i = tables.profile_identifiers
+_c = tables.profile_conflicts
 _COUNTERS = ("visit_count", "lifetime_spend", "has_card")
 _STATE = ("id", *PERSON, *_COUNTERS)
 """The profile columns ``ProfileState`` is read from and written to, in this order."""
@@ -155,9 +157,9 @@ _INSERT_IDENTIFIERS = Statement(
     insert(_i), name="profiles.insert_identifiers", keys=[c.name for c in _i.columns]
 )
 _INSERT_CONFLICTS = Statement(
-    insert(tables.profile_conflicts),
+    insert(_c),
     name="profiles.insert_conflicts",
-    keys=[c.name for c in tables.profile_conflicts.columns if c.name != "id"],
+    keys=[c.name for c in _c.columns if c.name != "id"],
 )
 
 
@@ -372,3 +374,152 @@ def _clean(value: str | None) -> str | None:
 def _date_part(value: str | None) -> str | None:
     """``YYYY-MM-DD`` from an ISO date or date-time (the transaction validator checked the form)."""
     return value.strip()[:10] if value and value.strip() else None
+
+
+# --- the merchant's view: finding customers, their identifiers and conflicts ---------------------------
+
+
+class Shown(msgspec.Struct, frozen=True, rename="camel"):
+    """A profile as the merchant sees it (contact data: never log it)."""
+
+    id: str
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+    visit_count: int
+    lifetime_spend: Decimal
+    has_card: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+_SHOWN = [_p.c[name] for name in Shown.__struct_fields__]
+
+
+def _company(pos_system_id: str, company_id: str) -> list[Any]:
+    return [_p.c.pos_system_id == pos_system_id, _p.c.company_id == company_id]
+
+
+def shown(conn: Connection, *, pos_system_id: str, company_id: str, profile_id: str) -> Shown | None:
+    """One of the company's profiles (None: no such profile, or another company's)."""
+    row = conn.execute(
+        select(*_SHOWN).where(*_company(pos_system_id, company_id), _p.c.id == profile_id)
+    ).first()
+    return None if row is None else Shown(*row)
+
+
+def with_identifiers(
+    conn: Connection,
+    *,
+    pos_system_id: str,
+    company_id: str,
+    values: Sequence[str],
+    after: str | None,
+    limit: int,
+) -> list[Shown]:
+    """The company's profiles holding any of ``values`` (normalised identifiers of any kind), by id.
+
+    The identifiers by their primary key (it leads with the value), then the profiles by theirs.
+    """
+    holders = select(_i.c.profile_id).where(
+        _i.c.pos_system_id == pos_system_id, _i.c.company_id == company_id, _i.c.value.in_(values)
+    )
+    where = [*_company(pos_system_id, company_id), _p.c.id.in_(holders)]
+    if after is not None:
+        where.append(_p.c.id > after)
+    return [Shown(*row) for row in conn.execute(select(*_SHOWN).where(*where).order_by(_p.c.id).limit(limit))]
+
+
+def named(
+    conn: Connection,
+    *,
+    pos_system_id: str,
+    company_id: str,
+    words: Sequence[str],
+    after: str | None,
+    limit: int,
+) -> list[Shown]:
+    """The company's profiles whose first or last name starts with each of ``words`` (any case), by id.
+
+    Walks the company's slice of ``ix_profiles_company_name``, which holds the names and the id.
+    """
+    where = _company(pos_system_id, company_id)
+    for word in words:
+        pattern = _escape_like(word.lower()) + "%"
+        where.append(
+            or_(
+                func.lower(_p.c.first_name).like(pattern, escape="\\"),
+                func.lower(_p.c.last_name).like(pattern, escape="\\"),
+            )
+        )
+    if after is not None:
+        where.append(_p.c.id > after)
+    ids = select(_p.c.id).where(*where).order_by(_p.c.id).limit(limit).scalar_subquery()
+    query = select(*_SHOWN).where(_p.c.id.in_(ids)).order_by(_p.c.id)
+    return [Shown(*row) for row in conn.execute(query)]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class Known(msgspec.Struct, frozen=True, rename="camel"):
+    """An identifier of a profile, and when it was first seen."""
+
+    kind: str
+    """``card``, ``pos`` (the POS's customer id), ``email``, ``phone``."""
+    value: str
+    first_seen: datetime
+
+
+def identifiers_of(conn: Connection, *, pos_system_id: str, company_id: str, profile_id: str) -> list[Known]:
+    """Every identifier of a profile, oldest first (``ix_profile_identifiers_profile``)."""
+    query = (
+        select(_i.c.kind, _i.c.value, _i.c.first_seen)
+        .where(
+            _i.c.profile_id == profile_id, _i.c.pos_system_id == pos_system_id, _i.c.company_id == company_id
+        )
+        .order_by(_i.c.first_seen, _i.c.kind)
+    )
+    return [Known(*row) for row in conn.execute(query)]
+
+
+class Conflict(msgspec.Struct, frozen=True, rename="camel"):
+    """An identifier of one sale that pointed at two profiles (recorded, never merged)."""
+
+    transaction_id: str
+    kind: str
+    value: str
+    resolved_profile_id: str
+    other_profile_id: str
+    created_at: datetime
+
+
+def conflicts_of(
+    conn: Connection, *, pos_system_id: str, company_id: str, profile_id: str, limit: int
+) -> list[Conflict]:
+    """The conflicts a profile is on either side of, newest first.
+
+    Read by scanning the table: conflicts are rare (an identifier typed at the till that another
+    profile already holds), so no index is written for them.
+    """
+    c = _c
+    query = (
+        select(
+            c.c.transaction_id,
+            c.c.kind,
+            c.c.value,
+            c.c.resolved_profile_id,
+            c.c.other_profile_id,
+            c.c.created_at,
+        )
+        .where(
+            c.c.pos_system_id == pos_system_id,
+            c.c.company_id == company_id,
+            or_(c.c.resolved_profile_id == profile_id, c.c.other_profile_id == profile_id),
+        )
+        .order_by(c.c.created_at.desc(), c.c.id.desc())
+        .limit(limit)
+    )
+    return [Conflict(*row) for row in conn.execute(query)]

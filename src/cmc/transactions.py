@@ -12,10 +12,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Connection, Subquery, and_, bindparam, insert, or_, select
+import msgspec
+from sqlalchemy import Connection, Select, Subquery, and_, bindparam, func, insert, or_, select
 
 from cmc.lift import FollowUp
-from cmc.store import tables
+from cmc.store import buckets, tables
+from cmc.store.buckets import Span
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
 
@@ -204,3 +206,74 @@ def follow_ups(conn: Connection, exposures: Subquery, *, horizon: datetime) -> l
         )
     )
     return [FollowUp(*row) for row in conn.execute(query)]
+
+
+# --- analytics: a merchant's sales in a window, a customer's visits ---------------------------------
+
+
+def tender_counts(conn: Connection, span: Span) -> tuple[int, int]:
+    """(tenders, tenders with a recognised customer) in the span, by the sale's time.
+
+    Reads ``ix_transactions_company_time`` alone (it holds ``profile_id``).
+    """
+    query = select(func.count(), func.count(_t.c.profile_id)).where(*span.where(_t, "occurred_at"))
+    tenders, identified = conn.execute(query).one()
+    return int(tenders), int(identified)
+
+
+def tender_buckets(conn: Connection, span: Span, bucket: str) -> dict[datetime, int]:
+    """Tenders per UTC ``bucket`` in the span."""
+    return buckets.counts(conn, _t, "occurred_at", span, bucket)
+
+
+def revenue_of(conn: Connection, ids: Select[tuple[str]]) -> Decimal:
+    """The sum of the amounts of the sales (not reversals) whose ids ``ids`` selects (by primary key)."""
+    chosen = [_t.c.id.in_(ids), _t.c.is_reversal.is_(False)]
+    if conn.dialect.name == "postgresql":  # NUMERIC: the database sums exactly
+        total = conn.execute(select(func.sum(_t.c.amount)).where(*chosen)).scalar()
+        return Decimal(0) if total is None else Decimal(total)
+    # SQLite keeps amounts as text (``ExactDecimal``): its sum would go through floats.
+    amounts = conn.execute(select(_t.c.amount).where(*chosen)).scalars()
+    return sum((amount for amount in amounts if amount is not None), Decimal(0))
+
+
+def visit_ids(profile_id: str) -> Select[tuple[str]]:
+    """The ids of a customer's sales (for the owners of what a sale made: firings, links, messages)."""
+    return select(_t.c.id).where(_t.c.profile_id == profile_id)
+
+
+class Visit(msgspec.Struct, frozen=True, rename="camel"):
+    """One of a customer's sales, as their timeline shows it."""
+
+    transaction_id: str
+    pos_transaction_id: str
+    occurred_at: datetime
+    location_id: str
+    terminal_id: str
+    transaction_type: str
+    is_reversal: bool
+    amount: Decimal | None
+
+
+def visits(
+    conn: Connection, *, pos_system_id: str, company_id: str, profile_id: str, limit: int
+) -> list[Visit]:
+    """A customer's newest ``limit`` sales, newest first (``ix_transactions_profile``)."""
+    query = (
+        select(
+            _t.c.id,
+            _t.c.pos_transaction_id,
+            _t.c.occurred_at,
+            _t.c.location_id,
+            _t.c.terminal_id,
+            _t.c.transaction_type,
+            _t.c.is_reversal,
+            _t.c.amount,
+        )
+        .where(
+            _t.c.profile_id == profile_id, _t.c.pos_system_id == pos_system_id, _t.c.company_id == company_id
+        )
+        .order_by(_t.c.occurred_at.desc(), _t.c.id.desc())
+        .limit(limit)
+    )
+    return [Visit(*row) for row in conn.execute(query)]

@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 
 from cmc import holdout, logs, screens, sessions, throttle
-from cmc.api import cfs, console, delivery, links, merchant, ops, optout, pos, token
+from cmc.api import analytics, cfs, console, delivery, links, merchant, ops, optout, pos, token
 from cmc.api.edge import Edge
 from cmc.api.hot import HotRoutes
 from cmc.api.metrics import Metrics
@@ -37,6 +37,7 @@ ROUTES = [
     token.token,
     *pos.ROUTES,
     *merchant.ROUTES,
+    *analytics.ROUTES,
     *ops.ROUTES,
     *links.ROUTES,
     *cfs.ROUTES,

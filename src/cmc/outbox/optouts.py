@@ -12,11 +12,13 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Connection, bindparam, exists, select
+import msgspec
+from sqlalchemy import ColumnElement, Connection, bindparam, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cmc.outbox import queue
-from cmc.store import tables
+from cmc.store import buckets, tables
+from cmc.store.buckets import Span
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
 
@@ -99,3 +101,40 @@ def opted_out_clause(
         _o.c.channel == channel,
         _o.c.recipient == recipient,
     )
+
+
+# --- analytics: a merchant's opt-outs in a window, a customer's -----------------------------------------
+
+
+def count(conn: Connection, span: Span) -> int:
+    """Opt-outs asked in the span (the merchant's rows by primary key; they are few)."""
+    return int(conn.execute(select(func.count()).where(*span.where(_o, "created_at"))).scalar_one())
+
+
+def optout_buckets(conn: Connection, span: Span, bucket: str) -> dict[datetime, int]:
+    """Opt-outs per UTC ``bucket`` in the span."""
+    return buckets.counts(conn, _o, "created_at", span, bucket)
+
+
+class OptOut(msgspec.Struct, frozen=True, rename="camel"):
+    """A contact that asked the merchant for no more messages on a channel."""
+
+    channel: str
+    recipient: str
+    created_at: datetime
+
+
+def of_recipients(
+    conn: Connection, *, pos_system_id: str, company_id: str, recipients: list[str]
+) -> list[OptOut]:
+    """The merchant's opt-outs of these contacts (a customer's email and phone), newest first."""
+    if not recipients:
+        return []
+    query = (
+        select(_o.c.channel, _o.c.recipient, _o.c.created_at)
+        .where(
+            _o.c.pos_system_id == pos_system_id, _o.c.company_id == company_id, _o.c.recipient.in_(recipients)
+        )
+        .order_by(_o.c.created_at.desc())
+    )
+    return [OptOut(*row) for row in conn.execute(query)]

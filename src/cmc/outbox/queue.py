@@ -48,7 +48,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Column, ColumnElement, Connection, bindparam, case, func, insert, select, update
+import msgspec
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from cmc.ids import new_id
 from cmc.outbox import optouts
@@ -56,7 +70,8 @@ from cmc.outbox.senders import Outgoing
 from cmc.outbox.status import Report
 from cmc.quiet_hours import DEFAULT_WINDOW, MAX_DELAY, QuietHours, next_allowed, parse_window
 from cmc.registry import store as registry_store
-from cmc.store import tables
+from cmc.store import buckets, tables
+from cmc.store.buckets import Span
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
 from cmc.web import stored_look
@@ -470,3 +485,111 @@ def state_counts(
         .order_by(_m.c.rule, _m.c.channel, _m.c.status)
     )
     return [StateCount(*row) for row in conn.execute(query)]
+
+
+# --- analytics: the merchant's message log, counts and the retry of a dead message -------------------
+
+
+class Logged(msgspec.Struct, frozen=True, rename="camel"):
+    """A message as the merchant's message log shows it: its text, state and why (``reason``: why
+    it is suppressed, failed, bounced or dead)."""
+
+    id: str
+    created_at: datetime
+    rule: str
+    template_id: str
+    channel: str
+    recipient: str
+    subject: str | None
+    body: str
+    state: str
+    reason: str | None
+    last_error: str | None
+    attempts: int
+    sent_at: datetime | None
+    reported_at: datetime | None
+    transaction_id: str
+    location_id: str
+
+
+_LOGGED = [_m.c.status if name == "state" else _m.c[name] for name in Logged.__struct_fields__]
+"""The columns a ``Logged`` is made of, in its order (``state`` is the status column)."""
+
+
+def _company(pos_system_id: str, company_id: str) -> list[ColumnElement[bool]]:
+    return [_m.c.pos_system_id == pos_system_id, _m.c.company_id == company_id]
+
+
+def state_totals(conn: Connection, span: Span) -> dict[str, int]:
+    """The merchant's messages queued in the span, per state (``ix_messages_company_state`` alone)."""
+    query = select(_m.c.status, func.count()).where(*span.where(_m, "created_at")).group_by(_m.c.status)
+    return {status: int(n) for status, n in conn.execute(query)}
+
+
+def message_buckets(
+    conn: Connection, span: Span, bucket: str, rule: str | None = None
+) -> dict[datetime, int]:
+    """Messages queued per UTC ``bucket`` in the span (every state), of one rule or all."""
+    return buckets.counts(
+        conn, _m, "created_at", span, bucket, *([] if rule is None else [_m.c.rule == rule])
+    )
+
+
+def log_page(
+    conn: Connection,
+    *,
+    pos_system_id: str,
+    company_id: str,
+    state: str | None,
+    channel: str | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Logged]:
+    """The merchant's messages newest first, after the (created_at, id) ``before`` of a previous page.
+
+    ``ix_messages_company_time`` walks them in order; with a state, ``ix_messages_company_state``.
+    """
+    where = _company(pos_system_id, company_id)
+    if state is not None:
+        where.append(_m.c.status == state)
+    if channel is not None:
+        where.append(_m.c.channel == channel)
+    if before is not None:
+        at, last = before
+        where.append(or_(_m.c.created_at < at, and_(_m.c.created_at == at, _m.c.id < last)))
+    query = select(*_LOGGED).where(*where).order_by(_m.c.created_at.desc(), _m.c.id.desc()).limit(limit)
+    return [Logged(*row) for row in conn.execute(query)]
+
+
+def of_sales(conn: Connection, sales: Select[tuple[str]], *, limit: int) -> list[Logged]:
+    """The messages of the sales ``sales`` selects, newest first (``ix_messages_transaction``)."""
+    query = (
+        select(*_LOGGED)
+        .where(_m.c.transaction_id.in_(sales))
+        .order_by(_m.c.created_at.desc(), _m.c.id.desc())
+        .limit(limit)
+    )
+    return [Logged(*row) for row in conn.execute(query)]
+
+
+def logged(conn: Connection, *, pos_system_id: str, company_id: str, message_id: str) -> Logged | None:
+    """One of the merchant's messages (None: no such message, or another merchant's)."""
+    row = conn.execute(
+        select(*_LOGGED).where(*_company(pos_system_id, company_id), _m.c.id == message_id)
+    ).first()
+    return None if row is None else Logged(*row)
+
+
+def requeue_dead(
+    conn: Connection, *, pos_system_id: str, company_id: str, message_id: str, now: datetime
+) -> bool:
+    """A dead message of the merchant back in the queue, due ``now`` with a fresh set of attempts.
+
+    False when it is not dead (or not the merchant's). Its attempts stay in ``message_attempts``.
+    """
+    result = conn.execute(
+        update(_m)
+        .where(*_company(pos_system_id, company_id), _m.c.id == message_id, _m.c.status == "dead")
+        .values(status="queued", attempts=0, next_attempt_at=now, lease_until=None, reason=None)
+    )
+    return result.rowcount == 1

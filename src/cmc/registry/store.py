@@ -189,3 +189,15 @@ def bump_version(conn: Connection) -> int:
     version = meta.increment(conn, VERSION_KEY)
     notifications.notify(conn, notifications.REGISTRY_CHANNEL)
     return version
+
+
+def company_countries(conn: Connection, pos_system_id: str, company_id: str) -> list[str]:
+    """The countries of a company's locations (the default regions of its customers' phone numbers)."""
+    loc = tables.locations
+    query = (
+        select(loc.c.country)
+        .where(loc.c.pos_system_id == pos_system_id, loc.c.company_id == company_id)
+        .distinct()
+        .order_by(loc.c.country)
+    )
+    return list(conn.execute(query).scalars())

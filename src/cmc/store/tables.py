@@ -232,8 +232,10 @@ transactions = Table(
     UniqueConstraint("pos_system_id", "company_id", "pos_transaction_id", name="uq_transactions_pos_tx"),
     # A customer's visits in time order (the merchant's customer timeline, return-visit analytics).
     Index("ix_transactions_profile", "profile_id", "occurred_at"),
-    # A merchant's sales in a time window: the simulation's replay and the analytics' series.
-    Index("ix_transactions_company_time", "pos_system_id", "company_id", "occurred_at"),
+    # A merchant's sales in a time window: the simulation's replay, and the analytics' tender counts,
+    # identified share and series read from this index alone (it holds ``profile_id``: no table
+    # lookup per sale, and still the one index a sale writes besides the profile's and the key).
+    Index("ix_transactions_company_time", "pos_system_id", "company_id", "occurred_at", "profile_id"),
 )
 """``request`` is the decoded body re-encoded as JSON (its basket included: the products have no table
 of their own, nothing queries them by column); ``response`` the exact bytes a replay answers with."""
@@ -257,6 +259,10 @@ profiles = Table(
     Column("has_card", Boolean, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The merchant's customer search by name: the company's slice of this index holds every name and
+    # id, so a search reads no profile row it does not return. Written when a customer is new (or
+    # renamed), not on every visit.
+    Index("ix_profiles_company_name", "pos_system_id", "company_id", "last_name", "first_name", "id"),
 )
 
 profile_identifiers = Table(
@@ -307,6 +313,10 @@ rule_firings = Table(
     # often this customer got this rule since a moment: rule and profile, then a time range) and a
     # rule's customers for its lift (every firing of one rule, customer by customer, in time order).
     Index("ix_rule_firings_rule", "rule", "profile_id", "fired_at"),
+    # Analytics: a merchant's firings in a window per variant and rule (summary, series, influenced
+    # revenue), read from the index alone; and the firings of a customer's sales (their timeline).
+    Index("ix_rule_firings_company_time", "pos_system_id", "company_id", "fired_at", "variant", "rule"),
+    Index("ix_rule_firings_transaction", "transaction_id"),
 )
 """One row per rule that fired for a transaction: what per-customer limits count.
 
@@ -331,6 +341,8 @@ short_links = Table(
     Column("rule", String(200), nullable=True),
     # A sale's links (the customer view and analytics; written only when a rule gives a QR).
     Index("ix_short_links_transaction", "transaction_id"),
+    # The QRs a merchant handed out in a window (the summary's scan rate).
+    Index("ix_short_links_company_time", "pos_system_id", "company_id", "created_at"),
 )
 """``/s/{code}`` redirects to ``target_url``, counts the scan and records it in ``scans``.
 
@@ -353,6 +365,10 @@ scans = Table(
     Column("bot", Boolean, nullable=False),
     # A merchant's scans by rule in a time window (analytics). Written per scan, not per sale.
     Index("ix_scans_rule", "pos_system_id", "company_id", "rule", "scanned_at"),
+    # A merchant's scans in a window, people and bots apart (summary, series); a link's scans (the
+    # customer timeline, through the customer's links).
+    Index("ix_scans_company_time", "pos_system_id", "company_id", "scanned_at", "bot"),
+    Index("ix_scans_code", "code"),
 )
 """One row per ``/s/{code}`` visit: the link's merchant, rule, store and terminal, and who scanned.
 
@@ -389,6 +405,10 @@ messages = Table(
     Index("ix_messages_due", "status", "next_attempt_at"),
     # A sale's messages (the customer view; written only when a rule queues a message).
     Index("ix_messages_transaction", "transaction_id"),
+    # The merchant's message log, newest first (and the series); with a state filter, and the
+    # summary's messages per state, from the second one alone. Written per message, not per sale.
+    Index("ix_messages_company_time", "pos_system_id", "company_id", "created_at"),
+    Index("ix_messages_company_state", "pos_system_id", "company_id", "status", "created_at"),
 )
 """The notification outbox: written with the sale, sent by the dispatcher.
 
