@@ -32,6 +32,8 @@ run: install
 	@echo
 	@echo "Demo POS system 'pax': client id 'pax-demo', secret 's3cr3t!' (location loc5, terminal term5)."
 	@echo "Green Leaf's merchant API client: 'greenleaf-api', secret 'm3rch!' (examples/merchant-session.sh)."
+	@echo "Green Leaf's merchant console: http://$(HOST):$(PORT)/console/pax/comp5 (publisher 'pat@greenleaf.example',"
+	@echo "  password 'battery staple'; editor 'ann@greenleaf.example', password 'correct horse')."
 	@echo "Once the server below is up, paste this into another terminal:"
 	@echo
 	@echo "CMC=http://$(HOST):$(PORT)"

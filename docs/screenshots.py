@@ -1,9 +1,11 @@
-"""The README's pictures: the customer-facing screen (idle, and during a sale), the QR page, the preview.
+"""The README's pictures: the customer-facing screen (idle, and during a sale), the QR page, the preview,
+and the merchant console (login, overview, rules, a simulated draft, a customer, messages, a tablet).
 
 Run ``make screenshots`` (or ``.venv/bin/python docs/screenshots.py [--out DIR]``). It applies
 ``examples/demo.yaml`` to a temporary SQLite database, starts a real ``cmc serve``, pairs terminal
 term5's screen with ``cmc screens url``, makes the sale of the README's curl session (the demo rules
 answer it with a coupon QR), and photographs each page with Debian's chromium through Playwright.
+For the console it makes a dozen more sales, then signs in as the demo's publisher through the form.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 CMC = Path(sys.executable).parent / "cmc"
@@ -31,6 +34,18 @@ SCREEN = {"width": 1280, "height": 720}
 """A customer-facing screen: a 16:9 display by the till."""
 PREVIEW = {"width": 440, "height": 136}
 """The small box a POS shows the cashier."""
+DESKTOP = {"width": 1280, "height": 800}
+TABLET = {"width": 820, "height": 1180}
+"""A tablet held upright (an iPad Air's CSS pixels)."""
+CONSOLE = "/console/pax/comp5"
+PUBLISHER = ("pat@greenleaf.example", "battery staple")
+"""The demo's console publisher (examples/demo.yaml)."""
+SHOPPERS = [("Grace", "Hopper", 31.50), ("Alan", "Turing", 12.25), ("Edsger", "Dijkstra", 44.0),
+            ("Barbara", "Liskov", 27.80), ("Donald", "Knuth", 65.10), ("Frances", "Allen", 18.9)]  # fmt: skip
+"""Who shops for the console's pictures: (first name, last name, amount)."""
+PHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1"
+)
 SALE = {
     "transactionId": f"screenshot-{int(time.time())}",
     "terminalId": "term5",
@@ -87,7 +102,7 @@ def serving(folder: Path) -> Iterator[tuple[str, dict[str, str]]]:
         process.wait(15)
 
 
-async def sell(url: str) -> dict[str, str]:
+async def sell(url: str, sale: dict[str, Any] = SALE) -> dict[str, str]:
     """The curl session's tender, by a POS: token, startInteraction, transaction; the QR widget's URLs."""
     async with httpx2.AsyncClient(base_url=url, timeout=10) as http:
         token = await http.post(
@@ -96,13 +111,83 @@ async def sell(url: str) -> dict[str, str]:
             data={"grant_type": "client_credentials", "scope": "pos_integration"},
         )
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        where = {"terminalId": "term5", "posLocationId": "loc5"}
+        where = {"terminalId": sale["terminalId"], "posLocationId": sale["posLocationId"]}
         session = await http.post("/pos/pax/startInteraction", json=where, headers=headers)
-        body = {**SALE, "sessionId": session.json()["data"]["sessionId"]}
+        body = {**sale, "sessionId": session.json()["data"]["sessionId"]}
         answer = await http.post("/pos/pax/transaction", json=body, headers=headers)
     answer.raise_for_status()
     widget: dict[str, str] = answer.json()["data"]["qrCodeWidget"]
     return widget
+
+
+async def shop(url: str) -> None:
+    """A morning of sales at both stores, from the demo's shoppers (the console's data)."""
+    for n, (first, last, amount) in enumerate(SHOPPERS * 2):
+        email = f"{first.lower()}@example.com"
+        sale = {
+            **SALE,
+            "transactionId": f"{SALE['transactionId']}-{n}",
+            "transactionAmount": amount + n,
+            "customer": {"id": f"c-{first.lower()}", "firstName": first, "lastName": last,
+                         "contacts": [{"email": email, "phone": f"(415) 555-01{n % 6:02d}"}]},
+        }  # fmt: skip
+        if n % 3 == 2:
+            sale.update(terminalId="term8", posLocationId="loc6")
+        widget = await sell(url, sale)
+        if widget and n % 2 == 0:  # half the shoppers scan their QR with their phone
+            async with httpx2.AsyncClient(timeout=10) as http:
+                await http.get(widget["shortLinkUrl"], headers={"User-Agent": PHONE})
+
+
+async def console(browser: Browser, url: str, out: Path) -> list[Path]:
+    """The merchant console, signed in as the demo's publisher through its login form."""
+    shots = []
+    page = await browser.new_page(viewport=DESKTOP)  # type: ignore[arg-type]
+    await page.goto(url + CONSOLE)
+    await page.wait_for_selector("#login")
+    email, password = PUBLISHER
+    await page.fill("input[name=email]", email)
+    await page.fill("input[name=password]", password)
+    shots.append(out / "console-login.png")
+    await page.screenshot(path=shots[-1])
+    await page.click("#login button[type=submit]")
+    await page.wait_for_selector("#activity-chart")
+    await settle(page)
+    shots.append(out / "console-overview.png")
+    await page.screenshot(path=shots[-1])
+
+    await page.goto(f"{url}{CONSOLE}/rules")
+    shots.append(out / "console-rules.png")
+    await page.screenshot(path=shots[-1])
+
+    await page.goto(f"{url}{CONSOLE}/draft")
+    document = await page.input_value("#document")
+    await page.fill("#document", document.replace('"50"', '"80"'))
+    await page.fill("input[name=note]", "coupon up to 80")
+    await page.click("#draft button[type=submit]")
+    await page.wait_for_selector("#simulate")
+    await page.click("#simulate button[type=submit]")
+    await page.wait_for_selector("#simulation-rules")
+    shots.append(out / "console-draft.png")
+    await page.screenshot(path=shots[-1])
+
+    await page.goto(f"{url}{CONSOLE}/customers?query=ada@example.com")
+    await page.click("#customers a")
+    await page.wait_for_selector("#timeline")
+    shots.append(out / "console-customer.png")
+    await page.screenshot(path=shots[-1])
+
+    await page.goto(f"{url}{CONSOLE}/messages")
+    shots.append(out / "console-messages.png")
+    await page.screenshot(path=shots[-1])
+
+    await page.set_viewport_size(TABLET)  # type: ignore[arg-type]
+    await page.goto(url + CONSOLE)
+    await page.wait_for_selector("#activity-chart")
+    await settle(page)
+    shots.append(out / "console-tablet.png")
+    await page.screenshot(path=shots[-1])
+    return shots
 
 
 async def settle(page: Page) -> None:
@@ -142,6 +227,9 @@ async def photograph(url: str, screen_url: str, out: Path) -> list[Path]:
             await settle(preview)
             shots.append(out / "qr-preview.png")
             await preview.screenshot(path=shots[-1])
+
+            await shop(url)
+            shots += await console(browser, url, out)
         finally:
             await browser.close()
     return shots

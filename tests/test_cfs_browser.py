@@ -24,7 +24,7 @@ from typing import Any
 import httpx2
 import pytest
 import uvicorn
-from playwright.async_api import Frame, Page, async_playwright
+from playwright.async_api import Browser, Frame, Page, async_playwright
 
 from cmc import screens
 from cmc.api.app import create_app
@@ -73,7 +73,7 @@ pytestmark = [
 class Server:
     """The real app under uvicorn on a loopback port, in a background thread."""
 
-    def __init__(self, tmp_path: Path, database_url: str) -> None:
+    def __init__(self, tmp_path: Path, database_url: str, *, registry: Path | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -81,9 +81,11 @@ class Server:
         self.settings = make_settings(
             tmp_path, database_url=database_url, public_url=self.url, dispatcher=False
         )
-        branding = {**MARKETING["branding"], "logoUrl": LOGO}  # type: ignore[dict-item]
-        marketing = {**MARKETING, "branding": branding, "cfsTemplates": TEMPLATES, "rules": RULES}
-        apply_registry(self.settings, registry_with_marketing(tmp_path, marketing))
+        if registry is None:  # the screens' registry; other browser tests bring their own
+            branding = {**MARKETING["branding"], "logoUrl": LOGO}  # type: ignore[dict-item]
+            marketing = {**MARKETING, "branding": branding, "cfsTemplates": TEMPLATES, "rules": RULES}
+            registry = registry_with_marketing(tmp_path, marketing)
+        apply_registry(self.settings, registry)
         config = uvicorn.Config(
             create_app(self.settings), log_level="warning", lifespan="on", timeout_graceful_shutdown=2
         )
@@ -126,13 +128,19 @@ def server(tmp_path: Path, database_url: str) -> Iterator[Server]:
 
 
 @pytest.fixture
-async def page() -> AsyncIterator[Page]:
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's chromium, headless, through Playwright (never a downloaded browser)."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield await browser.new_page(viewport={"width": 1024, "height": 600})
+            yield browser
         finally:
             await browser.close()
+
+
+@pytest.fixture
+async def page(chromium: Browser) -> Page:
+    return await chromium.new_page(viewport={"width": 1024, "height": 600})
 
 
 async def framed(page: Page, *urls: str) -> list[Frame]:

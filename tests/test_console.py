@@ -364,6 +364,29 @@ async def test_an_invalid_draft_names_each_problem_by_field(console: Api) -> Non
     assert "1 problem" not in broken.text
 
 
+async def test_the_rules_page_says_why_a_lift_is_not_there_yet(console: Api) -> None:
+    for _ in range(2):
+        assert (await console.tender()).status_code == 200
+    publisher = await signed_in(console, "publisher")
+    page = await publisher.get(BASE + "/rules")
+    assert page.status_code == 200
+    row = re.search(r'<tr data-rule="mid-basket coupon">(.*?)</tr>', page.text, re.S)
+    assert row is not None
+    assert ">1<" in row.group(1) or ">2<" in row.group(1)  # its firings (a limit of one a week per customer)
+    assert "No holdout: set <code>holdoutPercent</code>" in row.group(1)
+    text = (await active_document(publisher)).replace(
+        '"priority": 10,', '"priority": 10, "holdoutPercent": 10,'
+    )
+    assert (await draft(publisher, text)).status_code == 303
+    await publisher.get(BASE + "/versions/2")
+    assert (await publisher.post(BASE + "/versions/2/publish", {"if_match": "1"})).status_code == 303
+    page = await publisher.get(BASE + "/rules")
+    row = re.search(r'<tr data-rule="mid-basket coupon">(.*?)</tr>', page.text, re.S)
+    assert row is not None
+    assert "Not enough customers yet: too few customers to measure" in row.group(1)
+    assert "holdout 10%" in row.group(1)
+
+
 # --- tenants --------------------------------------------------------------------------------------
 
 

@@ -226,11 +226,13 @@ def test_the_makefile_has_what_the_quickstart_promises() -> None:
 
 
 SCREENSHOTS = ("cfs-idle.png", "cfs-sale.png", "qr-page.png", "qr-preview.png")
+CONSOLE_SCREENSHOTS = ("console-login.png", "console-overview.png", "console-rules.png", "console-draft.png",
+                       "console-customer.png", "console-messages.png", "console-tablet.png")  # fmt: skip
 
 
 def test_the_readme_shows_the_screens_and_how_to_pair_them() -> None:
     text = readme()
-    for name in SCREENSHOTS:
+    for name in (*SCREENSHOTS, *CONSOLE_SCREENSHOTS):
         assert f"](docs/images/{name})" in text, name
     assert "cmc screens url --pos-system pax --location loc5 --terminal term5" in text
     assert "cmc screens rotate" in text and "/v2/pos/pax/carousel" in text
@@ -239,7 +241,7 @@ def test_the_readme_shows_the_screens_and_how_to_pair_them() -> None:
 @pytest.mark.browser
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium is not installed")
 def test_the_screenshot_script_takes_the_readme_pictures(tmp_path: Path) -> None:
-    """``docs/screenshots.py`` against a real ``cmc serve``: four PNGs of the sizes the README shows."""
+    """``docs/screenshots.py`` against a real ``cmc serve``: the PNGs of the sizes the README shows."""
     from PIL import Image
 
     taken = subprocess.run(
@@ -247,13 +249,15 @@ def test_the_screenshot_script_takes_the_readme_pictures(tmp_path: Path) -> None
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,
         check=False,
     )
     assert taken.returncode == 0, taken.stderr
     sizes = {name: Image.open(tmp_path / name).size for name in SCREENSHOTS}
     assert sizes == {"cfs-idle.png": (1280, 720), "cfs-sale.png": (1280, 720), "qr-page.png": (1280, 720),
                      "qr-preview.png": (440, 136)}  # fmt: skip
+    console = {name: Image.open(tmp_path / name).size for name in CONSOLE_SCREENSHOTS}
+    assert console == {name: (820, 1180) if "tablet" in name else (1280, 800) for name in CONSOLE_SCREENSHOTS}
 
 
 def test_the_docs_stand_alone() -> None:

@@ -113,7 +113,7 @@ class Console:
         """A page of the console's layout, in the company's look."""
         return console_page(
             f"console/{template}", look=self.look, status=status, console=self, page=page, nav=NAV,
-            asset=console_assets.url, fmt=console_format, **context,
+            asset=console_assets.url, fmt=console_format, partial=_htmx(self.request), **context,
         )  # fmt: skip
 
 

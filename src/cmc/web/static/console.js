@@ -1,5 +1,6 @@
-// The merchant console's charts: each <canvas data-chart="ID"> is drawn by Chart.js from the JSON in
-// <script type="application/json" id="ID">, when the page loads and whenever htmx swaps new content in.
+// The merchant console's charts: each <canvas data-series="{labels, datasets}"> is drawn by Chart.js
+// when the page loads and whenever htmx swaps new content in. (The data is an attribute, not a JSON
+// <script>: htmx drops the script elements of what it swaps in.)
 (function () {
   "use strict";
   var palette = ["--primary", "#e07a2f", "#3b6fb6", "#8a5cc2", "#c23b5a", "#4d9a9a", "#777"];
@@ -10,9 +11,8 @@
   }
 
   function draw(canvas) {
-    var source = document.getElementById(canvas.dataset.chart);
-    if (!source || typeof Chart === "undefined") return;
-    var data = JSON.parse(source.textContent);
+    if (typeof Chart === "undefined") return;
+    var data = JSON.parse(canvas.dataset.series);
     var kind = canvas.dataset.kind || "line";
     data.datasets.forEach(function (set, i) {
       var c = kind === "bar" && data.datasets.length === 1 ? data.labels.map(function (_, j) { return colour(j); }) : colour(i);
@@ -20,6 +20,7 @@
       set.backgroundColor = c;
       set.tension = 0.25;
       set.pointRadius = data.labels.length > 40 ? 0 : 3;
+      set.maxBarThickness = 56;
     });
     var old = Chart.getChart(canvas);
     if (old) old.destroy();
@@ -38,7 +39,7 @@
   }
 
   function drawAll(root) {
-    root.querySelectorAll("canvas[data-chart]").forEach(draw);
+    root.querySelectorAll("canvas[data-series]").forEach(draw);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
