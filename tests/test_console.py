@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ import yaml
 from litestar import Litestar
 
 from cmc import console_session
-from support import MERCHANTS, Api, apply_registry
+from cmc.outbox import Dispatcher
+from support import MERCHANTS, Api, apply_registry, seed_transaction
+from test_outbox_senders import sms_server
 
 BASE = "/console/pax/comp5"
 ORIGIN = {"Origin": "http://cmc.test"}
@@ -202,6 +205,20 @@ async def test_without_a_session_pages_redirect_and_actions_are_401(console: Api
     assert forged.status_code == 303
 
 
+async def test_the_landing_page_leads_to_a_companys_login(console: Api) -> None:
+    landing = await console.http.get("/console")
+    assert landing.status_code == 200
+    assert 'name="company"' in landing.text
+    answer = await console.http.get("/console", params={"pos": "pax", "company": "comp/5?x"})
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/pax/comp%2F5%3Fx/login"
+    # The login form of a company that does not exist is the same page as Green Leaf's.
+    nonce = re.compile(r'nonce(?:="|-)[^"\';]+')
+    pages = [(await console.http.get(f"/console/pax/{c}/login")).text for c in ("comp5", "comp0")]
+    assert nonce.sub("", pages[0]).replace("comp5", "") == nonce.sub("", pages[1]).replace("comp0", "")
+    assert "Green Leaf" not in pages[0]
+
+
 # --- CSRF -----------------------------------------------------------------------------------------
 
 
@@ -385,6 +402,67 @@ async def test_the_rules_page_says_why_a_lift_is_not_there_yet(console: Api) -> 
     assert row is not None
     assert "Not enough customers yet: too few customers to measure" in row.group(1)
     assert "holdout 10%" in row.group(1)
+
+
+# --- what the marketing did ----------------------------------------------------------------------
+
+
+async def test_the_pages_show_what_was_posted(api_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """Two sales that fire the coupon (each an email, sent, and an SMS the provider refuses: dead)."""
+    with sms_server(400) as provider:
+        registry = console_registry(tmp_path)
+        async with api_factory(registry=registry, dispatcher=False, sms_url=provider.url()) as api:
+            now = datetime.now(UTC).replace(microsecond=0).isoformat()
+            for n, name in enumerate(("Ada", "Grace")):
+                contacts = [{"email": f"{name.lower()}@example.com", "phone": f"(415) 555-010{n}"}]
+                customer = {"id": f"c-{n}", "firstName": name, "lastName": "Shopper", "contacts": contacts}
+                body = seed_transaction(
+                    transactionDate=now, customer=customer, loyalty={"cardNumber": f"L-{n}"}
+                )
+                assert (await api.tender(body)).status_code == 200
+            outbox = Dispatcher(api.db(), api.settings)
+            await outbox.run_once()
+            await outbox.stop()
+
+            viewer = await signed_in(api, "viewer")
+            overview = await viewer.get(BASE + "?period=today")
+            assert 'id="tenders">2<' in overview.text
+            assert 'id="firings">4<' in overview.text  # the coupon and "edibles fan", twice
+            assert 'id="no-sales"' not in overview.text
+            assert "data-series=" in overview.text
+
+            found = await viewer.get(BASE + "/customers", params={"query": "grace@example.com"})
+            link = re.search(rf'href="({BASE}/customers/[^"]+)">Grace Shopper<', found.text)
+            assert link is not None, found.text
+            timeline = await viewer.get(link.group(1))
+            assert timeline.status_code == 200
+            assert "mid-basket coupon" in timeline.text
+            assert "EMAIL sent" in timeline.text
+            assert "SMS dead" in timeline.text
+            assert (await viewer.get(f"{BASE}/customers/no-such-profile")).status_code == 404
+
+            dead = await viewer.get(BASE + "/messages", params={"state": "dead"})
+            ids = re.findall(r'data-message="([^"]+)"', dead.text)
+            assert len(ids) == 2
+            assert "http-400" in dead.text
+            assert "Thanks Ada! Your coupon:" in dead.text
+            assert "Retry</button>" not in dead.text
+            assert (await viewer.post(f"{BASE}/messages/{ids[0]}/retry")).status_code == 403
+
+            editor = await signed_in(api, "editor")
+            assert "Retry</button>" in (await editor.get(BASE + "/messages?state=dead")).text
+            retried = await editor.post(f"{BASE}/messages/{ids[0]}/retry", {"back": "state=dead"})
+            assert retried.status_code == 303
+            assert retried.headers["location"] == f"{BASE}/messages?state=dead&retried={ids[0]}"
+            queued = await editor.get(BASE + "/messages", params={"state": "queued"})
+            assert re.findall(r'data-message="([^"]+)"', queued.text) == [ids[0]]
+            again = await editor.post(f"{BASE}/messages/{ids[0]}/retry")  # no longer dead
+            assert again.status_code == 409
+            assert "text/html" in again.headers["content-type"]
+
+            optouts = await viewer.get(BASE + "/optouts")
+            assert 'id="optouts">0<' in optouts.text
+            assert (await viewer.get(BASE + "/rules")).status_code == 200
 
 
 # --- tenants --------------------------------------------------------------------------------------

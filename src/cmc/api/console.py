@@ -16,7 +16,7 @@ updates parts of a page: the responses are whole pages, and ``hx-select`` picks 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, TypeVar
 from urllib.parse import quote
@@ -168,14 +168,6 @@ def _htmx(request: HttpRequest) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
-async def _available(call: Awaitable[T]) -> T | None:
-    """The answer of an analytics use case, or None while this build does not have it yet."""
-    try:
-        return await call
-    except NotImplementedError:
-        return None
-
-
 # --- signing in and out -------------------------------------------------------------------------
 
 
@@ -186,8 +178,8 @@ async def landing(request: HttpRequest) -> Response[bytes]:
         request.query_params.get("pos", "").strip(),
         request.query_params.get("company", "").strip(),
     )
-    if pos and company and "/" not in pos + company:
-        return _redirect(f"/console/{pos}/{company}/login")
+    if pos and company:
+        return _redirect(f"/console/{quote(pos, safe='')}/{quote(company, safe='')}/login")
     return console_page("console/landing.html", look=NEUTRAL, asset=console_assets.url)
 
 
@@ -271,19 +263,19 @@ def _period(request: HttpRequest, now: datetime) -> tuple[str, datetime, str]:
 
 async def _series(
     console: Console, metrics: tuple[str, ...], *, since: datetime, bucket: str
-) -> dict[str, Any] | None:
-    """Chart.js data for ``metrics`` per bucket, or None while this build has no time series."""
+) -> dict[str, Any]:
+    """Chart.js data (labels and one dataset per metric) for ``metrics`` per bucket."""
     labels: list[str] = []
     datasets = []
     for metric in metrics:
-        points = await _available(
-            analytics.timeseries(
-                console.services.db, **console.tenant, metric=metric, bucket=bucket, since=since,
-                until=console.now,
-            )
-        )  # fmt: skip
-        if points is None:
-            return None
+        points = await analytics.timeseries(
+            console.services.db,
+            **console.tenant,
+            metric=metric,
+            bucket=bucket,
+            since=since,
+            until=console.now,
+        )
         labels = [console_format.bucket(p.at, bucket) for p in points]
         datasets.append({"label": console_format.METRIC_NAMES[metric], "data": [p.value for p in points]})
     return {"labels": labels, "datasets": datasets}
@@ -295,17 +287,13 @@ async def overview(request: HttpRequest) -> Response[bytes]:
     console = await _console(request, "read")
     now = console.now
     period, since, bucket = _period(request, now)
-    summary = await _available(
-        analytics.summary(console.services.db, **console.tenant, since=since, until=now)
-    )
+    summary = await analytics.summary(console.services.db, **console.tenant, since=since, until=now)
     chart = await _series(console, ("tenders", "firings", "scans"), since=since, bucket=bucket)
-    messages = None
-    if summary is not None:
-        states = [s for s in STATES if summary.messages.get(s)]
-        messages = {
-            "labels": states,
-            "datasets": [{"label": "Messages", "data": [summary.messages[s] for s in states]}],
-        }
+    states = [s for s in STATES if summary.messages.get(s)]
+    messages = {
+        "labels": states,
+        "datasets": [{"label": "Messages", "data": [summary.messages[s] for s in states]}],
+    }
     return console.render(
         "overview.html", page="overview", period=period, periods=PERIODS, summary=summary, chart=chart,
         messages_chart=messages,
@@ -485,10 +473,8 @@ async def customers(request: HttpRequest) -> Response[bytes]:
     query = request.query_params.get("query", "").strip()[:200]
     found = None
     if query:
-        found = await _available(
-            analytics.find_customers(
-                console.services.db, **console.tenant, query=query, cursor=_cursor(request)
-            )
+        found = await analytics.find_customers(
+            console.services.db, **console.tenant, query=query, cursor=_cursor(request)
         )
     return console.render("customers.html", page="customers", query=query, found=found, searched=bool(query))
 
@@ -498,12 +484,7 @@ async def customer(request: HttpRequest) -> Response[bytes]:
     """One customer's timeline: visits, firings, messages, scans, opt-outs, identifier conflicts."""
     console = await _console(request, "read")
     profile_id = request.path_params["profile_id"]
-    try:
-        timeline = await analytics.customer_timeline(
-            console.services.db, **console.tenant, profile_id=profile_id
-        )
-    except NotImplementedError:
-        return console.render("customer.html", page="customers", timeline=None, events=[])
+    timeline = await analytics.customer_timeline(console.services.db, **console.tenant, profile_id=profile_id)
     if timeline is None:
         raise NotFound("This company has no such customer.")
     return console.render(
@@ -518,10 +499,8 @@ async def messages(request: HttpRequest) -> Response[bytes]:
     params = request.query_params
     state = params.get("state") if params.get("state") in STATES else None
     channel = params.get("channel") if params.get("channel") in CHANNELS else None
-    found = await _available(
-        analytics.messages(
-            console.services.db, **console.tenant, state=state, channel=channel, cursor=_cursor(request)
-        )
+    found = await analytics.messages(
+        console.services.db, **console.tenant, state=state, channel=channel, cursor=_cursor(request)
     )
     return console.render(
         "messages.html", page="messages", found=found, state=state, channel=channel, states=STATES,
@@ -531,15 +510,12 @@ async def messages(request: HttpRequest) -> Response[bytes]:
 
 @post(BASE + "/messages/{message_id:str}/retry", status_code=303)
 async def retry(request: HttpRequest) -> Response[bytes]:
-    """Queue a dead message again (the analytics API's retry: editor and up)."""
-    console = await _console(request, "draft", action=True)
+    """Queue a dead message again (editor and up, as the analytics API's retry)."""
+    console = await _console(request, "retry", action=True)
     message_id = request.path_params["message_id"]
-    try:
-        await analytics.retry_message(
-            console.services.db, **console.tenant, message_id=message_id, now=console.now
-        )
-    except NotImplementedError:
-        raise Conflict("Retrying messages is not available in this build of CMC yet.") from None
+    await analytics.retry_message(
+        console.services.db, **console.tenant, message_id=message_id, now=console.now
+    )
     # Back to the log as it was filtered (the form's ``back``: its query string), saying what was done.
     back = str((await request.form()).get("back") or "")
     target = f"{console.base}/messages?{back}&retried={quote(message_id)}"
@@ -552,9 +528,7 @@ async def optouts(request: HttpRequest) -> Response[bytes]:
     console = await _console(request, "read")
     now = console.now
     since = now - timedelta(days=29)
-    summary = await _available(
-        analytics.summary(console.services.db, **console.tenant, since=since, until=now)
-    )
+    summary = await analytics.summary(console.services.db, **console.tenant, since=since, until=now)
     chart = await _series(console, ("optouts",), since=since, bucket="day")
     return console.render("optouts.html", page="optouts", summary=summary, chart=chart)
 
