@@ -10,7 +10,7 @@ DEMO_DB ?= sqlite:///./var/cmc.db
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install run test lint typecheck pytest bench clean chromium fonts screenshots
+.PHONY: install run test lint typecheck pytest bench bench-analytics clean chromium fonts screenshots
 
 install: $(VENV)/.installed
 
@@ -75,6 +75,10 @@ screenshots: install chromium fonts
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The analytics endpoints with 1,000,000 stored sales (BENCH_ARGS="--database postgresql" for PostgreSQL).
+bench-analytics: install
+	$(BIN)/python bench/analytics.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache

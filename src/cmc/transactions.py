@@ -13,7 +13,20 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
-from sqlalchemy import Connection, Select, Subquery, and_, bindparam, func, insert, or_, select
+from sqlalchemy import (
+    Connection,
+    Float,
+    Integer,
+    Select,
+    Subquery,
+    and_,
+    bindparam,
+    cast,
+    func,
+    insert,
+    or_,
+    select,
+)
 
 from cmc.lift import FollowUp
 from cmc.store import buckets, tables
@@ -232,9 +245,11 @@ def revenue_of(conn: Connection, ids: Select[tuple[str]]) -> Decimal:
     if conn.dialect.name == "postgresql":  # NUMERIC: the database sums exactly
         total = conn.execute(select(func.sum(_t.c.amount)).where(*chosen)).scalar()
         return Decimal(0) if total is None else Decimal(total)
-    # SQLite keeps amounts as text (``ExactDecimal``): its sum would go through floats.
-    amounts = conn.execute(select(_t.c.amount).where(*chosen)).scalars()
-    return sum((amount for amount in amounts if amount is not None), Decimal(0))
+    # SQLite keeps amounts as text (``ExactDecimal``), and its sum of them would be a float's: summed
+    # instead as whole millionths (NUMERIC(24, 6)'s scale), exact to 9,000,000,000 per sale.
+    micros = func.sum(cast(func.round(cast(_t.c.amount, Float) * 1_000_000), Integer))
+    total = conn.execute(select(micros).where(*chosen)).scalar()
+    return Decimal(0) if total is None else Decimal(int(total)).scaleb(-6)
 
 
 def visit_ids(profile_id: str) -> Select[tuple[str]]:
@@ -259,6 +274,9 @@ def visits(
     conn: Connection, *, pos_system_id: str, company_id: str, profile_id: str, limit: int
 ) -> list[Visit]:
     """A customer's newest ``limit`` sales, newest first (``ix_transactions_profile``)."""
+    # The merchant is checked on the rows the profile's index found (``|| ''`` keeps the planner off
+    # the merchant's index: SQLite walked all the merchant's sales by time, 300 ms at 1,000,000).
+    mine = _t.c.pos_system_id + "" == pos_system_id, _t.c.company_id + "" == company_id
     query = (
         select(
             _t.c.id,
@@ -270,9 +288,7 @@ def visits(
             _t.c.is_reversal,
             _t.c.amount,
         )
-        .where(
-            _t.c.profile_id == profile_id, _t.c.pos_system_id == pos_system_id, _t.c.company_id == company_id
-        )
+        .where(_t.c.profile_id == profile_id, *mine)
         .order_by(_t.c.occurred_at.desc(), _t.c.id.desc())
         .limit(limit)
     )

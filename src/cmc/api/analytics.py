@@ -23,6 +23,8 @@ from cmc.errors import NotFound, ValidationFailed
 from cmc.merchant import idempotency
 
 _encode = msgspec.json.Encoder().encode
+LIFT_COHORT = timedelta(days=7)
+"""Whose lift the lift endpoint reports unless ``from`` says: the customers first exposed in 7 days."""
 
 
 class Series(msgspec.Struct, frozen=True, rename="camel"):
@@ -36,8 +38,24 @@ class Series(msgspec.Struct, frozen=True, rename="camel"):
     timezone: str = "UTC"
 
 
-class Answer(msgspec.Struct, frozen=True):
-    data: Any
+class SummaryAnswer(msgspec.Struct, frozen=True):
+    data: analytics.Summary
+
+
+class SeriesAnswer(msgspec.Struct, frozen=True):
+    data: Series
+
+
+class LiftAnswer(msgspec.Struct, frozen=True):
+    data: lift.LiftReport
+
+
+class TimelineAnswer(msgspec.Struct, frozen=True):
+    data: analytics.Timeline
+
+
+class MessageAnswer(msgspec.Struct, frozen=True):
+    data: analytics.Message
 
 
 def _json(value: Any) -> Response[bytes]:
@@ -97,7 +115,7 @@ async def summary(request: HttpRequest) -> Response[bytes]:
     )
     if _csv_wanted(request):
         return _csv(spreadsheet.of_mapping(msgspec.to_builtins(found)))
-    return _json(Answer(found))
+    return _json(SummaryAnswer(found))
 
 
 @get(BASE + "/analytics/timeseries")
@@ -122,7 +140,7 @@ async def timeseries(request: HttpRequest) -> Response[bytes]:
     if _csv_wanted(request):
         return _csv(spreadsheet.of_structs(analytics.Point, points))
     start = points[0].at if points else since
-    return _json(Answer(Series(metric, bucket, start, until, points)))
+    return _json(SeriesAnswer(Series(metric, bucket, start, until, points)))
 
 
 @get(BASE + "/rules/{rule_name:str}/lift")
@@ -138,13 +156,18 @@ async def rule_lift(request: HttpRequest) -> Response[bytes]:
     )
     if rule not in known:
         raise NotFound("The active marketing version has no such rule.")
+    days = _whole(request, "days", lift.DEFAULT_DAYS)
+    now = call.services.clock()
+    # The cohort: customers first exposed in [from, to); by default the LIFT_COHORT that ends ``days``
+    # before now (each of them followed for ``days`` full days). A bounded cohort keeps the answer
+    # quick however long the rule's history (at 1,000,000 sales a 30-day one took 800 ms on SQLite);
+    # ``from`` asks for a longer one.
+    to = _time(request, "to") or now - timedelta(days=min(days, analytics.MAX_DAYS))
+    since, until = analytics.window(_time(request, "from") or to - LIFT_COHORT, to, now=now)
     report = await analytics.rule_lift(
-        **_company(call),
-        rule=rule,
-        now=call.services.clock(),
-        days=_whole(request, "days", lift.DEFAULT_DAYS),
+        **_company(call), rule=rule, now=now, days=days, since=since, until=until
     )
-    return _json(Answer(report))
+    return _json(LiftAnswer(report))
 
 
 @get(BASE + "/customers")
@@ -174,7 +197,7 @@ async def customer(request: HttpRequest) -> Response[bytes]:
         raise NotFound("This company has no such customer.")
     if _csv_wanted(request):  # the visits: the timeline's list a spreadsheet is asked for
         return _csv(spreadsheet.of_structs(analytics.Visit, found.visits))
-    return _json(Answer(found))
+    return _json(TimelineAnswer(found))
 
 
 @get(BASE + "/messages")
@@ -204,7 +227,7 @@ async def retry_message(request: HttpRequest) -> Response[bytes]:
         done = analytics.retry(
             conn, pos_system_id=call.pos_system_id, company_id=call.company_id, message_id=message_id, now=now
         )
-        return idempotency.Answer(200, _encode(Answer(done)))
+        return idempotency.Answer(200, _encode(MessageAnswer(done)))
 
     return _answer(await idempotency.once(call.services.db, call.key(await request.body()), perform, now=now))
 

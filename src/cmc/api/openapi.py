@@ -14,6 +14,8 @@ from typing import Any
 import msgspec
 
 from cmc import __version__
+from cmc import analytics as domain
+from cmc.api import analytics
 from cmc.merchant import wire as merchant
 from cmc_client import wire
 
@@ -71,6 +73,21 @@ OPERATIONS = (
               headers=("If-Match", "Idempotency-Key")),
     Operation("get", f"{MERCHANT}/audit", "The audit trail (newest first, cursor pagination)",
               None, merchant.AuditPage, (400, 401, 403, 404), query=("cursor",)),
+    Operation("get", f"{MERCHANT}/analytics/summary", "Analytics summary of a window",
+              None, analytics.SummaryAnswer, (400, 401, 403, 404), query=("from", "to")),
+    Operation("get", f"{MERCHANT}/analytics/timeseries", "A metric per UTC hour or day, every bucket present",
+              None, analytics.SeriesAnswer, (400, 401, 403, 404),
+              query=("metric", "bucket", "from", "to", "rule")),
+    Operation("get", f"{MERCHANT}/rules/{{ruleName}}/lift", "A rule's lift over its holdout",
+              None, analytics.LiftAnswer, (400, 401, 403, 404), query=("days", "from", "to")),
+    Operation("get", f"{MERCHANT}/customers", "Find customers by email, phone, card, POS id or name",
+              None, domain.CustomerPage, (400, 401, 403, 404), query=("query", "cursor", "limit")),
+    Operation("get", f"{MERCHANT}/customers/{{profileId}}", "A customer's profile and timeline",
+              None, analytics.TimelineAnswer, (401, 403, 404)),
+    Operation("get", f"{MERCHANT}/messages", "The message log (newest first, cursor pagination)",
+              None, domain.MessagePage, (400, 401, 403, 404), query=("state", "channel", "cursor", "limit")),
+    Operation("post", f"{MERCHANT}/messages/{{messageId}}/retry", "Retry a dead message (editor and up)",
+              None, analytics.MessageAnswer, (401, 403, 404, 409, 422), headers=("Idempotency-Key",)),
 )  # fmt: skip
 
 
@@ -148,8 +165,9 @@ _REASONS = {
     400: "Invalid request (problem details with per-field errors)",
     401: "Missing, invalid or expired credentials",
     403: "The token may not act here: another POS system, the other API, or a role without the right",
-    404: "Unknown POS system, location, terminal, session, version, or another company",
-    409: "A conflict: session used, transactionId reused, or a version that no longer fits the registry",
+    404: "Unknown POS system, location, terminal, session, version, rule, customer, message; other company",
+    409: "A conflict: session used, transactionId reused, a version that no longer fits the registry, "
+    "or the retry of a message that is not dead",
     410: "Session expired",
     412: "If-Match names a version that is no longer the active one",
     413: "Body over the size limit",
