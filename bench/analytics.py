@@ -205,6 +205,7 @@ def company_history(rng: random.Random, company: str, sales: int, start: int) ->
                 transaction_id=tid,
                 fired_at=at,
                 variant=variant,
+                amount=amount,
             )
             if variant == "treatment":
                 code = f"q{company[-1]}{start + n:09d}"

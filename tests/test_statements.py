@@ -101,6 +101,7 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
                 "transaction_id": "t-1",
                 "fired_at": NOW - timedelta(days=d),
                 "variant": "holdout" if d == 3 else "treatment",
+                "amount": Decimal("23.47"),
             }
             for d in (0, 3, 9)
         ],

@@ -250,7 +250,7 @@ def _read_summary(conn: Connection, span: Span) -> Summary:
         scan_rate=people / made if made else None,
         messages=dict.fromkeys(STATES, 0) | queue.state_totals(conn, span),
         opt_outs=optouts.count(conn, span),
-        influenced_revenue=plain(transactions.revenue_of(conn, firings.fired_sales(span))),
+        influenced_revenue=plain(firings.influenced_revenue(conn, span)),
     )
 
 

@@ -15,13 +15,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import msgspec
 from sqlalchemy import (
     Connection,
-    Float,
-    Integer,
     Select,
     Subquery,
     and_,
     bindparam,
-    cast,
     func,
     insert,
     or_,
@@ -237,19 +234,6 @@ def tender_counts(conn: Connection, span: Span) -> tuple[int, int]:
 def tender_buckets(conn: Connection, span: Span, bucket: str) -> dict[datetime, int]:
     """Tenders per UTC ``bucket`` in the span."""
     return buckets.counts(conn, _t, "occurred_at", span, bucket)
-
-
-def revenue_of(conn: Connection, ids: Select[tuple[str]]) -> Decimal:
-    """The sum of the amounts of the sales (not reversals) whose ids ``ids`` selects (by primary key)."""
-    chosen = [_t.c.id.in_(ids), _t.c.is_reversal.is_(False)]
-    if conn.dialect.name == "postgresql":  # NUMERIC: the database sums exactly
-        total = conn.execute(select(func.sum(_t.c.amount)).where(*chosen)).scalar()
-        return Decimal(0) if total is None else Decimal(total)
-    # SQLite keeps amounts as text (``ExactDecimal``), and its sum of them would be a float's: summed
-    # instead as whole millionths (NUMERIC(24, 6)'s scale), exact to 9,000,000,000 per sale.
-    micros = func.sum(cast(func.round(cast(_t.c.amount, Float) * 1_000_000), Integer))
-    total = conn.execute(select(micros).where(*chosen)).scalar()
-    return Decimal(0) if total is None else Decimal(int(total)).scaleb(-6)
 
 
 def visit_ids(profile_id: str) -> Select[tuple[str]]:

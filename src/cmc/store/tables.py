@@ -309,13 +309,20 @@ rule_firings = Table(
     Column("transaction_id", String(36), nullable=False),
     Column("fired_at", UtcDateTime, nullable=False),
     Column("variant", String(10), nullable=False, server_default="treatment"),
+    # The sale's amount, copied here so that influenced revenue reads the index below alone (the
+    # sales' rows, fetched by key, cost 100 ms on SQLite and 400 ms on PostgreSQL per 20,000).
+    Column("amount", ExactDecimal, nullable=True),
     # Two queries, one index (the tender path writes it on every firing): per-customer limits (how
     # often this customer got this rule since a moment: rule and profile, then a time range) and a
     # rule's customers for its lift (every firing of one rule, customer by customer, in time order).
     Index("ix_rule_firings_rule", "rule", "profile_id", "fired_at"),
-    # Analytics: a merchant's firings in a window per variant and rule (summary, series, influenced
-    # revenue), read from the index alone; and the firings of a customer's sales (their timeline).
-    Index("ix_rule_firings_company_time", "pos_system_id", "company_id", "fired_at", "variant", "rule"),
+    # Analytics: a merchant's firings in a window per variant and rule (summary, series), and the
+    # distinct sales they fired on with their amounts (influenced revenue), each read from the index
+    # alone; and the firings of a customer's sales (their timeline).
+    Index(
+        "ix_rule_firings_company_time",
+        *("pos_system_id", "company_id", "fired_at", "variant", "rule", "transaction_id", "amount"),
+    ),
     Index("ix_rule_firings_transaction", "transaction_id"),
 )
 """One row per rule that fired for a transaction: what per-customer limits count.
