@@ -462,6 +462,17 @@ async def test_the_pages_show_what_was_posted(api_factory: Callable[..., Any], t
 
             optouts = await viewer.get(BASE + "/optouts")
             assert 'id="optouts">0<' in optouts.text
+            assert 'id="optout-list"' not in optouts.text
+            email = await viewer.get(BASE + "/messages", params={"channel": "email"})
+            link = re.search(r"/u/([A-Za-z0-9_-]+)", email.text)
+            assert link is not None
+            assert (await api.http.post(f"/u/{link[1]}")).status_code == 200  # the shopper opts out
+            optouts = await viewer.get(BASE + "/optouts")
+            assert 'id="optouts">1<' in optouts.text
+            listed = re.search(r'<table class="table" id="optout-list">(.*?)</table>', optouts.text, re.S)
+            assert listed is not None
+            assert listed.group(1).count("<tr>") == 2  # the heading and the one opt-out
+            assert "example.com" in listed.group(1)
             assert (await viewer.get(BASE + "/rules")).status_code == 200
 
 

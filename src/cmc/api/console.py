@@ -42,7 +42,9 @@ from cmc.errors import (
     VersionNotFound,
 )
 from cmc.merchant import audit, service, simulation, wire
+from cmc.outbox import optouts as optouts_store
 from cmc.roles import Right, may
+from cmc.store.buckets import Span
 from cmc.web import NEUTRAL, Look, company_look, console_assets, console_format
 
 T = TypeVar("T")
@@ -52,6 +54,7 @@ PERIODS = {"today": 1, "7d": 7, "30d": 30}
 SIMULATION_DAYS = (7, 30, 90)
 STATES = ("queued", "sent", "delivered", "failed", "bounced", "suppressed", "dead")
 CHANNELS = ("email", "sms")
+OPT_OUTS_SHOWN = 200
 NAV = (
     ("overview", "", "Overview"),
     ("rules", "/rules", "Rules"),
@@ -524,13 +527,15 @@ async def retry(request: HttpRequest) -> Response[bytes]:
 
 @get(BASE + "/optouts")
 async def optouts(request: HttpRequest) -> Response[bytes]:
-    """Opt-outs over the last 30 days: how many, and by the day."""
+    """Opt-outs over the last 30 days: how many, by the day, and the latest (who, on which channel)."""
     console = await _console(request, "read")
     now = console.now
     since = now - timedelta(days=29)
     summary = await analytics.summary(console.services.db, **console.tenant, since=since, until=now)
     chart = await _series(console, ("optouts",), since=since, bucket="day")
-    return console.render("optouts.html", page="optouts", summary=summary, chart=chart)
+    span = Span(console.pos_system_id, console.company_id, since, now)
+    latest = await console.services.db.read(optouts_store.latest, span, limit=OPT_OUTS_SHOWN)
+    return console.render("optouts.html", page="optouts", summary=summary, chart=chart, latest=latest)
 
 
 # --- errors, as pages -----------------------------------------------------------------------------

@@ -124,6 +124,12 @@ class OptOut(msgspec.Struct, frozen=True, rename="camel"):
     created_at: datetime
 
 
+def latest(conn: Connection, span: Span, *, limit: int) -> list[OptOut]:
+    """The span's opt-outs, newest first, at most ``limit`` (the merchant console's list)."""
+    query = select(_o.c.channel, _o.c.recipient, _o.c.created_at).where(*span.where(_o, "created_at"))
+    return [OptOut(*row) for row in conn.execute(query.order_by(_o.c.created_at.desc()).limit(limit))]
+
+
 def of_recipients(
     conn: Connection, *, pos_system_id: str, company_id: str, recipients: list[str]
 ) -> list[OptOut]:
