@@ -409,7 +409,7 @@ def _read_timeline(
     if found is None:
         return None
     # What a sale made (firings, links and their scans, messages) is found through the sale.
-    sales = transactions.visit_ids(profile_id)
+    sales = transactions.visit_ids(profile_id, limit=TIMELINE)
     contacts = [contact for contact in (found.email, found.phone) if contact]
     return Timeline(
         customer=_customer(found),

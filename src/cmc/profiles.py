@@ -449,22 +449,29 @@ def named(
     """
     where = _company(pos_system_id, company_id)
     # SQLite's LIKE ignores the case of ASCII letters by itself (lower() on each of the company's
-    # names doubled the scan); PostgreSQL's ILIKE does the same.
+    # names doubled the scan); PostgreSQL's ILIKE in the C collation does the same, and no more
+    # (its locale's case folding took twice as long).
     postgres = conn.dialect.name == "postgresql"
     for word in words:
         pattern = _escape_like(word) + "%"
         where.append(
             or_(
                 *(
-                    column.ilike(pattern, escape="\\") if postgres else column.like(pattern, escape="\\")
+                    column.collate("C").ilike(pattern, escape="\\")
+                    if postgres
+                    else column.like(pattern, escape="\\")
                     for column in (_p.c.first_name, _p.c.last_name)
                 )
             )
         )
     if after is not None:
         where.append(_p.c.id > after)
-    ids = select(_p.c.id).where(*where).order_by(_p.c.id).limit(limit).scalar_subquery()
-    query = select(*_SHOWN).where(_p.c.id.in_(ids)).order_by(_p.c.id)
+    # Every match's id, then the page in Python: asked for the first ids in order, PostgreSQL walked
+    # the primary key of every company's profiles, testing each (600 ms when nothing matched).
+    matched = sorted(conn.execute(select(_p.c.id).where(*where)).scalars())[:limit]
+    if not matched:
+        return []
+    query = select(*_SHOWN).where(_p.c.id.in_(matched)).order_by(_p.c.id)
     return [Shown(*row) for row in conn.execute(query)]
 
 

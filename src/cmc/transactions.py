@@ -236,9 +236,11 @@ def tender_buckets(conn: Connection, span: Span, bucket: str) -> dict[datetime, 
     return buckets.counts(conn, _t, "occurred_at", span, bucket)
 
 
-def visit_ids(profile_id: str) -> Select[tuple[str]]:
-    """The ids of a customer's sales (for the owners of what a sale made: firings, links, messages)."""
-    return select(_t.c.id).where(_t.c.profile_id == profile_id)
+def visit_ids(profile_id: str, *, limit: int) -> Select[tuple[str]]:
+    """The ids of a customer's newest ``limit`` sales (for the owners of what a sale made: firings,
+    links, messages). Bounded, so that a regular's hundreds of visits still make a small probe:
+    PostgreSQL otherwise scanned every firing to hash-join them."""
+    return select(_t.c.id).where(_t.c.profile_id == profile_id).order_by(_t.c.occurred_at.desc()).limit(limit)
 
 
 class Visit(msgspec.Struct, frozen=True, rename="camel"):
