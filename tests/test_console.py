@@ -284,6 +284,27 @@ async def test_logout_ends_the_session(console: Api) -> None:
     assert after.headers["location"].startswith(f"{BASE}/login")
 
 
+async def test_a_copy_of_the_cookie_taken_before_logout_is_refused_too(console: Api) -> None:
+    browser = await signed_in(console, "publisher")
+    copied = browser.session
+    assert copied
+    thief = Browser(console)
+    thief.http.cookies.set(console_session.COOKIE, copied, path="/console")
+    assert (await thief.get(BASE)).status_code == 200
+    assert (await browser.post(BASE + "/logout")).status_code == 303
+    page = await thief.get(BASE)
+    assert page.status_code == 303
+    assert page.headers["location"].startswith(f"{BASE}/login")
+    # The session's token is refused on the merchant API as well, and a new sign-in works.
+    api = await thief.http.get(
+        f"/v1/pos/{BASE.split('/')[2]}/companies/{BASE.split('/')[3]}/marketing",
+        headers={"Authorization": f"Bearer {copied}"},
+    )
+    assert api.status_code == 401
+    again = await signed_in(console, "publisher")
+    assert (await again.get(BASE)).status_code == 200
+
+
 async def test_a_changed_password_ends_the_session(console: Api, tmp_path: Path) -> None:
     browser = await signed_in(console, "publisher")
     assert (await browser.get(BASE)).status_code == 200

@@ -19,16 +19,19 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import jwt
 
+from cmc import signouts
 from cmc.errors import BadRequest, Forbidden, InvalidClient, NotFound, Unauthorized
 from cmc.registry import DirectoryCache
 from cmc.registry.snapshot import Client, ConsoleUser, Directory
 from cmc.roles import Right, Role, may
+from cmc.store.database import Database
 
 POS_SCOPE = "pos_integration"
 MERCHANT_SCOPE = "merchant"
@@ -108,10 +111,11 @@ def scope_for(client: Client, asked: str | None) -> str:
 class Tokens:
     """Issues and verifies access tokens with one key, against the registry snapshot."""
 
-    def __init__(self, key: str, *, ttl: timedelta, directory: DirectoryCache) -> None:
+    def __init__(self, key: str, *, ttl: timedelta, directory: DirectoryCache, db: Database) -> None:
         self._key = key
         self.ttl = ttl
         self._directory = directory
+        self._db = db
         self._verified: dict[str, Principal] = {}
 
     def issue(self, client: Client, *, now: datetime) -> str:
@@ -136,6 +140,8 @@ class Tokens:
             "fp": fingerprint,
             "iat": issued,
             "exp": issued + int(self.ttl.total_seconds()),
+            # Two tokens issued in one second differ: signing out one must not sign out the next.
+            "jti": secrets.token_urlsafe(12),
         }
         if company is not None:
             claims["company"] = company
@@ -156,6 +162,10 @@ class Tokens:
         if principal.expires_at <= now:
             self._verified.pop(token, None)
             raise Unauthorized("The access token has expired: get a new one at /connect/token.")
+        # Only console sessions can be signed out; POS and merchant tokens cost no read here.
+        if principal.kind == "user" and await self._db.read(signouts.is_signed_out, token):
+            self._verified.pop(token, None)
+            raise Unauthorized("This console session was signed out: sign in again.")
         current = _as_registered(principal, self._directory.current)
         if current is None:
             # The credential may have changed after this process's last reload (a token issued by

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Connection, Table, delete, select
 
-from cmc import cfs_feed, links, throttle
+from cmc import cfs_feed, links, signouts, throttle
 from cmc.merchant import idempotency
 from cmc.outbox import queue
 from cmc.store.database import Database
@@ -45,6 +45,7 @@ def targets(before: datetime) -> Iterator[tuple[Table, Key, ColumnElement[bool]]
         *links.prune_targets(before),
         *idempotency.prune_targets(before),
         *throttle.prune_targets(before),
+        *signouts.prune_targets(before),
     ):
         assert isinstance(key.table, Table)
         yield key.table, key, condition

@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             settings=settings,
             db=db,
             directory=directory,
-            tokens=Tokens(key, ttl=settings.token_ttl, directory=directory),
+            tokens=Tokens(key, ttl=settings.token_ttl, directory=directory, db=db),
             login=Login(db, directory, limits=limits, clock=clock, tarpit=settings.auth_tarpit),
             metrics=metrics,
             react=functools.partial(react, base_url=settings.base_url),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict, TypeVar
 from urllib.parse import quote
 
@@ -26,7 +26,7 @@ from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from cmc import analytics, auth, console_session
+from cmc import analytics, auth, console_session, signouts
 from cmc.api import HttpRequest
 from cmc.api.html import console_page
 from cmc.api.services import Services
@@ -78,6 +78,7 @@ class Console:
         self.request = request
         self.services = Services.of(request)
         self.principal = principal
+        self.session = session
         assert principal.company_id is not None
         assert principal.role is not None
         self.pos_system_id = principal.pos_system_id
@@ -244,8 +245,10 @@ def _set_session(answer: Response[Any], services: Services, token: str, *, max_a
 
 @post(BASE + "/logout", status_code=303)
 async def logout(request: HttpRequest) -> Response[bytes]:
-    """End the session: the cookie is cleared (its token is no longer sent by this browser)."""
+    """End the session: recorded as signed out (refused everywhere from now on), and its cookie cleared."""
     console = await _console(request, "read", action=True)
+    expires_at = datetime.fromtimestamp(console.principal.expires_at, UTC)
+    await console.services.db.write(signouts.record, console.session, expires_at=expires_at)
     answer = _redirect(f"{console.base}/login")
     _set_session(answer, console.services, "", max_age=0)
     return answer

@@ -205,6 +205,17 @@ login_failures = Table(
 )
 """Failed credential checks per client id / per source address (hashed), in fixed windows."""
 
+signed_out_tokens = Table(
+    "signed_out_tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+"""Console sessions ended by logout, by their token's SHA-256, until the token expires (``cmc.signouts``).
+
+No index on ``expires_at``: the table holds at most the logouts of one token lifetime, and only
+``cmc prune`` reads by it."""
+
 # --- the tender path ---------------------------------------------------------------------------
 
 transactions = Table(
