@@ -182,8 +182,15 @@ async def test_held_out_customers_see_nothing_and_get_nothing(api: Api, clock: M
     f, m, c = tables.rule_firings, tables.messages, tables.cfs_events
     firings = {r.profile_id: r for r in await rows(api, select(f))}
     messages = await rows(api, select(m))
-    links_made = {r.transaction_id for r in await rows(api, select(tables.short_links))}
-    events = {r.payload["transactionId"] for r in await rows(api, select(c))}
+    link_sales = {r.code: r.transaction_id for r in await rows(api, select(tables.short_links))}
+    links_made = set(link_sales.values())
+    # A screen event names no sale (the screen shows no more than it must): its QR's link does.
+    screen_events = await rows(api, select(c))
+    events = {link_sales[r.payload["code"]] for r in screen_events if r.payload.get("code")}
+    # The held-out's screens show what a sale nothing fired on shows: the thank-you, no QR.
+    plain = [r.payload for r in screen_events if not r.payload.get("code")]
+    assert len(events) == 30 - len(held) and len(plain) == len(held)
+    assert all(set(payload) == {"firstName"} for payload in plain)
     for n, data in answers.items():
         firing = firings[pids[n]]
         assert (firing.rule, firing.transaction_id, firing.variant) == (RULE, data["id"], variant[n])

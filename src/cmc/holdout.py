@@ -23,7 +23,6 @@ import secrets
 from typing import Literal, TypeAlias
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
 from cmc.rules.ruleset import BUCKETS
 from cmc.store import meta
@@ -72,7 +71,4 @@ async def ensure_secret(db: Database) -> None:
     def make(conn: Connection) -> None:
         meta.get_or_create(conn, META_KEY, secrets.token_hex(32))
 
-    try:
-        await db.write(make)
-    except IntegrityError:  # another process stored it between our read and our insert
-        await db.write(make)
+    await db.write(make)

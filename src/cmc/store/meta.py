@@ -6,6 +6,7 @@ Every statement on ``meta`` is here; callers name their key.
 from __future__ import annotations
 
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from cmc.store import tables
 
@@ -19,12 +20,19 @@ def get(conn: Connection, key: str) -> str | None:
 
 
 def get_or_create(conn: Connection, key: str, make: str) -> str:
-    """The value of ``key``; stores ``make`` first when there is none (a generated key, say)."""
+    """The value of ``key``; stores ``make`` first when there is none (a generated key, say).
+
+    Processes starting at once on a new database race here: the loser's insert fails on the key, and
+    it takes the winner's value.
+    """
     value = get(conn, key)
-    if value is None:
-        conn.execute(insert(_m).values(key=key, value=make))
-        value = make
-    return value
+    if value is not None:
+        return value
+    if _insert(conn, key, make):
+        return make
+    stored = get(conn, key)
+    assert stored is not None, "the key's insert failed, so a row has it"
+    return stored
 
 
 def increment(conn: Connection, key: str) -> int:
@@ -35,6 +43,18 @@ def increment(conn: Connection, key: str) -> int:
 
 
 def put(conn: Connection, key: str, value: str) -> None:
-    """Set ``key`` to ``value``."""
-    if not conn.execute(update(_m).where(_m.c.key == key).values(value=value)).rowcount:
-        conn.execute(insert(_m).values(key=key, value=value))
+    """Set ``key`` to ``value`` (a concurrent first write of the same key is overwritten, not an error)."""
+    if conn.execute(update(_m).where(_m.c.key == key).values(value=value)).rowcount:
+        return
+    if not _insert(conn, key, value):
+        conn.execute(update(_m).where(_m.c.key == key).values(value=value))
+
+
+def _insert(conn: Connection, key: str, value: str) -> bool:
+    """Insert ``key``; False when another transaction stored it first (ours goes on, unharmed)."""
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(_m).values(key=key, value=value))
+    except IntegrityError:
+        return False
+    return True
