@@ -9,22 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx2
 import pytest
 from sqlalchemy import select
 
 from cmc import analytics, cli, holdout, links
-from cmc.api.app import create_app
 from cmc.outbox import Dispatcher, status
 from cmc.store import migrate, tables
 from cmc.store.database import Database
-from support import Api, Lifespan, ManualClock, apply_registry, make_settings, seed_transaction
+from support import Api, ManualClock, apply_registry, make_settings, seed_transaction
 from test_outbox_senders import sms_server
 
 REGISTRY = Path(__file__).with_name("recording.yaml")
@@ -39,18 +36,11 @@ GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.
 
 
 @pytest.fixture
-def recording_factory(tmp_path: Path, database_url: str) -> Callable[..., Any]:
+def recording_factory(api_factory: Callable[..., Any]) -> Callable[..., Any]:
     """The app on tests/recording.yaml, its clock in the test's hands, no dispatcher of its own."""
 
-    @asynccontextmanager
-    async def start(clock: ManualClock, **overrides: Any) -> AsyncIterator[Api]:
-        settings = make_settings(tmp_path, **{"database_url": database_url, "dispatcher": False, **overrides})
-        await asyncio.to_thread(apply_registry, settings, REGISTRY)
-        app = create_app(settings, clock=clock)
-        async with Lifespan(app):
-            transport = httpx2.ASGITransport(app=app)
-            async with httpx2.AsyncClient(transport=transport, base_url="http://cmc.test") as http:
-                yield Api(http, app, settings)
+    def start(clock: ManualClock, **overrides: Any) -> Any:
+        return api_factory(clock=clock, registry=REGISTRY, dispatcher=False, **overrides)
 
     return start
 

@@ -11,7 +11,6 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,11 @@ import pytest
 from sqlalchemy import insert
 
 from cmc import cli, screen_state, screens
-from cmc.api.app import create_app
 from cmc.cfs_feed import CfsEvent, CfsFeed, Subscription
 from cmc.registry import snapshot
 from cmc.screens import Screen
 from cmc.store import meta, tables
-from support import Api, Lifespan, ManualClock, apply_registry, make_settings, seed_transaction
+from support import Api, ManualClock, apply_registry, make_settings, seed_transaction
 from test_pages import BASE, MARKETING, HasDb, add_link, is_problem, registry_with_marketing, write
 
 GREEN_LEAF = Screen("pax", "loc5", "term5")
@@ -35,20 +33,11 @@ BLUE_DOOR = Screen("pax", "loc6", "term5")
 
 
 @pytest.fixture
-def cfs_factory(tmp_path: Path, database_url: str) -> Callable[..., Any]:
+def cfs_factory(api_factory: Callable[..., Any], tmp_path: Path) -> Callable[..., Any]:
     """The app over the marketing registry (on each backend), with a clock of the test's choosing."""
 
-    @asynccontextmanager
-    async def start(
-        clock: ManualClock | None = None, *, marketing: dict[str, Any] = MARKETING
-    ) -> AsyncIterator[Api]:
-        settings = make_settings(tmp_path, database_url=database_url)
-        await asyncio.to_thread(apply_registry, settings, registry_with_marketing(tmp_path, marketing))
-        app = create_app(settings, **({"clock": clock} if clock else {}))
-        async with Lifespan(app):
-            transport = httpx2.ASGITransport(app=app)
-            async with httpx2.AsyncClient(transport=transport, base_url=BASE) as http:
-                yield Api(http, app, settings)
+    def start(clock: ManualClock | None = None, *, marketing: dict[str, Any] = MARKETING) -> Any:
+        return api_factory(clock=clock, registry=registry_with_marketing(tmp_path, marketing))
 
     return start
 
