@@ -93,7 +93,10 @@ def first_firings(
             _f.c.rule == rule,
             _f.c.pos_system_id == pos_system_id,
             _f.c.company_id == company_id,
-            _f.c.profile_id.is_not(None),
+            # Not ``IS NOT NULL``: a range on the profile is what makes SQLite walk this rule's
+            # slice of ix_rule_firings_rule rather than every firing of the company in the window
+            # (a profile id is never empty, so the two mean the same).
+            _f.c.profile_id > "",
             *window,
         )
         .subquery("ranked")
