@@ -389,6 +389,39 @@ async def test_a_publisher_publishes_with_the_version_the_page_showed(console: A
     assert "console" in audit.text
 
 
+def submission_of(page: httpx2.Response, form: str) -> str:
+    found = re.search(rf'id="{form}".*?name="_submission" value="([^"]+)"', page.text, re.S)
+    assert found is not None, f"the {form} form carries no submission key"
+    return found.group(1)
+
+
+async def test_a_form_sent_twice_changes_the_company_once(console: Api) -> None:
+    """A double click on Save or Publish (or a browser resending a slow POST) makes one change."""
+    publisher = await signed_in(console, "publisher")
+    text = await active_document(publisher)
+    form = await publisher.get(BASE + "/draft")
+    key = submission_of(form, "draft")
+    assert key != submission_of(await publisher.get(BASE + "/draft"), "draft")  # new at every render
+    sent = {"document": text, "note": "once", "_submission": key}
+    first, second = await asyncio.gather(*(publisher.post(BASE + "/draft", sent) for _ in range(2)))
+    assert (first.status_code, second.status_code) == (303, 303), (first.text, second.text)
+    assert first.headers["location"] == second.headers["location"] == f"{BASE}/versions/2"
+    assert (await publisher.get(BASE + "/versions/3")).status_code == 404
+    # The same key with another document is another request: refused, nothing saved.
+    other = await publisher.post(BASE + "/draft", {**sent, "note": "another"})
+    assert other.status_code == 422
+    assert (await publisher.get(BASE + "/versions/3")).status_code == 404
+
+    page = await publisher.get(BASE + "/versions/2")
+    publish = {"if_match": "1", "_submission": submission_of(page, "publish")}
+    for _ in range(2):  # the second finds version 2 live, yet answers as the first did
+        done = await publisher.post(BASE + "/versions/2/publish", publish)
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == f"{BASE}/versions/2?published=1"
+    actions = re.findall(r"<td>(draft|activate)</td>", (await publisher.get(BASE + "/audit")).text)
+    assert sorted(actions) == ["activate", "draft"], actions
+
+
 async def test_an_invalid_draft_names_each_problem_by_field(console: Api) -> None:
     editor = await signed_in(console, "editor")
     text = (await active_document(editor)).replace('"15"', '"90"', 1)

@@ -16,6 +16,7 @@ updates parts of a page: the responses are whole pages, and ``hx-select`` picks 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict, TypeVar
@@ -41,7 +42,7 @@ from cmc.errors import (
     Unauthorized,
     VersionNotFound,
 )
-from cmc.merchant import audit, service, simulation, wire
+from cmc.merchant import audit, idempotency, service, simulation, wire
 from cmc.outbox import optouts as optouts_store
 from cmc.roles import Right, may
 from cmc.store.buckets import Span
@@ -55,6 +56,10 @@ SIMULATION_DAYS = (7, 30, 90)
 STATES = ("queued", "sent", "delivered", "failed", "bounced", "suppressed", "dead")
 CHANNELS = ("email", "sms")
 OPT_OUTS_SHOWN = 200
+SUBMISSION = "_submission"
+"""The hidden field of the forms that change something, new at every render: the merchant API's
+``Idempotency-Key`` for a page, so that a form sent twice (a double click, a browser resending after
+a slow answer) changes the company once and both answers show the one result."""
 NAV = (
     ("overview", "", "Overview"),
     ("rules", "/rules", "Rules"),
@@ -92,6 +97,29 @@ class Console:
 
     def may(self, right: Right) -> bool:
         return may(self.role, right)
+
+    def submission(self) -> str:
+        """A new key for one form (``SUBMISSION``)."""
+        return secrets.token_urlsafe(16)
+
+    async def once(
+        self, form: Mapping[str, Any], parts: list[bytes], perform: Callable[[Any], str]
+    ) -> Response[bytes]:
+        """``perform`` (a write, answering where to go next) once per form sent, then a redirect there.
+
+        A form sent again with its ``SUBMISSION`` key redirects where the first one did; ``parts``
+        are what makes two sends the same request (the key with other content is 422, as on the API).
+        """
+        key = idempotency.key_of(
+            str(form.get(SUBMISSION) or "") or None, pos_system_id=self.pos_system_id,
+            company_id=self.company_id, actor=f"console:{self.principal.actor}", parts=parts,
+        )  # fmt: skip
+
+        def change(conn: Any) -> idempotency.Answer:
+            return idempotency.Answer(303, b"", {"location": perform(conn)})
+
+        answer = await idempotency.once(self.services.db, key, change, now=self.now)
+        return _redirect(answer.headers["location"])
 
     @property
     def actor(self) -> service.Actor:
@@ -396,11 +424,15 @@ async def create_draft(request: HttpRequest) -> Response[bytes]:
         document = service.check_draft(raw, locations=console.locations())
     except BadRequest as invalid:
         return _draft_problems(console, text, note, invalid.errors or {"document": [invalid.detail]})
-    number = await console.services.db.write(
-        service.create_draft, console.pos_system_id, console.company_id, document, actor=console.actor,
-        note=note, now=console.now,
-    )  # fmt: skip
-    return _redirect(f"{console.base}/versions/{number}")
+
+    def save(conn: Any) -> str:
+        number = service.create_draft(
+            conn, console.pos_system_id, console.company_id, document, actor=console.actor, note=note,
+            now=console.now,
+        )  # fmt: skip
+        return f"{console.base}/versions/{number}"
+
+    return await console.once(form, [b"draft", text.encode(), (note or "").encode()], save)
 
 
 def _draft_problems(
@@ -437,13 +469,19 @@ async def publish(request: HttpRequest) -> Response[bytes]:
     """Make this version live, if the live one is still the one the page showed (the API's If-Match)."""
     console = await _console(request, "activate", action=True)
     number = _number(request.path_params["version"])
-    shown = str((await request.form()).get("if_match") or "")
+    form = await request.form()
+    shown = str(form.get("if_match") or "")
     expected = {int(shown)} if shown.isdigit() and len(shown) <= 9 else set()
-    try:
-        await console.services.db.write(
-            service.activate, console.pos_system_id, console.company_id, number, expected=expected,
+
+    def go_live(conn: Any) -> str:
+        service.activate(
+            conn, console.pos_system_id, console.company_id, number, expected=expected,
             actor=console.actor, locations=console.locations(), now=console.now,
         )  # fmt: skip
+        return f"{console.base}/versions/{number}?published=1"
+
+    try:
+        return await console.once(form, [b"publish", str(number).encode(), shown.encode()], go_live)
     except PreconditionFailed:
         problem = (
             "Someone published another version since this page was opened: review it, then publish again."
@@ -451,7 +489,6 @@ async def publish(request: HttpRequest) -> Response[bytes]:
         return await _version_page(console, number, status=412, problem=problem)
     except Conflict as unfit:
         return await _version_page(console, number, status=409, problem=unfit.detail)
-    return _redirect(f"{console.base}/versions/{number}?published=1")
 
 
 @get(BASE + "/audit")
