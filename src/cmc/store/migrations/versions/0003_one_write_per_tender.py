@@ -9,14 +9,10 @@ signed id, so a POS holding an old session id gets 404 and opens a new session (
 itself). ``transaction_products`` duplicated the basket every stored request already holds.
 """
 
-from collections.abc import Sequence
-
 from alembic import op
 
 revision: str = "0003"
 down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

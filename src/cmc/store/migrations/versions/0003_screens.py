@@ -8,17 +8,13 @@ Events written before this revision name no location: they get an empty one, so 
 shows them (they were keyed by terminal alone, which is how a sale reached another location).
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-from cmc.store.columns import columns
+from cmc.store.columns import create_table
 
 revision: str = "screens"
 down_revision: str | None = "merchants"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
@@ -32,12 +28,10 @@ def upgrade() -> None:
             "ix_cfs_events_screen", ["pos_system_id", "location_id", "terminal_id", "id"], unique=False
         )
 
-    screen = ("pos_system_id", "location_id", "terminal_id")
-    op.create_table(
+    create_table(
         "screens",
-        *(sa.Column(name, sa.String(length=200), nullable=False) for name in screen),
-        *columns("generation:int rotated_at:time"),
-        sa.PrimaryKeyConstraint(*screen, name=op.f("pk_screens")),
+        "pos_system_id:s200 location_id:s200 terminal_id:s200 generation:int rotated_at:time",
+        key="pos_system_id location_id terminal_id",
     )
 
 

@@ -11,8 +11,6 @@ gains ``profile_id``, so tender counts and the identified share are read from it
 one extra index a sale writes.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -20,8 +18,6 @@ from cmc.store.types import ExactDecimal
 
 revision: str = "analytics"
 down_revision: str | None = "recording"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 COMPANY = ["pos_system_id", "company_id"]
 NEW_INDEXES = {

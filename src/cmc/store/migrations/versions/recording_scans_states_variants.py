@@ -10,17 +10,13 @@ the new ``reason``, ``provider_id`` and ``reported_at`` stay null for them. The 
 index is replaced by one leading with the rule, which serves the limits as before and a rule's lift.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-from cmc.store.columns import columns
+from cmc.store.columns import columns, create_table
 
 revision: str = "recording"
 down_revision: str | None = "screens"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 NEW_COLUMNS = {
     "short_links": columns("rule:s200?"),
@@ -35,13 +31,12 @@ def upgrade() -> None:
             op.add_column(table, column)
     op.drop_index("ix_rule_firings_profile_rule", table_name="rule_firings")
     op.create_index("ix_rule_firings_rule", "rule_firings", ["rule", "profile_id", "fired_at"])
-    op.create_table(
+    create_table(
         "scans",
-        *columns("id:serial pos_system_id:s200 company_id:s200 rule:s200? scanned_at:time code:s32"),
-        *columns("location_id:s200 terminal_id:s200 agent:s100 bot:bool"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_scans")),
+        "id:serial pos_system_id:s200 company_id:s200 rule:s200? scanned_at:time code:s32",
+        "location_id:s200 terminal_id:s200 agent:s100 bot:bool",
+        indexes={"ix_scans_rule": "pos_system_id company_id rule scanned_at"},
     )
-    op.create_index("ix_scans_rule", "scans", ["pos_system_id", "company_id", "rule", "scanned_at"])
 
 
 def downgrade() -> None:
