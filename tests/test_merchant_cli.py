@@ -1,8 +1,15 @@
-"""``cmc marketing pull|push|versions|simulate|activate`` against a real ``cmc serve``."""
+"""``cmc marketing pull|push|versions|simulate|activate`` against a real ``cmc serve``.
+
+The server is a real ``cmc serve`` process. The client runs as ``cmc.cli.main`` in this process (its
+arguments, environment, output streams and exit code exactly as the console script would see them):
+each subprocess would cost two seconds of imports and prove nothing more, since the console script is
+``cmc.cli:main`` itself. One test still runs the installed ``cmc`` script, so that path stays covered.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -11,10 +18,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import httpx2
 import pytest
 
+from cmc import cli
 from support import MERCHANT_SECRETS, MERCHANTS
 from test_readme import free_port
 
@@ -35,9 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env.update(
         CMC_DATABASE_URL=f"sqlite:///{folder / 'cmc.db'}", CMC_LOG_LEVEL="warning", CMC_ACCESS_LOG="false"
     )
-    applied = subprocess.run(
-        [str(CMC), "apply", str(MERCHANTS)], env=env, capture_output=True, text=True, timeout=60
-    )
+    applied = run_cli(["apply", str(MERCHANTS)], env)
     assert applied.returncode == 0, applied.stderr
     port = free_port()
     with (folder / "serve.log").open("w") as log:
@@ -59,11 +66,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         process.wait(10)
 
 
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``cmc ARGS`` with exactly ``env`` as its environment, run in-process through ``cli.main``."""
+    out, err = io.StringIO(), io.StringIO()
+    with (mock.patch.dict(os.environ, env, clear=True), contextlib.redirect_stdout(out),
+          contextlib.redirect_stderr(err)):  # fmt: skip
+        try:
+            code = cli.main(args)
+        except SystemExit as exc:  # argparse's own refusals
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(["cmc", *args], code, out.getvalue(), err.getvalue())
+
+
 def marketing(server: Server, *args: str, who: str = "gl-publisher") -> subprocess.CompletedProcess[str]:
     env = {**server.env, "CMC_URL": server.url, "CMC_MERCHANT_CLIENT_ID": who,
            "CMC_MERCHANT_CLIENT_SECRET": MERCHANT_SECRETS[who]}  # fmt: skip
-    command = [str(CMC), "marketing", *args, "--pos-system", "pax", "--company", "comp5"]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    return run_cli(["marketing", *args, "--pos-system", "pax", "--company", "comp5"], env)
 
 
 def test_pull_edit_push_simulate_activate(server: Server, tmp_path: Path) -> None:
@@ -119,11 +137,20 @@ def test_an_invalid_document_prints_each_problem(server: Server, tmp_path: Path)
 
 def test_credentials_come_from_the_environment(server: Server) -> None:
     env = {**server.env, "CMC_URL": server.url}
-    answer = subprocess.run([str(CMC), "marketing", "pull", "--pos-system", "pax", "--company", "comp5"],
-                            env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    pull = ["marketing", "pull", "--pos-system", "pax", "--company", "comp5"]
+    answer = run_cli(pull, env)
     assert answer.returncode == 2
     assert "CMC_MERCHANT_CLIENT_ID and CMC_MERCHANT_CLIENT_SECRET" in answer.stderr
     wrong = {**env, "CMC_MERCHANT_CLIENT_ID": "gl-viewer", "CMC_MERCHANT_CLIENT_SECRET": "nope"}
-    answer = subprocess.run([str(CMC), "marketing", "pull", "--pos-system", "pax", "--company", "comp5"],
-                            env=wrong, capture_output=True, text=True, timeout=60)  # fmt: skip
+    answer = run_cli(pull, wrong)
     assert answer.returncode == 2 and "401 Unauthorized" in answer.stderr
+
+
+def test_the_installed_console_script_pulls(server: Server) -> None:
+    """The one run of the real ``cmc`` script: its output and exit code are the in-process ones."""
+    env = {**server.env, "CMC_URL": server.url, "CMC_MERCHANT_CLIENT_ID": "gl-viewer",
+           "CMC_MERCHANT_CLIENT_SECRET": MERCHANT_SECRETS["gl-viewer"]}  # fmt: skip
+    command = [str(CMC), "marketing", "pull", "--pos-system", "pax", "--company", "comp5"]
+    pulled = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert pulled.returncode == 0, pulled.stderr
+    assert json.loads(pulled.stdout) == json.loads(run_cli(command[1:], env).stdout)
