@@ -28,6 +28,7 @@ from cmc.ids import new_id
 from cmc.store import tables
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
+from cmc.store.tables import of_company
 from cmc_client import wire
 
 KINDS = ("card", "pos", "email", "phone")
@@ -397,14 +398,10 @@ class Shown(msgspec.Struct, frozen=True, rename="camel"):
 _SHOWN = [_p.c[name] for name in Shown.__struct_fields__]
 
 
-def _company(pos_system_id: str, company_id: str) -> list[Any]:
-    return [_p.c.pos_system_id == pos_system_id, _p.c.company_id == company_id]
-
-
 def shown(conn: Connection, *, pos_system_id: str, company_id: str, profile_id: str) -> Shown | None:
     """One of the company's profiles (None: no such profile, or another company's)."""
     row = conn.execute(
-        select(*_SHOWN).where(*_company(pos_system_id, company_id), _p.c.id == profile_id)
+        select(*_SHOWN).where(of_company(_p, pos_system_id, company_id), _p.c.id == profile_id)
     ).first()
     return None if row is None else Shown(*row)
 
@@ -422,15 +419,15 @@ def with_identifiers(
 
     The identifiers by their primary key (it leads with the value), then the profiles by theirs.
     """
-    holders = select(_i.c.profile_id).where(
-        _i.c.pos_system_id == pos_system_id, _i.c.company_id == company_id, _i.c.value.in_(values)
-    )
+    holders = select(_i.c.profile_id).where(of_company(_i, pos_system_id, company_id), _i.c.value.in_(values))
     # The holders first, then their profiles by key: in one statement SQLite walked the company's
     # profiles to test each against the holders.
     ids = sorted({pid for pid in conn.execute(holders).scalars() if after is None or pid > after})[:limit]
     if not ids:
         return []
-    query = select(*_SHOWN).where(*_company(pos_system_id, company_id), _p.c.id.in_(ids)).order_by(_p.c.id)
+    query = (
+        select(*_SHOWN).where(of_company(_p, pos_system_id, company_id), _p.c.id.in_(ids)).order_by(_p.c.id)
+    )
     return [Shown(*row) for row in conn.execute(query)]
 
 
@@ -447,7 +444,7 @@ def named(
 
     Walks the company's slice of ``ix_profiles_company_name``, which holds the names and the id.
     """
-    where = _company(pos_system_id, company_id)
+    where = [of_company(_p, pos_system_id, company_id)]
     # SQLite's LIKE ignores the case of ASCII letters by itself (lower() on each of the company's
     # names doubled the scan); PostgreSQL's ILIKE in the C collation does the same, and no more
     # (its locale's case folding took twice as long).
@@ -530,8 +527,7 @@ def conflicts_of(
             c.c.created_at,
         )
         .where(
-            c.c.pos_system_id == pos_system_id,
-            c.c.company_id == company_id,
+            of_company(c, pos_system_id, company_id),
             or_(c.c.resolved_profile_id == profile_id, c.c.other_profile_id == profile_id),
         )
         .order_by(c.c.created_at.desc(), c.c.id.desc())

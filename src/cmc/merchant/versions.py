@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Connection, Row, and_, func, insert, selec
 
 from cmc.merchant.wire import Source, Status
 from cmc.store import tables
+from cmc.store.tables import of_company
 
 _v = tables.marketing_versions
 _a = tables.marketing_active
@@ -34,10 +35,6 @@ class Version:
     note: str | None
 
 
-def _company(table: Any, pos_system_id: str, company_id: str) -> Any:
-    return and_(table.c.pos_system_id == pos_system_id, table.c.company_id == company_id)
-
-
 def _version(row: Row[Any], active: int | None) -> Version:
     status: Status = "active" if row.version == active else "retired" if row.activated_at else "draft"
     return Version(
@@ -53,14 +50,14 @@ def _version(row: Row[Any], active: int | None) -> Version:
 
 def active_number(conn: Connection, pos_system_id: str, company_id: str) -> int | None:
     """The number of the live version (None before the company has one)."""
-    found = conn.execute(select(_a.c.version).where(_company(_a, pos_system_id, company_id))).scalar()
+    found = conn.execute(select(_a.c.version).where(of_company(_a, pos_system_id, company_id))).scalar()
     return None if found is None else int(found)
 
 
 def get(conn: Connection, pos_system_id: str, company_id: str, version: int) -> Version | None:
     """Version ``version`` of the company, or None."""
     row = conn.execute(
-        select(_v).where(_company(_v, pos_system_id, company_id), _v.c.version == version)
+        select(_v).where(of_company(_v, pos_system_id, company_id), _v.c.version == version)
     ).first()
     return None if row is None else _version(row, active_number(conn, pos_system_id, company_id))
 
@@ -75,7 +72,7 @@ def listing(conn: Connection, pos_system_id: str, company_id: str) -> list[Versi
     """Every version of the company, newest first."""
     number = active_number(conn, pos_system_id, company_id)
     rows = conn.execute(
-        select(_v).where(_company(_v, pos_system_id, company_id)).order_by(_v.c.version.desc())
+        select(_v).where(of_company(_v, pos_system_id, company_id)).order_by(_v.c.version.desc())
     )
     return [_version(row, number) for row in rows]
 
@@ -84,7 +81,7 @@ def last_from(conn: Connection, pos_system_id: str, company_id: str, source: Sou
     """The newest version that came from ``source`` (``cmc apply`` compares its file with it)."""
     row = conn.execute(
         select(_v)
-        .where(_company(_v, pos_system_id, company_id), _v.c.source == source)
+        .where(of_company(_v, pos_system_id, company_id), _v.c.source == source)
         .order_by(_v.c.version.desc())
         .limit(1)
     ).first()
@@ -108,7 +105,7 @@ def create(
     transaction fails and is retried (``idempotency.once``).
     """
     company = {"pos_system_id": pos_system_id, "company_id": company_id}
-    newest = conn.execute(select(func.max(_v.c.version)).where(_company(_v, **company))).scalar()
+    newest = conn.execute(select(func.max(_v.c.version)).where(of_company(_v, **company))).scalar()
     number = int(newest or 0) + 1
     about = {"source": source, "created_by": created_by, "note": note}
     conn.execute(insert(_v).values(**company, version=number, document=document, **about, created_at=now))
@@ -122,7 +119,7 @@ def move_active(
 
     Returns False, changing nothing, when another activation got there first.
     """
-    where = _company(_a, pos_system_id, company_id)
+    where = of_company(_a, pos_system_id, company_id)
     if expected is None:
         if active_number(conn, pos_system_id, company_id) is not None:
             return False
@@ -131,7 +128,7 @@ def move_active(
         return False
     conn.execute(
         update(_v)
-        .where(_company(_v, pos_system_id, company_id), _v.c.version == to, _v.c.activated_at.is_(None))
+        .where(of_company(_v, pos_system_id, company_id), _v.c.version == to, _v.c.activated_at.is_(None))
         .values(activated_at=now)
     )
     return True

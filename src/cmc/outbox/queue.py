@@ -74,6 +74,7 @@ from cmc.store import buckets, tables
 from cmc.store.buckets import Span
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
+from cmc.store.tables import of_company
 from cmc.web import stored_look
 
 if TYPE_CHECKING:
@@ -476,8 +477,7 @@ def state_counts(
     query = (
         select(_m.c.rule, _m.c.channel, _m.c.status, _m.c.reason, func.count())
         .where(
-            _m.c.pos_system_id == pos_system_id,
-            _m.c.company_id == company_id,
+            of_company(_m, pos_system_id, company_id),
             _m.c.created_at >= since,
             _m.c.created_at < until,
         )
@@ -516,10 +516,6 @@ _LOGGED = [_m.c.status if name == "state" else _m.c[name] for name in Logged.__s
 """The columns a ``Logged`` is made of, in its order (``state`` is the status column)."""
 
 
-def _company(pos_system_id: str, company_id: str) -> list[ColumnElement[bool]]:
-    return [_m.c.pos_system_id == pos_system_id, _m.c.company_id == company_id]
-
-
 def state_totals(conn: Connection, span: Span) -> dict[str, int]:
     """The merchant's messages queued in the span, per state (``ix_messages_company_state`` alone)."""
     query = select(_m.c.status, func.count()).where(*span.where(_m, "created_at")).group_by(_m.c.status)
@@ -549,7 +545,7 @@ def log_page(
 
     ``ix_messages_company_time`` walks them in order; with a state, ``ix_messages_company_state``.
     """
-    where = _company(pos_system_id, company_id)
+    where = [of_company(_m, pos_system_id, company_id)]
     if state is not None:
         where.append(_m.c.status == state)
     if channel is not None:
@@ -575,7 +571,7 @@ def of_sales(conn: Connection, sales: Select[tuple[str]], *, limit: int) -> list
 def logged(conn: Connection, *, pos_system_id: str, company_id: str, message_id: str) -> Logged | None:
     """One of the merchant's messages (None: no such message, or another merchant's)."""
     row = conn.execute(
-        select(*_LOGGED).where(*_company(pos_system_id, company_id), _m.c.id == message_id)
+        select(*_LOGGED).where(of_company(_m, pos_system_id, company_id), _m.c.id == message_id)
     ).first()
     return None if row is None else Logged(*row)
 
@@ -589,7 +585,7 @@ def requeue_dead(
     """
     result = conn.execute(
         update(_m)
-        .where(*_company(pos_system_id, company_id), _m.c.id == message_id, _m.c.status == "dead")
+        .where(of_company(_m, pos_system_id, company_id), _m.c.id == message_id, _m.c.status == "dead")
         .values(status="queued", attempts=0, next_attempt_at=now, lease_until=None, reason=None)
     )
     return result.rowcount == 1

@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    ColumnElement,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
 )
 
 from cmc.store.types import ExactDecimal, UtcDateTime
@@ -40,6 +42,12 @@ metadata = MetaData(
 )
 
 ID = String(200)
+
+
+def of_company(table: Table, pos_system_id: str, company_id: str) -> ColumnElement[bool]:
+    """The rows of one merchant in a tenant table (each leads with the pair): a ``where`` clause."""
+    return and_(table.c.pos_system_id == pos_system_id, table.c.company_id == company_id)
+
 
 meta = Table(
     "meta",
