@@ -38,3 +38,4 @@ def test_the_analytics_benchmark_runs_at_a_small_size() -> None:
     ):
         assert f"| {endpoint}" in ran.stdout, endpoint
     assert "every endpoint under 200 ms p99): met" in ran.stdout
+    assert "rolled up the history in" in ran.stdout

@@ -76,3 +76,19 @@ def test_the_lift_reads_its_cohort_from_the_rules_index(schema: sqlite3.Connecti
     steps = plan(schema, select(cohort))
     found = [s for s in steps if "rule_firings" in s]
     assert len(found) == 1 and "USING COVERING INDEX ix_rule_firings_rule" in found[0], steps
+
+
+def test_the_sales_above_the_roll_ups_mark_are_a_range_of_the_key(schema: sqlite3.Connection) -> None:
+    """Not the merchant's sales of the window (``ix_transactions_company_time``): that is every sale
+    of a year, what the roll-up is there to spare."""
+    from cmc import transactions
+    from cmc.store import tables
+    from cmc.store.buckets import Span
+
+    t = tables.transactions
+    span = Span("pax", "comp5", datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+    query = select(t.c.id).where(transactions._above("0"), *span.where(t, "occurred_at", indexed=False))
+    steps = plan(schema, query)
+    assert steps == ["SEARCH transactions USING INDEX sqlite_autoindex_transactions_1 (id>?)"], steps
+    folded = select(t.c.id).where(t.c.id >= "0", t.c.id < "1")
+    assert "INDEX sqlite_autoindex_transactions_1 (id>? AND id<?)" in plan(schema, folded)[0]

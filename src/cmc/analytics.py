@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection
 
-from cmc import firings, holdout, lift, links, profiles, transactions
+from cmc import firings, holdout, lift, links, profiles, rollup, transactions
 from cmc.errors import Conflict as Refused
 from cmc.errors import NotFound, ValidationFailed
 from cmc.outbox import optouts, queue
@@ -233,25 +234,61 @@ def window(
     return start, end
 
 
-def _read_summary(conn: Connection, span: Span) -> Summary:
-    tenders, identified = transactions.tender_counts(conn, span)
+def _read_summary(conn: Connection, span: Span, now: datetime) -> Summary:
+    cover = rollup.coverage(conn)
+    tenders, identified = _tender_counts(conn, rollup.sales_plan(span, cover, now=now))
+    stamped = rollup.stamped_plan(span, cover)
+    rolled = _rolled_totals(conn, stamped)
+    variants: Counter[str] = Counter()
+    for (metric, _, variant), (n, _) in rolled.items():
+        if metric == "firings":
+            variants[variant] += n
+    made = sum(n for (metric, _, _), (n, _) in rolled.items() if metric == "links")
+    revenue = (amount for (metric, _, _), (_, amount) in rolled.items() if metric == "influenced")
+    influenced = sum(revenue, Decimal(0))
+    for live in stamped.live:
+        variants.update(firings.per_variant(conn, live))
+        made += links.links_made(conn, live)
+        influenced += firings.influenced_revenue(conn, live)
     people, bots = links.scan_totals(conn, span)
-    made = links.links_made(conn, span)
     return Summary(
         since=span.since,
         until=span.until,
         tenders=tenders,
         identified=identified,
         identified_share=identified / tenders if tenders else None,
-        firings=dict.fromkeys(holdout.VARIANTS, 0) | firings.per_variant(conn, span),
+        firings=dict.fromkeys(holdout.VARIANTS, 0) | dict(variants),
         scans=people,
         bot_scans=bots,
         links=made,
         scan_rate=people / made if made else None,
         messages=dict.fromkeys(STATES, 0) | queue.state_totals(conn, span),
         opt_outs=optouts.count(conn, span),
-        influenced_revenue=plain(firings.influenced_revenue(conn, span)),
+        influenced_revenue=plain(influenced),
     )
+
+
+def _tender_counts(conn: Connection, plan: rollup.Plan) -> tuple[int, int]:
+    """Tenders and identified ones of a window: the roll-up's whole hours, the sales above its mark in
+    them, and the rest from the rows."""
+    counted = [transactions.tender_counts(conn, live) for live in plan.live]
+    if plan.rolled is not None:
+        rolled = (rollup.totals(conn, plan.rolled, metric).values() for metric in ("tenders", "identified"))
+        tenders, identified = (sum(n for n, _ in found) for found in rolled)
+        counted.append((tenders, identified))
+        if plan.tail is not None:
+            counted.append(transactions.unrolled_counts(conn, plan.rolled, after=plan.tail))
+    return sum(n for n, _ in counted), sum(known for _, known in counted)
+
+
+def _rolled_totals(conn: Connection, plan: rollup.Plan) -> dict[tuple[str, str, str], tuple[int, Decimal]]:
+    if plan.rolled is None:
+        return {}
+    return {
+        (metric, rule, variant): found
+        for metric in ("firings", "links", "influenced")
+        for (rule, variant), found in rollup.totals(conn, plan.rolled, metric).items()
+    }
 
 
 STATES = ("queued", "sending", "sent", "delivered", "failed", "bounced", "suppressed", "dead")
@@ -260,11 +297,18 @@ CHANNELS = ("email", "sms")
 
 
 async def summary(
-    db: Database, *, pos_system_id: str, company_id: str, since: datetime, until: datetime
+    db: Database,
+    *,
+    pos_system_id: str,
+    company_id: str,
+    since: datetime,
+    until: datetime,
+    now: datetime | None = None,
 ) -> Summary:
-    """What the company's marketing did in ``[since, until)`` (at most ``MAX_WINDOW``)."""
+    """What the company's marketing did in ``[since, until)`` (at most ``MAX_WINDOW``), read from the
+    roll-up where it can be (``cmc.rollup``); ``now`` (default ``until``) tells how far behind it is."""
     window(since, until, now=until)
-    return await db.read(_read_summary, Span(pos_system_id, company_id, since, until))
+    return await db.read(_read_summary, Span(pos_system_id, company_id, since, until), now or until)
 
 
 _SERIES: dict[str, Callable[..., dict[datetime, int]]] = {
@@ -274,6 +318,29 @@ _SERIES: dict[str, Callable[..., dict[datetime, int]]] = {
     "messages": queue.message_buckets,
     "optouts": optouts.optout_buckets,
 }
+"""Each metric counted from its rows (``_read_series`` takes tenders and firings from the roll-up
+where it can)."""
+
+
+def _read_series(
+    conn: Connection, metric: str, span: Span, bucket: str, rule: str | None, now: datetime
+) -> dict[datetime, int]:
+    by_rule = () if rule is None else (rule,)
+    if metric not in ("tenders", "firings"):
+        return _SERIES[metric](conn, span, bucket, *by_rule)
+    cover = rollup.coverage(conn)
+    if metric == "tenders":
+        plan = rollup.sales_plan(span, cover, now=now)
+    else:
+        plan = rollup.stamped_plan(span, cover)
+    parts = [_SERIES[metric](conn, live, bucket, *by_rule) for live in plan.live]
+    if plan.rolled is not None:
+        parts.append(rollup.series(conn, plan.rolled, metric, bucket, rule))
+        if plan.tail is not None:
+            parts.append(transactions.unrolled_buckets(conn, plan.rolled, bucket, after=plan.tail))
+    return dict(rollup.summed(parts))
+
+
 _BY_RULE = ("firings", "scans", "messages")
 _STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 
@@ -294,6 +361,7 @@ async def timeseries(
     since: datetime,
     until: datetime,
     rule: str | None = None,
+    now: datetime | None = None,
 ) -> list[Point]:
     """``metric`` per UTC ``bucket`` in ``[since, until)``, every bucket present (zero when empty).
 
@@ -315,8 +383,8 @@ async def timeseries(
             }
         )
     start, end = window(floor(since, bucket), until, now=until, longest=longest + _STEP[bucket])
-    by_rule = () if rule is None else (rule,)
-    counted = await db.read(_SERIES[metric], Span(pos_system_id, company_id, start, end), bucket, *by_rule)
+    span = Span(pos_system_id, company_id, start, end)
+    counted = await db.read(_read_series, metric, span, bucket, rule, now or until)
     points, at = [], start
     while at < end:
         points.append(Point(at, counted.get(at, 0)))

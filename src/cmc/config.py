@@ -55,6 +55,7 @@ class Settings:
         default=timedelta(minutes=1), metadata={"env": "CMC_AUTH_FAILURE_WINDOW_SECONDS"}
     )
     auth_tarpit: timedelta = field(default=timedelta(seconds=1), metadata={"env": "CMC_AUTH_TARPIT_SECONDS"})
+    rollup_every: timedelta = field(default=timedelta(minutes=5), metadata={"env": "CMC_ROLLUP_SECONDS"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -7,13 +7,25 @@ so a customer of either arm meets the rule as often. Every statement on ``rule_f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import Connection, Float, Integer, Select, Subquery, bindparam, cast, func, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    Integer,
+    Select,
+    Subquery,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+)
 
 from cmc.store import buckets, tables
 from cmc.store.buckets import Span
@@ -136,20 +148,46 @@ def influenced_revenue(conn: Connection, span: Span) -> Decimal:
 
     Read from ``ix_rule_firings_company_time`` alone: it holds each firing's sale and amount.
     """
+    return _influenced(conn, span, None).get(None, Decimal(0))
+
+
+def influenced_by_hour(conn: Connection, span: Span) -> dict[datetime, Decimal]:
+    """``influenced_revenue`` per UTC hour (for the roll-up): a sale's firings share its hour."""
+    return {hour: total for hour, total in _influenced(conn, span, "hour").items() if hour is not None}
+
+
+def _influenced(conn: Connection, span: Span, bucket: str | None) -> dict[datetime | None, Decimal]:
+    label = [] if bucket is None else [buckets.bucket_of(_f.c.fired_at, bucket).label("bucket")]
     sales = (
-        select(_f.c.transaction_id, _f.c.amount)
+        select(_f.c.transaction_id, _f.c.amount, *label)
         .where(*span.where(_f, "fired_at"), _f.c.variant == "treatment")
         .distinct()
         .subquery()
     )
     if conn.dialect.name == "postgresql":  # NUMERIC: the database sums exactly
-        total = conn.execute(select(func.sum(sales.c.amount))).scalar()
-        return Decimal(0) if total is None else Decimal(total)
-    # SQLite keeps amounts as text (``ExactDecimal``), and its sum of them would be a float's: summed
-    # instead as whole millionths (NUMERIC(24, 6)'s scale), exact up to 9,000,000,000 a sale.
-    micros = func.sum(cast(func.round(cast(sales.c.amount, Float) * 1_000_000), Integer))
-    total = conn.execute(select(micros)).scalar()
-    return Decimal(0) if total is None else Decimal(int(total)).scaleb(-6)
+        total: ColumnElement[Any] = func.sum(sales.c.amount)
+        exact: Callable[[Any], Decimal] = Decimal
+    else:
+        # SQLite keeps amounts as text (``ExactDecimal``), and its sum of them would be a float's:
+        # summed instead as whole millionths (NUMERIC(24, 6)'s scale), exact up to 9,000,000,000 a sale.
+        total = func.sum(cast(func.round(cast(sales.c.amount, Float) * 1_000_000), Integer))
+        exact = lambda micros: Decimal(int(micros)).scaleb(-6)  # noqa: E731
+    by = [sales.c.bucket] if bucket is not None else []
+    found: dict[datetime | None, Decimal] = {}
+    for *key, amount in conn.execute(select(*by, total).group_by(*by)):
+        if amount is not None:
+            found[buckets.instant(key[0], bucket) if bucket is not None else None] = exact(amount)
+    return found
+
+
+def by_hour(conn: Connection, span: Span) -> dict[tuple[Any, ...], int]:
+    """Firings per (UTC hour, rule, variant) in the span (for the roll-up)."""
+    return buckets.grouped(conn, _f, "fired_at", span, "hour", [_f.c.rule, _f.c.variant])
+
+
+def earliest(conn: Connection, *, pos_system_id: str, company_id: str) -> datetime | None:
+    """When the merchant's first firing was recorded."""
+    return buckets.earliest(conn, _f, "fired_at", pos_system_id, company_id)
 
 
 def firing_buckets(conn: Connection, span: Span, bucket: str, rule: str | None = None) -> dict[datetime, int]:

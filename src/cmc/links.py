@@ -242,6 +242,16 @@ def links_made(conn: Connection, span: Span) -> int:
     return int(conn.execute(select(func.count()).where(*span.where(_s, "created_at"))).scalar_one())
 
 
+def made_by_hour(conn: Connection, span: Span) -> dict[datetime, int]:
+    """Short links made per UTC hour in the span (for the roll-up)."""
+    return buckets.counts(conn, _s, "created_at", span, "hour")
+
+
+def earliest(conn: Connection, *, pos_system_id: str, company_id: str) -> datetime | None:
+    """When the merchant's first short link was made."""
+    return buckets.earliest(conn, _s, "created_at", pos_system_id, company_id)
+
+
 def scan_buckets(conn: Connection, span: Span, bucket: str, rule: str | None = None) -> dict[datetime, int]:
     """Scans by people (bots left out) per UTC ``bucket`` in the span, of one rule or all."""
     where = [_v.c.bot.is_(False), *([] if rule is None else [_v.c.rule == rule])]

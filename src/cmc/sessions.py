@@ -142,6 +142,14 @@ def _auth(key: bytes, where: Where, millis: int, random: int, location: int, ter
     return _mac(key, b"id", where.pos_system_id.encode(), _stamp(millis, random), tags) & ((1 << _AUTH) - 1)
 
 
+def first_id_at(at: datetime) -> str:
+    """The smallest id ``issue`` can make at ``at``: every session issued before ``at`` sorts below it,
+    as text, and every one issued at or after it does not (the time leads the id). The roll-up of
+    sales uses it as a mark (``cmc.rollup``)."""
+    millis = max(int(at.timestamp() * 1000), 0) & ((1 << _TIME) - 1)
+    return _to_text(millis << (_RANDOM + _AUTH + 2 * _BIND))
+
+
 def _to_text(payload: int) -> str:
     """Spread 122 payload bits around the version (8) and variant (RFC 9562) bits; canonical text."""
     high, middle, low = payload >> 74, (payload >> 62) & 0xFFF, payload & ((1 << 62) - 1)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Select,
     Subquery,
@@ -234,6 +235,70 @@ def tender_counts(conn: Connection, span: Span) -> tuple[int, int]:
 def tender_buckets(conn: Connection, span: Span, bucket: str) -> dict[datetime, int]:
     """Tenders per UTC ``bucket`` in the span."""
     return buckets.counts(conn, _t, "occurred_at", span, bucket)
+
+
+# --- the roll-up of sales (``cmc.rollup``): by id, since a sale counts by its own, maybe old, time ----
+
+
+class HourOfSales(NamedTuple):
+    """What one merchant sold in one UTC hour, among the sales of an id range."""
+
+    pos_system_id: str
+    company_id: str
+    hour: datetime
+    tenders: int
+    identified: int
+
+
+def sales_by_hour(conn: Connection, *, after: str, before: str) -> list[HourOfSales]:
+    """The sales with ``after <= id < before``, per merchant and UTC hour of their time.
+
+    A range of the primary key: a sale's id begins with its session's issue time
+    (``cmc.sessions.first_id_at``), so a range of ids is the sales of a stretch of sessions.
+    """
+    hour = buckets.bucket_of(_t.c.occurred_at, "hour")
+    query = (
+        select(_t.c.pos_system_id, _t.c.company_id, hour, func.count(), func.count(_t.c.profile_id))
+        .where(_t.c.id >= after, _t.c.id < before)
+        .group_by(_t.c.pos_system_id, _t.c.company_id, hour)
+    )
+    return [
+        HourOfSales(pos, company, buckets.instant(label, "hour"), int(n), int(known))
+        for pos, company, label, n, known in conn.execute(query)
+    ]
+
+
+def id_after(conn: Connection, start: str, *, skip: int) -> str | None:
+    """The id ``skip`` sales after ``start`` in id order (where one step of the roll-up stops), or None
+    when fewer sales than that sort at or after ``start``."""
+    query = select(_t.c.id).where(_t.c.id >= start).order_by(_t.c.id).offset(skip).limit(1)
+    found = conn.execute(query).scalar()
+    return None if found is None else str(found)
+
+
+def _above(after: str) -> ColumnElement[bool]:
+    return _t.c.id >= after
+
+
+def unrolled_counts(conn: Connection, span: Span, *, after: str) -> tuple[int, int]:
+    """``tender_counts`` of the sales whose id is ``after`` or above (not in the roll-up yet): a range of
+    the primary key, the span's conditions checked on each of those few rows."""
+    query = select(func.count(), func.count(_t.c.profile_id)).where(
+        _above(after), *span.where(_t, "occurred_at", indexed=False)
+    )
+    tenders, identified = conn.execute(query).one()
+    return int(tenders), int(identified)
+
+
+def unrolled_buckets(conn: Connection, span: Span, bucket: str, *, after: str) -> dict[datetime, int]:
+    """``tender_buckets`` of the sales whose id is ``after`` or above (as ``unrolled_counts``)."""
+    label = buckets.bucket_of(_t.c.occurred_at, bucket)
+    query = (
+        select(label, func.count())
+        .where(_above(after), *span.where(_t, "occurred_at", indexed=False))
+        .group_by(label)
+    )
+    return {buckets.instant(text, bucket): int(n) for text, n in conn.execute(query)}
 
 
 def visit_ids(profile_id: str, *, limit: int) -> Select[tuple[str]]:

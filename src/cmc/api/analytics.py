@@ -107,12 +107,9 @@ def _csv_wanted(request: HttpRequest) -> bool:
 async def summary(request: HttpRequest) -> Response[bytes]:
     """Tenders, identified share, firings, scans, messages by state, opt-outs, influenced revenue."""
     call = await _call(request, "read")
-    since, until = analytics.window(_time(request, "from"), _time(request, "to"), now=call.services.clock())
-    found = await analytics.summary(
-        **_company(call),
-        since=since,
-        until=until,
-    )
+    now = call.services.clock()
+    since, until = analytics.window(_time(request, "from"), _time(request, "to"), now=now)
+    found = await analytics.summary(**_company(call), since=since, until=until, now=now)
     if _csv_wanted(request):
         return _csv(spreadsheet.of_mapping(msgspec.to_builtins(found)))
     return _json(SummaryAnswer(found))
@@ -136,6 +133,7 @@ async def timeseries(request: HttpRequest) -> Response[bytes]:
         since=since,
         until=until,
         rule=_text(request, "rule"),
+        now=call.services.clock(),
     )
     if _csv_wanted(request):
         return _csv(spreadsheet.of_structs(analytics.Point, points))

@@ -8,6 +8,7 @@ import gc
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from litestar import Litestar
 from litestar.exceptions import HTTPException
@@ -28,6 +29,7 @@ from cmc.login import Login
 from cmc.marketing import react
 from cmc.outbox import Dispatcher
 from cmc.registry import DirectoryCache
+from cmc.rollup import Rollups
 from cmc.store import meta, migrate, notifications
 from cmc.store.database import libpq_dsn
 
@@ -79,6 +81,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         if dispatcher is not None:
             await dispatcher.start()
         app.state.dispatcher = dispatcher
+        # The analytics roll-up (CMC_ROLLUP_SECONDS=0 turns it off: analytics count from the rows).
+        rollups = None
+        if settings.rollup_every > timedelta(0):
+            rollups = Rollups(db, clock=clock, session_ttl=settings.session_ttl, every=settings.rollup_every)
+            await rollups.start()
         limits = throttle.Limits(
             per_client=settings.auth_failures_per_client,
             per_address=settings.auth_failures_per_address,
@@ -103,6 +110,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         try:
             yield
         finally:
+            if rollups is not None:
+                await rollups.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
             if listener is not None:

@@ -191,6 +191,12 @@ def bump_version(conn: Connection) -> int:
     return version
 
 
+def company_keys(conn: Connection) -> list[tuple[str, str]]:
+    """Every company, as (posSystemId, companyId)."""
+    c = tables.companies
+    return [(pos, company) for pos, company in conn.execute(select(c.c.pos_system_id, c.c.id))]
+
+
 def company_countries(conn: Connection, pos_system_id: str, company_id: str) -> list[str]:
     """The countries of a company's locations (the default regions of its customers' phone numbers)."""
     loc = tables.locations

@@ -5,7 +5,7 @@ near-identical ``sa.Column(...)`` lines, each constraint spelling out the name t
 gives it, that hide what each one creates. The shorthand gives each column as ``name:type``, with
 ``?`` when it may be null:
 
-- ``s<N>``: ``String(N)``; ``text``, ``blob``, ``json``, ``int``, ``bool``;
+- ``s<N>``: ``String(N)``; ``text``, ``blob``, ``json``, ``int``, ``bigint``, ``bool``;
 - ``serial``: the autoincrementing integer primary key;
 - ``time``: ``UtcDateTime`` (timestamptz / UTC text); ``dec``: ``ExactDecimal`` (NUMERIC / text).
 
@@ -31,6 +31,7 @@ _TYPES: dict[str, Callable[[], Any]] = {
     "blob": sa.LargeBinary,
     "json": sa.JSON,
     "int": sa.Integer,
+    "bigint": sa.BigInteger,
     "bool": sa.Boolean,
     "serial": sa.Integer,
     "time": lambda: UtcDateTime(timezone=True),

@@ -13,9 +13,11 @@ from cmc.store import tables
 _m = tables.meta
 
 
-def get(conn: Connection, key: str) -> str | None:
-    """The value of ``key``, or None."""
-    value = conn.execute(select(_m.c.value).where(_m.c.key == key)).scalar()
+def get(conn: Connection, key: str, *, lock: bool = False) -> str | None:
+    """The value of ``key``, or None; ``lock`` holds its row until the transaction ends (PostgreSQL:
+    another transaction locking it waits, then reads what this one stored)."""
+    query = select(_m.c.value).where(_m.c.key == key)
+    value = conn.execute(query.with_for_update() if lock else query).scalar()
     return None if value is None else str(value)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     ColumnElement,
@@ -505,3 +506,22 @@ screens = Table(
 
 Not a registry table: ``cmc apply`` never touches it, so a terminal removed and added again keeps
 its generation and an old credential never comes back."""
+
+# --- analytics --------------------------------------------------------------------------------------
+
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("pos_system_id", ID, primary_key=True),
+    Column("company_id", ID, primary_key=True),
+    Column("metric", String(20), primary_key=True, doc="tenders, identified, firings, influenced, links."),
+    Column("hour", UtcDateTime, primary_key=True, doc="The UTC hour it counts, by its start."),
+    Column("rule", String(200), primary_key=True, doc="Firings: the rule; otherwise empty."),
+    Column("variant", String(10), primary_key=True, doc="Firings: treatment or holdout; otherwise empty."),
+    Column("count", Integer, nullable=False),
+    Column("micros", BigInteger, nullable=False, doc="Influenced revenue in millionths; otherwise 0."),
+)
+"""What analytics counts per merchant and UTC hour, for the hours that no longer change (``cmc.rollup``).
+
+Its key serves every read: a merchant's metric over a range of hours. Written by the roll-up's
+background steps, never by the tender path."""
