@@ -400,10 +400,7 @@ _SHOWN = [_p.c[name] for name in Shown.__struct_fields__]
 
 def shown(conn: Connection, *, pos_system_id: str, company_id: str, profile_id: str) -> Shown | None:
     """One of the company's profiles (None: no such profile, or another company's)."""
-    row = conn.execute(
-        select(*_SHOWN).where(of_company(_p, pos_system_id, company_id), _p.c.id == profile_id)
-    ).first()
-    return None if row is None else Shown(*row)
+    return tables.company_row(conn, Shown, _SHOWN, pos_system_id, company_id, profile_id)
 
 
 def with_identifiers(

@@ -5,8 +5,8 @@ suppressed) before the date with their attempts, CFS events and scans older than
 idempotency keys stored before it and failed-login windows that started before it; each owner module
 says what of its tables may go. Transactions, profiles, short links (with their scan counters), rule
 firings, marketing versions and their audit trail are kept: a rule's lift follows its firings and its
-customers' transactions; so is the analytics roll-up, which counts those rows. Each batch is its own short transaction, so the tender path never waits on a
-long delete.
+customers' transactions; so is the analytics roll-up, which counts those rows. Each batch is its own
+short transaction, so the tender path never waits on a long delete.
 """
 
 from __future__ import annotations

@@ -91,9 +91,9 @@ _a = tables.message_attempts
 _INSERT = Statement(insert(_m), name="outbox.enqueue", keys=[c.name for c in _m.columns])
 
 
-@dataclass(frozen=True)
-class NewMessage:
-    """An email or SMS a sale asks for, rendered; ``due`` is when it may go (quiet hours applied)."""
+class Rendered(msgspec.Struct, frozen=True, rename="camel"):
+    """An email or SMS as a rule's template made it for one recipient: what is queued, what the
+    merchant's message log shows."""
 
     rule: str
     template_id: str
@@ -101,6 +101,11 @@ class NewMessage:
     recipient: str
     subject: str | None
     body: str
+
+
+class NewMessage(Rendered, frozen=True):
+    """A rendered message a sale asks for; ``due`` is when it may go (quiet hours applied)."""
+
     due: datetime
     suppressed: str | None = None
     """Why it must not go (``holdout``, ``quiet-hours``): recorded as suppressed, never sent."""
@@ -123,19 +128,18 @@ async def enqueue(tx: Tx, sale: Sale, messages: Sequence[NewMessage], *, base_ur
         # Time-ordered prefix, random tail (96 bits): unguessable, and new tokens land at the end of
         # their unique index instead of on a random page of it.
         token = new_id().replace("-", "") + secrets.token_urlsafe(12)
-        values = vars(message).copy()
-        due, reason = values.pop("due"), values.pop("suppressed")
+        reason = message.suppressed
         rows.append(
             {
                 **scope,
-                **values,
+                **{name: getattr(message, name) for name in Rendered.__struct_fields__},
                 "id": new_id(),
                 "body": f"{message.body}\n\nNo more messages: {base_url}/u/{token}",
                 "optout_token": token,
                 "status": "suppressed" if reason else "queued",
                 "reason": reason,
                 "attempts": 0,
-                "next_attempt_at": due,
+                "next_attempt_at": message.due,
                 "lease_until": None,
                 "last_error": None,
                 "created_at": now,
@@ -490,18 +494,12 @@ def state_counts(
 # --- analytics: the merchant's message log, counts and the retry of a dead message -------------------
 
 
-class Logged(msgspec.Struct, frozen=True, rename="camel"):
+class Logged(Rendered, frozen=True):
     """A message as the merchant's message log shows it: its text, state and why (``reason``: why
     it is suppressed, failed, bounced or dead)."""
 
     id: str
     created_at: datetime
-    rule: str
-    template_id: str
-    channel: str
-    recipient: str
-    subject: str | None
-    body: str
     state: str
     reason: str | None
     last_error: str | None
@@ -570,10 +568,7 @@ def of_sales(conn: Connection, sales: Select[tuple[str]], *, limit: int) -> list
 
 def logged(conn: Connection, *, pos_system_id: str, company_id: str, message_id: str) -> Logged | None:
     """One of the merchant's messages (None: no such message, or another merchant's)."""
-    row = conn.execute(
-        select(*_LOGGED).where(of_company(_m, pos_system_id, company_id), _m.c.id == message_id)
-    ).first()
-    return None if row is None else Logged(*row)
+    return tables.company_row(conn, Logged, _LOGGED, pos_system_id, company_id, message_id)
 
 
 def requeue_dead(

@@ -13,12 +13,16 @@ stored request, so neither has a table of its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
     Column,
     ColumnElement,
+    Connection,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -29,6 +33,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    select,
 )
 
 from cmc.store.types import ExactDecimal, UtcDateTime
@@ -43,11 +48,28 @@ metadata = MetaData(
 )
 
 ID = String(200)
+T = TypeVar("T")
 
 
 def of_company(table: Table, pos_system_id: str, company_id: str) -> ColumnElement[bool]:
     """The rows of one merchant in a tenant table (each leads with the pair): a ``where`` clause."""
     return and_(table.c.pos_system_id == pos_system_id, table.c.company_id == company_id)
+
+
+def company_row(
+    conn: Connection,
+    into: Callable[..., T],
+    columns: Sequence[ColumnElement[Any]],
+    pos_system_id: str,
+    company_id: str,
+    row_id: str,
+) -> T | None:
+    """One merchant's row by its ``id``, as ``into(*columns)`` (for the table's owner, whose
+    ``columns`` they are); None when there is no such row or it is another merchant's."""
+    table = columns[0].table
+    query = select(*columns).where(of_company(table, pos_system_id, company_id), table.c.id == row_id)
+    row = conn.execute(query).first()
+    return None if row is None else into(*row)
 
 
 meta = Table(

@@ -47,6 +47,8 @@ FALLBACK_FONTS = (
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
 )
+# The console's tables share one macro; a global, so that no page has to import it.
+_env.globals["data_table"] = _env.get_template("console/_table.html").module.data_table  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
