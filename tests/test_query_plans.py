@@ -92,3 +92,25 @@ def test_the_sales_above_the_roll_ups_mark_are_a_range_of_the_key(schema: sqlite
     assert steps == ["SEARCH transactions USING INDEX sqlite_autoindex_transactions_1 (id>?)"], steps
     folded = select(t.c.id).where(t.c.id >= "0", t.c.id < "1")
     assert "INDEX sqlite_autoindex_transactions_1 (id>? AND id<?)" in plan(schema, folded)[0]
+
+
+def test_the_lift_follows_its_customers_in_their_visits_index(schema: sqlite3.Connection) -> None:
+    from cmc import transactions
+
+    cohort: Any = firings.first_firings(
+        pos_system_id="pax", company_id="comp5", rule="r", since=None, until=datetime.now(UTC)
+    )
+
+    class Capture:
+        dialect = sqlite.dialect()
+        query: Any = None
+
+        def execute(self, query: Any) -> list[Any]:
+            self.query = query
+            return []
+
+    capture = Capture()
+    transactions.follow_ups(capture, cohort, horizon=datetime.now(UTC))  # type: ignore[arg-type]
+    steps = plan(schema, capture.query)
+    later = [s for s in steps if s.startswith("SEARCH later")]
+    assert later and "USING COVERING INDEX ix_transactions_profile" in later[0], steps

@@ -272,8 +272,10 @@ transactions = Table(
     Column("response", LargeBinary, nullable=False),
     # Idempotency: the replay lookup, and the race between two processes storing the same sale.
     UniqueConstraint("pos_system_id", "company_id", "pos_transaction_id", name="uq_transactions_pos_tx"),
-    # A customer's visits in time order (the merchant's customer timeline, return-visit analytics).
-    Index("ix_transactions_profile", "profile_id", "occurred_at"),
+    # A customer's visits in time order (the merchant's customer timeline, return-visit analytics);
+    # with each visit's amount and kind, so that a rule's lift follows its customers in this index
+    # alone (the sale's row is the size of its request and response: one page read per visit).
+    Index("ix_transactions_profile", "profile_id", "occurred_at", "amount", "is_reversal"),
     # A merchant's sales in a time window: the simulation's replay, and the analytics' tender counts,
     # identified share and series read from this index alone (it holds ``profile_id``: no table
     # lookup per sale, and still the one index a sale writes besides the profile's and the key).
