@@ -45,7 +45,11 @@ def test_a_forged_or_garbled_session_is_unknown(bit: int) -> None:
         check(flipped)
 
 
-@pytest.mark.parametrize("text", ["", "no-such-session", str(uuid.uuid4()), new_id(), "0" * 36])
+@pytest.mark.parametrize(
+    "text",
+    ["", "no-such-session", str(uuid.uuid4()), new_id(), "0" * 36],
+    ids=["empty", "word", "uuid4", "new-id", "zeros"],  # fixed ids: xdist's workers must collect alike
+)
 def test_anything_but_our_ids_is_unknown(text: str) -> None:
     with pytest.raises(SessionNotFound):
         check(text)
