@@ -51,8 +51,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Two pytest-xdist workers (the tests share nothing: each has its own temp dir, SQLite file or
+# PostgreSQL database, and free ports); worksteal evens out the slow process tests. PYTEST_WORKERS=0
+# runs them in this one process.
+PYTEST_WORKERS ?= 2
+
 pytest: install chromium fonts
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 # Browser tests drive Debian's chromium through Playwright (never a downloaded browser).
 chromium:
