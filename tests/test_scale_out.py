@@ -109,6 +109,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 CMC_CFS_POLL_SECONDS="0.25",
                 CMC_LOG_LEVEL="warning",
                 CMC_ACCESS_LOG="false",
+                # Failed logins count in fixed windows aligned to the clock: an hour, so that a test
+                # of the limit (a second or two of guesses) does not straddle a window's end.
+                CMC_AUTH_FAILURE_WINDOW_SECONDS="3600",
             )
             applied = subprocess.run(
                 [str(CMC), "apply", str(REGISTRY)],
