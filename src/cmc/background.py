@@ -14,3 +14,23 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+class Loop:
+    """A background task of one process, started with the app and ended (``cancel``) with it."""
+
+    name = "cmc-loop"
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=self.name)
+
+    async def stop(self) -> None:
+        await cancel(self._task)
+        self._task = None
+
+    async def run(self) -> None:
+        """The loop itself (it may return: its work is done)."""
+        raise NotImplementedError

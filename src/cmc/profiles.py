@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 import phonenumbers
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, or_, select, union_all, update
 
 from cmc.ids import new_id
 from cmc.store import tables
@@ -128,15 +128,24 @@ def _known_row(kind: str, value: str, profile_id: str, *columns: Any) -> tuple[I
 
 @functools.cache
 def _known_query(count: int) -> Statement[tuple[Identifier, ProfileState]]:
-    """Identifiers and the profiles they point at, in one round trip, for ``count`` values."""
-    return Statement(
-        select(_i.c.kind, _i.c.value, *(_p.c[name] for name in _STATE))
-        .join(_p, _p.c.id == _i.c.profile_id)
-        .where(
+    """Identifiers and the profiles they point at, in one round trip, for ``count`` values.
+
+    One probe of the identifiers' key per value (a ``UNION ALL``), not ``value IN (...)``: without
+    statistics (a new database, or PostgreSQL with autovacuum off) PostgreSQL answered the list by
+    the merchant's prefix of that key and read every identifier of the company, on every sale.
+    """
+    probes = [
+        select(_i.c.kind, _i.c.value, _i.c.profile_id).where(
             _i.c.pos_system_id == bindparam("pos"),
             _i.c.company_id == bindparam("company"),
-            _i.c.value.in_([bindparam(f"v{n}") for n in range(count)]),
+            _i.c.value == bindparam(f"v{n}"),
         )
+        for n in range(count)
+    ]
+    found = (probes[0] if count == 1 else union_all(*probes)).subquery("found")
+    return Statement(
+        select(found.c.kind, found.c.value, *(_p.c[name] for name in _STATE))
+        .join(_p, _p.c.id == found.c.profile_id)
         # PostgreSQL: concurrent sales of one customer queue here, so visit counts and per-customer
         # rule limits see each other (SQLite's single writer already serializes them). Profiles are
         # locked in id order, so two sales locking the same two profiles cannot deadlock.

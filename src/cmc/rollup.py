@@ -266,21 +266,16 @@ async def catch_up(db: Database, *, now: datetime, session_ttl: timedelta) -> in
     return steps
 
 
-class Rollups:
+class Rollups(background.Loop):
     """The background loop of one ``cmc serve`` process: ``catch_up`` every ``every``."""
 
+    name = "cmc-rollups"
+
     def __init__(self, db: Database, *, clock: Clock, session_ttl: timedelta, every: timedelta) -> None:
+        super().__init__()
         self._db, self._clock, self._ttl, self._every = db, clock, session_ttl, every.total_seconds()
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="cmc-rollups")
-
-    async def stop(self) -> None:
-        await background.cancel(self._task)
-        self._task = None
-
-    async def _loop(self) -> None:
+    async def run(self) -> None:
         while True:
             try:
                 await catch_up(self._db, now=self._clock(), session_ttl=self._ttl)

@@ -32,6 +32,7 @@ from cmc.registry import DirectoryCache
 from cmc.rollup import Rollups
 from cmc.store import meta, migrate, notifications
 from cmc.store.database import libpq_dsn
+from cmc.store.statistics import Statistics
 
 JWT_KEY = "jwt_secret"
 """The ``meta`` key of the generated token signing key (when ``CMC_JWT_SECRET`` is unset)."""
@@ -81,6 +82,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         if dispatcher is not None:
             await dispatcher.start()
         app.state.dispatcher = dispatcher
+        # PostgreSQL: statistics for the busiest tables when autovacuum has not made them yet.
+        statistics = Statistics(db) if db.dialect == "postgresql" else None
+        if statistics is not None:
+            await statistics.start()
         # The analytics roll-up (CMC_ROLLUP_SECONDS=0 turns it off: analytics count from the rows).
         rollups = None
         if settings.rollup_every > timedelta(0):
@@ -112,6 +117,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         finally:
             if rollups is not None:
                 await rollups.stop()
+            if statistics is not None:
+                await statistics.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
             if listener is not None:
