@@ -29,7 +29,7 @@ from cmc.store.database import Database
 log = structlog.get_logger(__name__)
 TABLES = ("transactions", "profiles", "profile_identifiers", "rule_firings", "short_links", "messages")
 MINIMUM = 100
-EVERY = timedelta(seconds=5)
+EVERY = timedelta(seconds=1)
 
 _UNANALYZED = text(
     "SELECT relname FROM pg_stat_user_tables WHERE relname IN :names AND n_live_tup >= :minimum"
