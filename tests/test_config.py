@@ -78,6 +78,14 @@ def test_seconds_become_timedeltas(name: str, attribute: str, raw: str, expected
     assert getattr(Settings.from_env({name: raw}), attribute) == expected
 
 
+def test_the_roll_up_may_be_turned_off_with_zero_and_other_durations_may_not() -> None:
+    assert Settings.from_env({"CMC_ROLLUP_SECONDS": "0"}).rollup_every == timedelta(0)
+    assert Settings.from_env({"CMC_ROLLUP_SECONDS": "60"}).rollup_every == timedelta(minutes=1)
+    for name, raw in (("CMC_ROLLUP_SECONDS", "-1"), ("CMC_SESSION_TTL_SECONDS", "0")):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: raw})
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [

@@ -55,7 +55,9 @@ class Settings:
         default=timedelta(minutes=1), metadata={"env": "CMC_AUTH_FAILURE_WINDOW_SECONDS"}
     )
     auth_tarpit: timedelta = field(default=timedelta(seconds=1), metadata={"env": "CMC_AUTH_TARPIT_SECONDS"})
-    rollup_every: timedelta = field(default=timedelta(minutes=5), metadata={"env": "CMC_ROLLUP_SECONDS"})
+    rollup_every: timedelta = field(
+        default=timedelta(minutes=5), metadata={"env": "CMC_ROLLUP_SECONDS", "zero_turns_off": True}
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -67,7 +69,7 @@ class Settings:
             raw = env.get(name)
             if raw is None or raw == "":
                 continue
-            values[f.name] = _parse(name, raw, f.default)
+            values[f.name] = _parse(name, raw, f.default, zero=f.metadata.get("zero_turns_off", False))
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
         settings.check()
@@ -136,7 +138,8 @@ def env_names() -> list[str]:
     return [f.metadata["env"] for f in fields(Settings)]
 
 
-def _parse(name: str, raw: str, default: object) -> object:
+def _parse(name: str, raw: str, default: object, *, zero: bool = False) -> object:
+    """``raw`` as the type of ``default``; a duration is positive, or also 0 where ``zero`` (off)."""
     try:
         if isinstance(default, bool):
             if raw.lower() not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
@@ -146,7 +149,7 @@ def _parse(name: str, raw: str, default: object) -> object:
             return int(raw)
         if isinstance(default, timedelta):
             seconds = float(raw)
-            if not 0 < seconds < 10**9:
+            if not (seconds >= 0 if zero else seconds > 0) or seconds >= 10**9:
                 raise ValueError(raw)
             return timedelta(seconds=seconds)
     except (ValueError, OverflowError):
