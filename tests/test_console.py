@@ -527,6 +527,15 @@ async def test_the_pages_show_what_was_posted(api_factory: Callable[..., Any], t
             assert listed is not None
             assert listed.group(1).count("<tr>") == 2  # the heading and the one opt-out
             assert "example.com" in listed.group(1)
+            # One contact's opt-outs, typed as a person would (case, spaces): found; another: none.
+            recipient = re.search(r"<td>(email|sms)</td><td><a [^>]*>([^<]+)</a>", listed.group(1))
+            assert recipient is not None
+            typed = f"  {recipient.group(2).upper()} "
+            found = await viewer.get(BASE + "/optouts", params={"contact": typed})
+            one = re.search(r'<table class="table" id="optout-list">(.*?)</table>', found.text, re.S)
+            assert one is not None and one.group(1).count("<tr>") == 2, found.text
+            none = await viewer.get(BASE + "/optouts", params={"contact": "nobody@example.org"})
+            assert 'id="optout-none"' in none.text and 'id="optout-list"' not in none.text
             assert (await viewer.get(BASE + "/rules")).status_code == 200
 
 

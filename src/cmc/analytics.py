@@ -415,8 +415,7 @@ def _search(
 ) -> list[profiles.Shown]:
     merchant: dict[str, Any] = {"pos_system_id": pos_system_id, "company_id": company_id}
     # Whichever kind the query is, its normalised forms are looked up together: one probe by key.
-    values = {query, profiles.normalize_email(query), profiles.normalize_card(query)}
-    values |= {profiles.normalize_phone(query, r) for r in registry_store.company_countries(conn, **merchant)}
+    values = _forms(conn, merchant, query) | {profiles.normalize_card(query)}
     found = {p.id: p for p in profiles.with_identifiers(
         conn, **merchant, values=sorted(v for v in values if v), after=after, limit=limit
     )}  # fmt: skip
@@ -462,6 +461,27 @@ async def find_customers(
 
 
 _PROFILE_ID = re.compile(r"^[0-9a-fA-F-]{1,36}$")
+
+
+def _opt_outs_of(conn: Connection, *, pos_system_id: str, company_id: str, contact: str) -> list[OptOut]:
+    merchant: dict[str, Any] = {"pos_system_id": pos_system_id, "company_id": company_id}
+    values = _forms(conn, merchant, contact)
+    return optouts.of_recipients(conn, **merchant, recipients=sorted(v for v in values if v))
+
+
+def _forms(conn: Connection, merchant: dict[str, Any], text: str) -> set[str | None]:
+    """``text`` as typed, as an email and as a phone number of each of the company's countries."""
+    countries = registry_store.company_countries(conn, **merchant)
+    return {text, profiles.normalize_email(text)} | {profiles.normalize_phone(text, c) for c in countries}
+
+
+async def opt_outs_of(db: Database, *, pos_system_id: str, company_id: str, contact: str) -> list[OptOut]:
+    """The company's opt-outs of one contact (an email or a phone number, normalised as a sale's
+    are), newest first; ``ValidationFailed`` for an empty or over-long one."""
+    contact = contact.strip()
+    if not contact or len(contact) > 200:
+        raise ValidationFailed(errors={"contact": ["an email or phone number of at most 200 characters"]})
+    return await db.read(_opt_outs_of, pos_system_id=pos_system_id, company_id=company_id, contact=contact)
 
 
 def _check_limit(limit: int) -> None:

@@ -573,9 +573,15 @@ async def optouts(request: HttpRequest) -> Response[bytes]:
     since = now - timedelta(days=29)
     summary = await analytics.summary(console.services.db, **console.tenant, since=since, until=now)
     chart = await _series(console, ("optouts",), since=since, bucket="day")
-    span = Span(console.pos_system_id, console.company_id, since, now)
-    latest = await console.services.db.read(optouts_store.latest, span, limit=OPT_OUTS_SHOWN)
-    return console.render("optouts.html", page="optouts", summary=summary, chart=chart, latest=latest)
+    contact = (request.query_params.get("contact") or "").strip()[:200]
+    if contact:  # one contact's opt-outs, whenever they were asked
+        latest = await analytics.opt_outs_of(console.services.db, **console.tenant, contact=contact)
+    else:
+        span = Span(console.pos_system_id, console.company_id, since, now)
+        latest = await console.services.db.read(optouts_store.latest, span, limit=OPT_OUTS_SHOWN)
+    return console.render(
+        "optouts.html", page="optouts", summary=summary, chart=chart, latest=latest, contact=contact
+    )
 
 
 # --- errors, as pages -----------------------------------------------------------------------------
