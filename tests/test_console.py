@@ -17,7 +17,7 @@ from litestar import Litestar
 
 from cmc import console_session
 from cmc.outbox import Dispatcher
-from support import MERCHANTS, Api, apply_registry, seed_transaction
+from support import MERCHANTS, Api, ManualClock, apply_registry, seed_transaction
 from test_outbox_senders import sms_server
 
 BASE = "/console/pax/comp5"
@@ -160,7 +160,10 @@ async def test_a_wrong_password_and_an_unknown_email_get_the_same_answer(console
 async def test_too_many_failed_logins_get_a_friendly_429(
     api_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
-    async with api_factory(registry=console_registry(tmp_path), auth_failures_per_client=2) as api:
+    # A frozen clock: failed logins count in fixed windows, and none may end mid-test.
+    async with api_factory(
+        registry=console_registry(tmp_path), auth_failures_per_client=2, clock=ManualClock()
+    ) as api:
         browser = Browser(api)
         form = {"email": USERS["editor"][0], "password": "wrong"}
         statuses = [

@@ -62,7 +62,11 @@ async def test_wrong_guesses_at_one_client_get_429_until_the_window_ends(
 
 async def test_a_refusal_is_held_for_the_tarpit(api_factory: Callable[..., Any]) -> None:
     """A flood retrying as fast as it is answered slows to one attempt per connection per tarpit."""
-    async with api_factory(auth_failures_per_client=1, auth_tarpit=timedelta(milliseconds=300)) as api:
+    # Failures count in fixed windows of the app's clock: a frozen one, so no window ends mid-test.
+    clock = ManualClock()
+    async with api_factory(
+        clock=clock, auth_failures_per_client=1, auth_tarpit=timedelta(milliseconds=300)
+    ) as api:
         assert (await token(api.http, WRONG)).status_code == 401
         started = time.monotonic()
         assert (await token(api.http, WRONG)).status_code == 429
@@ -83,7 +87,7 @@ async def test_a_client_that_knows_its_secret_is_not_locked_out(api_factory: Cal
 async def test_guesses_from_one_address_are_limited_whatever_ids_they_try(
     api_factory: Callable[..., Any],
 ) -> None:
-    async with api_factory(auth_failures_per_address=4) as api:
+    async with api_factory(clock=ManualClock(), auth_failures_per_address=4) as api:  # no window ends
         codes = [(await token(api.http, basic_of(f"guess-{n}", "x"))).status_code for n in range(6)]
         assert codes == [401, 401, 401, 401, 429, 429]
         assert (await token(api.http, basic("clover"))).status_code == 429  # the address is blocked
@@ -91,8 +95,9 @@ async def test_guesses_from_one_address_are_limited_whatever_ids_they_try(
 
 async def test_failure_counts_are_shared_by_processes(api_factory: Callable[..., Any]) -> None:
     """Two apps on one database (two processes): failures counted by one block the other."""
-    async with api_factory(auth_failures_per_client=3) as first:
-        second = create_app(first.settings)
+    clock = ManualClock()  # one frozen clock for both: no failure window ends mid-test
+    async with api_factory(clock=clock, auth_failures_per_client=3) as first:
+        second = create_app(first.settings, clock=clock)
         async with Lifespan(second):
             transport = httpx2.ASGITransport(app=second)
             async with httpx2.AsyncClient(transport=transport, base_url="http://cmc.test") as other:
