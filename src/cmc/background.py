@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 from typing import Any
@@ -16,7 +17,7 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
         await task
 
 
-class Loop:
+class Loop(abc.ABC):
     """A background task of one process, started with the app and ended (``cancel``) with it."""
 
     name = "cmc-loop"
@@ -31,6 +32,6 @@ class Loop:
         await cancel(self._task)
         self._task = None
 
+    @abc.abstractmethod
     async def run(self) -> None:
         """The loop itself (it may return: its work is done)."""
-        raise NotImplementedError
