@@ -62,6 +62,9 @@ HOURS_PER_STEP = timedelta(days=1)
 MAX_LAG = timedelta(hours=2)
 """A roll-up of sales further behind than this is not read: its tail would cost more than the rows."""
 MICROS = Decimal(1_000_000)
+_KEY_COLUMNS = ("pos_system_id", "company_id", "metric", "hour", "rule", "variant")
+Row = tuple[str, str, str, datetime, str, str]
+"""A roll-up row's key, in ``_KEY_COLUMNS`` order."""
 HOUR = timedelta(hours=1)
 
 
@@ -170,13 +173,15 @@ def step(conn: Connection, *, now: datetime, session_ttl: timedelta) -> bool:
     """Roll up a bounded part of what is due, in the caller's write transaction; True if more is due."""
     meta.get_or_create(conn, KEY, Coverage().text())
     cover = Coverage.parse(meta.get(conn, KEY, lock=True))
-    tallies: Counter[tuple[str, str, str, datetime, str, str]] = Counter()
-    amounts: Counter[tuple[str, str, str, datetime, str, str]] = Counter()
+    tallies: Counter[Row] = Counter()
+    amounts: Counter[Row] = Counter()
     closed, more_stamped = _stamped(conn, cover.closed_before, floor_hour(now - SETTLE), tallies, amounts)
     mark = sessions.first_id_at(now - session_ttl - SETTLE - sessions.CLOCK_SKEW)
     sales_before, more_sales = _sales(conn, cover.sales_before, mark, tallies)
     _add(conn, tallies, amounts)
-    meta.put(conn, KEY, Coverage(closed, sales_before).text())
+    moved = Coverage(closed, sales_before)
+    if moved != cover:  # an idle round writes nothing
+        meta.put(conn, KEY, moved.text())
     return more_stamped or more_sales
 
 
@@ -184,8 +189,8 @@ def _stamped(
     conn: Connection,
     start: datetime | None,
     due: datetime,
-    tallies: Counter[tuple[str, str, str, datetime, str, str]],
-    amounts: Counter[tuple[str, str, str, datetime, str, str]],
+    tallies: Counter[Row],
+    amounts: Counter[Row],
 ) -> tuple[datetime, bool]:
     companies = registry_store.company_keys(conn)
     if start is None:  # the first step: from the first row of any company
@@ -215,9 +220,7 @@ def _stamped(
     return end, end < due
 
 
-def _sales(
-    conn: Connection, start: str, due: str, tallies: Counter[tuple[str, str, str, datetime, str, str]]
-) -> tuple[str, bool]:
+def _sales(conn: Connection, start: str, due: str, tallies: Counter[Row]) -> tuple[str, bool]:
     if start >= due:
         return start, False
     stop = transactions.id_after(conn, start, skip=SALES_PER_STEP)
@@ -228,13 +231,10 @@ def _sales(
     return end, end < due
 
 
-_KEY_COLUMNS = ("pos_system_id", "company_id", "metric", "hour", "rule", "variant")
-
-
 def _add(
     conn: Connection,
-    tallies: Mapping[tuple[str, str, str, datetime, str, str], int],
-    amounts: Mapping[tuple[str, str, str, datetime, str, str], int],
+    tallies: Mapping[Row, int],
+    amounts: Mapping[Row, int],
 ) -> None:
     """Add to the roll-up's rows (a late sale adds to an hour already rolled up)."""
     rows = [
