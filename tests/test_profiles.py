@@ -474,6 +474,27 @@ async def test_profile_fields_update_with_latest_non_empty_values(api: Api) -> N
         "F",
         "1990-04-11",
     )
+    # The same name again (the common case, written without touching the name index): the other
+    # details and the counters still change.
+    third = seed_transaction(
+        customer={
+            "id": "cust-1",
+            "firstName": "Adeline",
+            "contacts": [
+                {"type": "Email", "value": "adeline@example.com"},
+                {"type": "Phone", "value": "4155550199"},
+            ],
+        },
+        loyalty=None,
+    )
+    assert (await tender_ok(api, third))["profile"]["customerPhone"] == "+14155550199"
+    row = await profile_row(api, pid)
+    assert (row.first_name, row.last_name, row.phone, row.visit_count) == (
+        "Adeline",
+        "Lovelace",
+        "+14155550199",
+        3,
+    )
 
 
 async def test_phone_uses_the_location_country_as_default_region(api: Api) -> None:

@@ -62,10 +62,15 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
         "lifetime_spend": Decimal("123.456789"), "has_card": True, "created_at": NOW, "updated_at": NOW,
     }  # fmt: skip
     yield by_name("profiles.insert"), profile
-    yield by_name("profiles.update"), {
+    yield by_name("profiles.update_renamed"), {
         "pid": "p-1", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
         "phone": None, "birth_date": None, "gender": "F", "visit_count": 4,
         "lifetime_spend": Decimal("150.000001"), "has_card": False, "updated_at": NOW + timedelta(seconds=1),
+    }  # fmt: skip
+    yield by_name("profiles.update"), {
+        "pid": "p-1", "email": "ada@example.com", "phone": "+14155550100", "birth_date": None, "gender": "F",
+        "visit_count": 5, "lifetime_spend": Decimal("151"), "has_card": True,
+        "updated_at": NOW + timedelta(seconds=2),
     }  # fmt: skip
     yield (
         by_name("profiles.insert_identifiers"),
@@ -135,6 +140,11 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
         "payload": {"firstName": "Ada", "code": "abc", "n": [1, 2]},
         "created_at": NOW,
     }  # fmt: skip
+    if dialect == "postgresql":
+        yield by_name("cfs_feed.publish_and_wake"), {
+            "pos_system_id": "pax", "location_id": "loc5", "terminal_id": "term6",
+            "payload": {"firstName": "Ben"}, "created_at": NOW,
+        }  # fmt: skip
 
 
 def test_the_scenario_covers_every_statement() -> None:

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Column, ColumnElement, Connection, func, insert, select
+from sqlalchemy import Column, ColumnElement, Connection, bindparam, func, insert, select
 
 from cmc import background
 from cmc.screens import Screen
@@ -66,7 +66,18 @@ class CfsEvent:
 # --- store --------------------------------------------------------------------------------------
 
 _t = tables.cfs_events
-_INSERT = Statement(insert(_t), name="cfs_feed.publish", keys=[c.name for c in _t.columns if c.name != "id"])
+_COLUMNS = [c.name for c in _t.columns if c.name != "id"]
+_INSERT = Statement(insert(_t), name="cfs_feed.publish", keys=_COLUMNS)
+_INSERT_AND_WAKE = Statement(
+    select(func.pg_notify(notifications.CFS_CHANNEL, "")).select_from(
+        insert(_t)
+        .values({name: bindparam(name, type_=_t.c[name].type) for name in _COLUMNS})
+        .returning(_t.c.id)
+        .cte("published")
+    ),
+    name="cfs_feed.publish_and_wake",
+)
+"""PostgreSQL: the row and its NOTIFY in one round trip."""
 
 
 async def publish(
@@ -77,9 +88,11 @@ async def publish(
     ``wake`` also NOTIFYs the pollers on PostgreSQL (a round trip more), so the push does not wait for
     the next poll; without it the event goes out within ``CMC_CFS_POLL_SECONDS``.
     """
-    if wake:
-        await notifications.notify_in(tx, notifications.CFS_CHANNEL)
-    await tx.execute(_INSERT, {**screen._asdict(), "payload": payload, "created_at": now})
+    values = {**screen._asdict(), "payload": payload, "created_at": now}
+    if wake and tx.dialect == "postgresql":
+        await tx.execute(_INSERT_AND_WAKE, values)
+    else:
+        await tx.execute(_INSERT, values)
 
 
 def prune_targets(before: datetime) -> list[tuple[Column[Any], ColumnElement[bool]]]:

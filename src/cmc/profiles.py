@@ -157,12 +157,23 @@ def _known_query(count: int) -> Statement[tuple[Identifier, ProfileState]]:
 
 
 _INSERT_PROFILE = Statement(insert(_p), name="profiles.insert", keys=[c.name for c in _p.columns])
-_UPDATE_PROFILE = Statement(
-    update(_p)
-    .where(_p.c.id == bindparam("pid"))
-    .values(**{name: bindparam(name) for name in _STATE if name != "id"}, updated_at=bindparam("updated_at")),
-    name="profiles.update",
-)
+_NAMES = ("first_name", "last_name")
+
+
+def _update_profile(columns: tuple[str, ...], name: str) -> Statement[Any]:
+    return Statement(
+        update(_p)
+        .where(_p.c.id == bindparam("pid"))
+        .values(**{column: bindparam(column) for column in columns}, updated_at=bindparam("updated_at")),
+        name=name,
+    )
+
+
+_UPDATE_RENAMED = _update_profile(tuple(c for c in _STATE if c != "id"), "profiles.update_renamed")
+_UPDATE_PROFILE = _update_profile(tuple(c for c in _STATE if c not in {"id", *_NAMES}), "profiles.update")
+"""A returning customer's name rarely changes, and SQLite rewrites the entry of every index whose
+columns an UPDATE sets, changed or not: so the names (``ix_profiles_company_name``) are set only by
+``_UPDATE_RENAMED``, when they changed."""
 _INSERT_IDENTIFIERS = Statement(
     insert(_i), name="profiles.insert_identifiers", keys=[c.name for c in _i.columns]
 )
@@ -268,6 +279,14 @@ async def peek(
     tx: Tx, claim: Claim, scope: Scope, *, amount: Decimal | None, is_reversal: bool
 ) -> tuple[ProfileState, Match] | None:
     """The profile ``claim`` resolves to, as it will be after this transaction; writes nothing."""
+    peeked = await _peek(tx, claim, scope, amount=amount, is_reversal=is_reversal)
+    return None if peeked is None else peeked[:2]
+
+
+async def _peek(
+    tx: Tx, claim: Claim, scope: Scope, *, amount: Decimal | None, is_reversal: bool
+) -> tuple[ProfileState, Match, Person | None] | None:
+    """``peek``, with the stored details of a known profile (None for a new one)."""
     if not claim.identifiers:
         return None
     known = await _known(tx, claim.identifiers, scope)
@@ -276,7 +295,7 @@ async def peek(
     spend = spend_delta(amount, is_reversal)
     has_card = any(i.kind == "card" for i in claim.identifiers)
     if result.profile_id is None:
-        return ProfileState(new_id(), claim.person, visit, spend, has_card, is_new=True), result
+        return ProfileState(new_id(), claim.person, visit, spend, has_card, is_new=True), result, None
     stored = next(stored for stored in known.values() if stored.id == result.profile_id)
     state = ProfileState(
         stored.id,
@@ -285,7 +304,7 @@ async def peek(
         stored.lifetime_spend + spend,
         has_card or stored.has_card,
     )
-    return state, result
+    return state, result, stored.person
 
 
 async def resolve(
@@ -299,17 +318,21 @@ async def resolve(
     now: datetime,
 ) -> ProfileState | None:
     """Find or create the profile of ``claim`` and record this transaction on it (None: anonymous)."""
-    peeked = await peek(tx, claim, merchant, amount=amount, is_reversal=is_reversal)
+    peeked = await _peek(tx, claim, merchant, amount=amount, is_reversal=is_reversal)
     if peeked is None:
         return None
     scope = merchant._asdict()
-    state, result = peeked
+    state, result, stored = peeked
     values = _row(state)
-    if state.is_new:
+    if stored is None:
         await tx.execute(_INSERT_PROFILE, {**values, **scope, "created_at": now, "updated_at": now})
     else:
         values["pid"] = values.pop("id")
-        await tx.execute(_UPDATE_PROFILE, {**values, "updated_at": now})
+        renamed = (stored.first_name, stored.last_name) != (state.person.first_name, state.person.last_name)
+        if not renamed:
+            for column in _NAMES:
+                del values[column]
+        await tx.execute(_UPDATE_RENAMED if renamed else _UPDATE_PROFILE, {**values, "updated_at": now})
     if result.new:
         await tx.execute_many(
             _INSERT_IDENTIFIERS,
