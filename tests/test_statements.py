@@ -49,7 +49,7 @@ def dynamic(name: str, factory: Any, count: int) -> Statement[Any]:
 
 def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | list[dict[str, Any]]]]:
     """Every statement with parameters that make it do something (rows to find, rows to change)."""
-    from cmc import profiles, transactions
+    from cmc import cfs_feed, profiles, transactions
     from cmc.outbox import optouts
 
     scope = {"pos_system_id": "pax", "company_id": "comp5"}
@@ -62,16 +62,16 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
         "lifetime_spend": Decimal("123.456789"), "has_card": True, "created_at": NOW, "updated_at": NOW,
     }  # fmt: skip
     yield by_name("profiles.insert"), profile
-    yield by_name("profiles.update_renamed"), {
+    yield by_name("profiles.update_renamed"), profiles._UPDATE_RENAMED.params({
         "pid": "p-1", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
         "phone": None, "birth_date": None, "gender": "F", "visit_count": 4,
         "lifetime_spend": Decimal("150.000001"), "has_card": False, "updated_at": NOW + timedelta(seconds=1),
-    }  # fmt: skip
-    yield by_name("profiles.update"), {
+    })  # fmt: skip
+    yield by_name("profiles.update"), profiles._UPDATE_PROFILE.params({
         "pid": "p-1", "email": "ada@example.com", "phone": "+14155550100", "birth_date": None, "gender": "F",
         "visit_count": 5, "lifetime_spend": Decimal("151"), "has_card": True,
         "updated_at": NOW + timedelta(seconds=2),
-    }  # fmt: skip
+    })  # fmt: skip
     yield (
         by_name("profiles.insert_identifiers"),
         [
@@ -135,12 +135,30 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
     yield dynamic("optouts.opted_out[1]", optouts._opted_out_query, 1), {
         "pos": "pax", "company": "comp5", "r0": "ada@example.com",
     }  # fmt: skip
-    yield by_name("cfs_feed.publish"), {
+    yield by_name("cfs_feed.publish"), cfs_feed._INSERT.params({
         "pos_system_id": "pax", "location_id": "loc5", "terminal_id": "term5",
         "payload": {"firstName": "Ada", "code": "abc", "n": [1, 2]},
         "created_at": NOW,
-    }  # fmt: skip
+    })  # fmt: skip
     if dialect == "postgresql":
+        # A sale's insert carrying its profile's update and its screen's event (``Tx.defer``).
+        carried = [profiles._UPDATE_PROFILE, cfs_feed._INSERT]
+        CARRIED["transactions.insert[profiles.update+cfs_feed.publish]"] = carried
+        yield statements.carrying(transactions._INSERT, carried), {
+            **scope, "id": "t-2", "pos_transaction_id": "T-2", "location_id": "loc5", "terminal_id": "term7",
+            "transaction_type": "Sale", "is_reversal": False, "amount": Decimal("7"), "occurred_at": NOW,
+            "received_at": NOW, "profile_id": "p-1", "loyalty_card": "L-1", "request_hash": "i" * 64,
+            "request": b"{}", "response": b"{}",
+            **profiles._UPDATE_PROFILE.params({
+                "pid": "p-1", "email": "ada@example.com", "phone": None, "birth_date": None, "gender": None,
+                "visit_count": 6, "lifetime_spend": Decimal("158"), "has_card": True,
+                "updated_at": NOW + timedelta(seconds=3),
+            }),
+            **cfs_feed._INSERT.params({
+                "pos_system_id": "pax", "location_id": "loc5", "terminal_id": "term7",
+                "payload": {"firstName": "Ada"}, "created_at": NOW,
+            }),
+        }  # fmt: skip
         yield by_name("cfs_feed.publish_and_wake"), {
             "pos_system_id": "pax", "location_id": "loc5", "terminal_id": "term6",
             "payload": {"firstName": "Ben"}, "created_at": NOW,
@@ -185,9 +203,22 @@ async def through_driver(db: Database) -> list[Any]:
     return await db.transact(run)
 
 
+CARRIED: dict[str, list[statements.Write]] = {}
+"""The writes each carrying statement of the scenario carries: SQLAlchemy runs them one by one."""
+
+
 def through_sqlalchemy(conn: Connection) -> list[Any]:
     results: list[Any] = []
     for statement, params in scenario(conn.dialect.name):
+        if isinstance(params, dict) and statement.name in CARRIED:
+            # What the one statement must equal: each carried write, then the carrying statement.
+            own = dict(params)
+            for write in CARRIED[statement.name]:
+                mine = {name: own.pop(name) for name in list(own) if name.startswith(write.prefix)}
+                conn.execute(write.statement.statement, mine)
+            outer = by_name(statement.name.split("[")[0])
+            results.append(conn.execute(outer.statement, own).rowcount)
+            continue
         result = conn.execute(statement.statement, params)
         if isinstance(params, list):
             results.append(None)

@@ -33,7 +33,7 @@ from cmc.screens import Screen
 from cmc.store import notifications, tables
 from cmc.store.database import Database
 from cmc.store.driver import Tx
-from cmc.store.statements import Statement
+from cmc.store.statements import Statement, Write
 
 __all__ = [
     "CfsEvent",
@@ -67,7 +67,13 @@ class CfsEvent:
 
 _t = tables.cfs_events
 _COLUMNS = [c.name for c in _t.columns if c.name != "id"]
-_INSERT = Statement(insert(_t), name="cfs_feed.publish", keys=_COLUMNS)
+_INSERT = Write(
+    Statement(
+        insert(_t).values({name: bindparam("event_" + name) for name in _COLUMNS}), name="cfs_feed.publish"
+    ),
+    "event_",
+)
+"""A Write: the sale's own insert carries it on PostgreSQL (nothing later in a tender reads it)."""
 _INSERT_AND_WAKE = Statement(
     select(func.pg_notify(notifications.CFS_CHANNEL, "")).select_from(
         insert(_t)
@@ -76,6 +82,7 @@ _INSERT_AND_WAKE = Statement(
         .cte("published")
     ),
     name="cfs_feed.publish_and_wake",
+    only="postgresql",
 )
 """PostgreSQL: the row and its NOTIFY in one round trip."""
 
@@ -92,7 +99,7 @@ async def publish(
     if wake and tx.dialect == "postgresql":
         await tx.execute(_INSERT_AND_WAKE, values)
     else:
-        await tx.execute(_INSERT, values)
+        await tx.defer(_INSERT, values)
 
 
 def prune_targets(before: datetime) -> list[tuple[Column[Any], ColumnElement[bool]]]:

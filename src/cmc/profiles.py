@@ -27,7 +27,7 @@ from sqlalchemy import Connection, bindparam, insert, or_, select, union_all, up
 from cmc.ids import new_id
 from cmc.store import tables
 from cmc.store.driver import Tx
-from cmc.store.statements import Statement
+from cmc.store.statements import Statement, Write
 from cmc.store.tables import of_company
 from cmc_client import wire
 
@@ -160,12 +160,12 @@ _INSERT_PROFILE = Statement(insert(_p), name="profiles.insert", keys=[c.name for
 _NAMES = ("first_name", "last_name")
 
 
-def _update_profile(columns: tuple[str, ...], name: str) -> Statement[Any]:
-    return Statement(
-        update(_p)
-        .where(_p.c.id == bindparam("pid"))
-        .values(**{column: bindparam(column) for column in columns}, updated_at=bindparam("updated_at")),
-        name=name,
+def _update_profile(columns: tuple[str, ...], name: str) -> Write:
+    # A Write: the sale's own insert carries it on PostgreSQL (nothing later in a tender reads it).
+    prefix = name.replace(".", "_") + "_"
+    values: dict[str, Any] = {column: bindparam(prefix + column) for column in (*columns, "updated_at")}
+    return Write(
+        Statement(update(_p).where(_p.c.id == bindparam(prefix + "pid")).values(**values), name=name), prefix
     )
 
 
@@ -332,7 +332,7 @@ async def resolve(
         if not renamed:
             for column in _NAMES:
                 del values[column]
-        await tx.execute(_UPDATE_RENAMED if renamed else _UPDATE_PROFILE, {**values, "updated_at": now})
+        await tx.defer(_UPDATE_RENAMED if renamed else _UPDATE_PROFILE, {**values, "updated_at": now})
     if result.new:
         await tx.execute_many(
             _INSERT_IDENTIFIERS,

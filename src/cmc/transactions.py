@@ -76,7 +76,9 @@ _FIND = Statement(
     name="transactions.find",
     into=_stored,
 )
-_INSERT = Statement(insert(_t), name="transactions.insert", keys=[c.name for c in _t.columns])
+_INSERT = Statement(
+    insert(_t).values({c.name: bindparam(c.name) for c in _t.columns}), name="transactions.insert"
+)
 
 
 @functools.cache
@@ -126,7 +128,8 @@ async def save(tx: Tx, sale: Sale, *, request: bytes, request_hash: str, respons
         "request": request,
         "response": response,
     }
-    await tx.execute(_INSERT, row)
+    # The sale's profile update and screen event, deferred by the unit, travel with it.
+    await tx.execute(_INSERT, row, carry=True)
 
 
 async def stored_responses(

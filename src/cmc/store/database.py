@@ -459,7 +459,10 @@ class PostgresDatabase(Database):
                 async with pool.acquire() as connection, _dropped_when_broken(connection):
                     try:
                         async with connection.transaction():
-                            return await unit(PgTx(connection), *args, **kwargs)
+                            tx = PgTx(connection)
+                            result = await unit(tx, *args, **kwargs)
+                            await tx.flush()
+                            return result
                     except PG_FAILURES as exc:
                         raise pg_error(exc) from None  # BEGIN or COMMIT itself failed
             except (Contention, StoreUnavailable):

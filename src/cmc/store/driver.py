@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from cmc.errors import Contention, DuplicateKey, StoreError, StoreUnavailable
-from cmc.store.statements import Statement
+from cmc.store.statements import Statement, Write, carrying
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,18 +42,58 @@ class Tx(abc.ABC):
 
     dialect: str
 
-    async def execute(self, statement: Statement[Any], params: Params = None) -> int:
-        """Run a write; returns the number of rows it affected."""
+    def __init__(self) -> None:
+        self._deferred: list[tuple[Write, dict[str, Any]]] = []
+
+    async def execute(self, statement: Statement[Any], params: Params = None, *, carry: bool = False) -> int:
+        """Run a write; returns the number of rows it affected.
+
+        ``carry``: the writes deferred so far (``defer``) travel in this statement, on PostgreSQL.
+        """
+        values: Mapping[str, Any] = params or {}
+        if self._deferred:
+            if carry:
+                writes, self._deferred = self._deferred, []
+                statement = carrying(statement, [write for write, _ in writes])
+                values = {**values}
+                for _, deferred in writes:
+                    values.update(deferred)
+            else:
+                await self.flush()
         compiled = statement.compiled(self.dialect)
-        return await self._execute(compiled.sql, compiled.args(params or {}))
+        return await self._execute(compiled.sql, compiled.args(values))
+
+    async def defer(self, write: Write, params: Mapping[str, Any]) -> None:
+        """Do ``write``, on PostgreSQL with the unit's next ``execute(..., carry=True)``: a round trip less.
+
+        Any other statement first runs the writes deferred so far, and so does the end of the unit:
+        nothing sees the database without them. SQLite has no round trips to save: it writes now.
+        """
+        if self.dialect != "postgresql":
+            await self.execute(write.statement, write.params(params))
+            return
+        if any(pending is write for pending, _ in self._deferred):
+            await self.flush()
+        self._deferred.append((write, write.params(params)))
+
+    async def flush(self) -> None:
+        """Run the writes still deferred, one statement each."""
+        writes, self._deferred = self._deferred, []
+        for write, values in writes:
+            compiled = write.statement.compiled(self.dialect)
+            await self._execute(compiled.sql, compiled.args(values))
 
     async def execute_many(self, statement: Statement[Any], rows: Sequence[Mapping[str, Any]]) -> None:
         """Run a write once per row of parameters."""
+        if self._deferred:
+            await self.flush()
         compiled = statement.compiled(self.dialect)
         await self._execute_many(compiled.sql, [compiled.args(row) for row in rows])
 
     async def all(self, statement: Statement[R], params: Params = None) -> list[R]:
         """Every row of a query (or of a write's ``RETURNING``)."""
+        if self._deferred:
+            await self.flush()
         compiled = statement.compiled(self.dialect)
         return statement.rows(self.dialect, await self._fetch(compiled.sql, compiled.args(params or {})))
 
@@ -78,6 +118,7 @@ class SqliteTx(Tx):
     dialect = "sqlite"
 
     def __init__(self, connection: sqlite3.Connection) -> None:
+        super().__init__()
         self._connection = connection
 
     async def _execute(self, sql: str, args: list[Any]) -> int:
@@ -100,6 +141,7 @@ class PgTx(Tx):
     dialect = "postgresql"
 
     def __init__(self, connection: asyncpg.Connection) -> None:
+        super().__init__()
         self._connection = connection
 
     async def _execute(self, sql: str, args: list[Any]) -> int:

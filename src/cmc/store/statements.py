@@ -84,6 +84,7 @@ class Statement(Generic[R]):
         name: str,
         keys: Sequence[str] | None = None,
         into: None = None,
+        only: str | None = None,
     ) -> None: ...
 
     @overload
@@ -94,6 +95,7 @@ class Statement(Generic[R]):
         name: str,
         keys: Sequence[str] | None = None,
         into: Callable[..., R],
+        only: str | None = None,
     ) -> None: ...
 
     def __init__(
@@ -103,9 +105,12 @@ class Statement(Generic[R]):
         name: str,
         keys: Sequence[str] | None = None,
         into: Callable[..., R] | None = None,
+        only: str | None = None,
     ) -> None:
         self.statement = statement
         self.name = name
+        self.only = only
+        """The one dialect that can run it (PostgreSQL's data-modifying CTEs, say); None: both."""
         self.keys = list(keys) if keys is not None else None
         self.into: Callable[..., R] = into if into is not None else cast(Callable[..., R], _plain)
         self._compiled: dict[str, Compiled] = {}
@@ -159,3 +164,41 @@ def _bind_processor(compiled: SQLCompiler, name: str, dialect: Dialect) -> Proce
     bind = compiled.binds[name]
     process = bind.type.dialect_impl(dialect).bind_processor(dialect)
     return process if callable(process) else None
+
+
+@dataclass(frozen=True)
+class Write:
+    """A write that can travel inside another statement, as a data-modifying CTE (``Tx.defer``).
+
+    Its bind parameters are named ``{prefix}{column}``, so that they cannot collide with those of the
+    statement carrying it; ``params`` adds the prefix.
+    """
+
+    statement: Statement[Any]
+    prefix: str
+
+    def params(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` under this write's parameter names."""
+        return {self.prefix + name: value for name, value in values.items()}
+
+
+_CARRYING: dict[tuple[str, tuple[str, ...]], Statement[Any]] = {}
+
+
+def carrying(statement: Statement[Any], writes: Sequence[Write]) -> Statement[Any]:
+    """One statement doing ``writes`` and then ``statement`` (made once per combination).
+
+    PostgreSQL runs every data-modifying CTE of a statement, and in one snapshot: so the writes must
+    be ones nothing in ``statement`` reads. ``statement`` binds its values explicitly (no ``keys``:
+    SQLAlchemy would apply those to the CTEs' writes too).
+    """
+    key = (statement.name, tuple(write.statement.name for write in writes))
+    found = _CARRYING.get(key)
+    if found is None:
+        if statement.keys is not None:
+            raise ValueError(f"{statement.name} cannot carry writes: it binds its columns by keys")
+        ctes = [write.statement.statement.cte(write.prefix.rstrip("_")) for write in writes]  # type: ignore[attr-defined]
+        core = statement.statement.add_cte(*ctes)  # type: ignore[attr-defined]
+        name = f"{statement.name}[{'+'.join(key[1])}]"
+        found = _CARRYING[key] = Statement(core, name=name, only="postgresql")
+    return found

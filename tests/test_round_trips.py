@@ -1,0 +1,69 @@
+"""What a tender sends to PostgreSQL: the round trips of the hot path, counted on the real driver.
+
+Each statement of a driver unit is a round trip; a write deferred by ``Tx.defer`` travels inside the
+sale's own insert (``statements.carrying``). A returning customer's sale at a screen terminal is the
+common case: its profile update and its screen's event must not cost a round trip each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import pg_databases
+from cmc.store import driver
+from support import Api, seed_transaction
+
+pytestmark = pytest.mark.skipif(
+    not pg_databases.POSTGRES_URL, reason="PostgreSQL only: set CMC_TEST_POSTGRES_URL"
+)
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL of every statement the PostgreSQL driver sends (it still sends them)."""
+    statements: list[str] = []
+    for method in ("_execute", "_execute_many", "_fetch"):
+        original = getattr(driver.PgTx, method)
+
+        async def counted(self: driver.PgTx, sql: str, args: Any, _original: Any = original) -> Any:
+            statements.append(sql)
+            return await _original(self, sql, args)
+
+        monkeypatch.setattr(driver.PgTx, method, counted)
+    return statements
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_returning_customers_sale_at_a_screen_is_four_statements(api: Api, sent: list[str]) -> None:
+    assert (await api.tender(seed_transaction(terminalId="term5"))).status_code == 200
+    sent.clear()
+    answer = await api.tender(seed_transaction(terminalId="term5"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"]["profile"]["id"]
+    # The named locks, the replay and session lookup, the customer's identifiers with the profile,
+    # then one statement: the profile's update and the screen's event carried by the sale's insert.
+    assert len(sent) == 4, sent
+    assert "pg_advisory_xact_lock" in sent[0]
+    last = " ".join(sent[-1].split())
+    assert last.startswith("WITH profiles_update AS (UPDATE profiles")
+    assert "INSERT INTO cfs_events" in last and "INSERT INTO transactions" in last
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_carried_write_is_stored(api: Api) -> None:
+    first = await api.tender(seed_transaction(terminalId="term5"))
+    second = await api.tender(seed_transaction(terminalId="term5"))
+    assert first.status_code == second.status_code == 200
+    db = api.db()
+    try:
+
+        def read(conn: Any) -> tuple[int, int]:
+            visits = conn.exec_driver_sql("SELECT visit_count FROM profiles").scalar_one()
+            events = conn.exec_driver_sql("SELECT count(*) FROM cfs_events").scalar_one()
+            return int(visits), int(events)
+
+        assert await db.read(read) == (2, 2)
+    finally:
+        await db.close()
