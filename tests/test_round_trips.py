@@ -7,6 +7,7 @@ common case: its profile update and its screen's event must not cost a round tri
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import pg_databases
 from cmc.store import driver
 from support import Api, seed_transaction
 
+DEMO = Path(__file__).parent.parent / "examples" / "demo.yaml"
 pytestmark = pytest.mark.skipif(
     not pg_databases.POSTGRES_URL, reason="PostgreSQL only: set CMC_TEST_POSTGRES_URL"
 )
@@ -67,3 +69,26 @@ async def test_a_carried_write_is_stored(api: Api) -> None:
         assert await db.read(read) == (2, 2)
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_qr_rule_firing_adds_no_round_trip_of_its_own(api_factory: Any, sent: list[str]) -> None:
+    """The demo's "edibles fan" rule: a firing, a short link and a screen event that must NOTIFY."""
+    async with api_factory(registry=DEMO) as api:
+
+        def edibles() -> dict[str, Any]:
+            body = seed_transaction(terminalId="term5", transactionAmount=80)
+            body["products"][0].update(productCategory="Edibles", quantity=2)
+            return body
+
+        assert (await api.tender(edibles())).status_code == 200
+        sent.clear()
+        answer = await api.tender(edibles())
+        assert answer.status_code == 200, answer.text
+        assert [e["rule"] for e in answer.json()["data"]["effects"]] == ["edibles fan"]
+        assert len(sent) == 5, sent
+        carrying = " ".join(sent[3].split())
+        for write in ("UPDATE profiles", "INSERT INTO rule_firings", "INSERT INTO short_links", "cfs_events"):
+            assert write in carrying, (write, carrying)
+        assert "pg_notify" in carrying
+        assert " ".join(sent[4].split()).startswith("INSERT INTO transactions")

@@ -49,7 +49,7 @@ def dynamic(name: str, factory: Any, count: int) -> Statement[Any]:
 
 def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | list[dict[str, Any]]]]:
     """Every statement with parameters that make it do something (rows to find, rows to change)."""
-    from cmc import cfs_feed, profiles, transactions
+    from cmc import cfs_feed, firings, links, profiles, transactions
     from cmc.outbox import optouts
 
     scope = {"pos_system_id": "pax", "company_id": "comp5"}
@@ -114,11 +114,15 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
     yield by_name("firings.usage"), {
         "pos": "pax", "company": "comp5", "profile": "p-1", "rule": "r", "since": NOW - timedelta(days=7),
     }  # fmt: skip
-    yield by_name("links.insert"), {
+    yield by_name("firings.insert_one"), firings._INSERT_ONE.params({
+        **scope, "rule": "r2", "profile_id": "p-1", "transaction_id": "t-1", "fired_at": NOW,
+        "variant": "treatment", "amount": Decimal("23.47"),
+    })  # fmt: skip
+    yield by_name("links.insert"), links._INSERT.params({
         **scope, "code": "abc", "location_id": "loc5", "terminal_id": "term5", "transaction_id": "t-1",
         "widget_id": 1, "title": "10% off", "target_url": "https://example.com/?c=abc", "scans": 0,
         "created_at": NOW, "last_scan_at": None, "rule": "r",
-    }  # fmt: skip
+    })  # fmt: skip
     yield by_name("links.scan"), {"scanned": "abc", "now": NOW}
     yield by_name("links.record_scan"), {
         **scope, "rule": "r", "location_id": "loc5", "terminal_id": "term5", "code": "abc",
@@ -157,6 +161,23 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
             **cfs_feed._INSERT.params({
                 "pos_system_id": "pax", "location_id": "loc5", "terminal_id": "term7",
                 "payload": {"firstName": "Ada"}, "created_at": NOW,
+            }),
+        }  # fmt: skip
+        # A QR's screen event with its NOTIFY, carrying the rule's firing and short link.
+        carried = [firings._INSERT_ONE, links._INSERT]
+        CARRIED["cfs_feed.publish_and_wake[firings.insert_one+links.insert]"] = carried
+        yield statements.carrying(cfs_feed._INSERT_AND_WAKE, carried), {
+            "pos_system_id": "pax", "location_id": "loc5", "terminal_id": "term8",
+            "payload": {"firstName": "Cy"}, "created_at": NOW,
+            **firings._INSERT_ONE.params({
+                **scope, "rule": "r3", "profile_id": "p-1", "transaction_id": "t-2", "fired_at": NOW,
+                "variant": "treatment", "amount": Decimal("7"),
+            }),
+            **links._INSERT.params({
+                **scope, "code": "xyz", "location_id": "loc5", "terminal_id": "term8",
+                "transaction_id": "t-2", "widget_id": 2, "title": "Review",
+                "target_url": "https://example.com/r", "scans": 0, "created_at": NOW,
+                "last_scan_at": None, "rule": "r3",
             }),
         }  # fmt: skip
         yield by_name("cfs_feed.publish_and_wake"), {
@@ -217,7 +238,8 @@ def through_sqlalchemy(conn: Connection) -> list[Any]:
                 mine = {name: own.pop(name) for name in list(own) if name.startswith(write.prefix)}
                 conn.execute(write.statement.statement, mine)
             outer = by_name(statement.name.split("[")[0])
-            results.append(conn.execute(outer.statement, own).rowcount)
+            result = conn.execute(outer.statement, own)
+            results.append([outer.into(*row) for row in result] if _reads(outer) else result.rowcount)
             continue
         result = conn.execute(statement.statement, params)
         if isinstance(params, list):

@@ -97,7 +97,8 @@ async def publish(
     """
     values = {**screen._asdict(), "payload": payload, "created_at": now}
     if wake and tx.dialect == "postgresql":
-        await tx.execute(_INSERT_AND_WAKE, values)
+        # The writes the unit deferred (its profile's update, the rule's firing and link) ride along.
+        await tx.execute(_INSERT_AND_WAKE, values, carry=True)
     else:
         await tx.defer(_INSERT, values)
 

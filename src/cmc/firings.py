@@ -30,14 +30,20 @@ from sqlalchemy import (
 from cmc.store import buckets, tables
 from cmc.store.buckets import Span
 from cmc.store.driver import Tx
-from cmc.store.statements import Statement
+from cmc.store.statements import Statement, Write
 from cmc.store.types import UtcDateTime
 
 if TYPE_CHECKING:
     from cmc.sale import Sale
 
 _f = tables.rule_firings
-_INSERT = Statement(insert(_f), name="firings.insert", keys=[c.name for c in _f.columns if c.name != "id"])
+_COLUMNS = [c.name for c in _f.columns if c.name != "id"]
+_INSERT = Statement(insert(_f), name="firings.insert", keys=_COLUMNS)
+_INSERT_ONE = Write(
+    Statement(insert(_f).values({c: bindparam("firing_" + c) for c in _COLUMNS}), name="firings.insert_one"),
+    "firing_",
+)
+"""A sale's one firing (the common case), as a Write: the sale's insert carries it on PostgreSQL."""
 _USAGE = Statement(
     select(func.count()).where(
         _f.c.pos_system_id == bindparam("pos"),
@@ -60,13 +66,14 @@ async def record(tx: Tx, sale: Sale, rules: Sequence[str], *, held_out: Sequence
         "amount": sale.request.transactionAmount,
     }
     arms = [*((rule, "treatment") for rule in rules), *((rule, "holdout") for rule in held_out)]
-    await tx.execute_many(
-        _INSERT,
-        [
-            {**scope, "rule": rule, "profile_id": profile_id, "fired_at": sale.now, "variant": variant}
-            for rule, variant in arms
-        ],
-    )
+    rows = [
+        {**scope, "rule": rule, "profile_id": profile_id, "fired_at": sale.now, "variant": variant}
+        for rule, variant in arms
+    ]
+    if len(rows) == 1:
+        await tx.defer(_INSERT_ONE, rows[0])
+    elif rows:
+        await tx.execute_many(_INSERT, rows)
 
 
 async def usage(

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from cmc.store import buckets, tables
 from cmc.store.buckets import Span
 from cmc.store.driver import Tx
-from cmc.store.statements import Statement
+from cmc.store.statements import Statement, Write
 from cmc.store.types import UtcDateTime
 
 if TYPE_CHECKING:
@@ -69,7 +69,13 @@ __all__ = [
 _CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _s = tables.short_links
 _v = tables.scans
-_INSERT = Statement(insert(_s), name="links.insert", keys=[c.name for c in _s.columns])
+_INSERT = Write(
+    Statement(
+        insert(_s).values({c.name: bindparam("link_" + c.name) for c in _s.columns}), name="links.insert"
+    ),
+    "link_",
+)
+"""A Write: the sale's insert carries it on PostgreSQL (nobody can scan a code before the sale commits)."""
 _SCANNED = ("pos_system_id", "company_id", "rule", "location_id", "terminal_id")
 """What a scan copies from its link."""
 _SCAN = Statement(
@@ -150,7 +156,7 @@ async def create(tx: Tx, sale: Sale, widget: Widget, *, rule: str) -> str:
         "last_scan_at": None,
         "rule": rule,
     }
-    await tx.execute(_INSERT, row)
+    await tx.defer(_INSERT, row)
     return code
 
 

@@ -59,15 +59,16 @@ class Tx(abc.ABC):
                 for _, deferred in writes:
                     values.update(deferred)
             else:
-                await self.flush()
+                await self._flush_for(statement)
         compiled = statement.compiled(self.dialect)
         return await self._execute(compiled.sql, compiled.args(values))
 
     async def defer(self, write: Write, params: Mapping[str, Any]) -> None:
         """Do ``write``, on PostgreSQL with the unit's next ``execute(..., carry=True)``: a round trip less.
 
-        Any other statement first runs the writes deferred so far, and so does the end of the unit:
-        nothing sees the database without them. SQLite has no round trips to save: it writes now.
+        A statement on a table with a deferred write first runs the writes deferred so far, and so
+        does the end of the unit: nothing sees the database without them. SQLite has no round trips
+        to save: it writes now.
         """
         if self.dialect != "postgresql":
             await self.execute(write.statement, write.params(params))
@@ -75,6 +76,10 @@ class Tx(abc.ABC):
         if any(pending is write for pending, _ in self._deferred):
             await self.flush()
         self._deferred.append((write, write.params(params)))
+
+    async def _flush_for(self, statement: Statement[Any]) -> None:
+        if any(not write.statement.tables.isdisjoint(statement.tables) for write, _ in self._deferred):
+            await self.flush()
 
     async def flush(self) -> None:
         """Run the writes still deferred, one statement each."""
@@ -86,14 +91,14 @@ class Tx(abc.ABC):
     async def execute_many(self, statement: Statement[Any], rows: Sequence[Mapping[str, Any]]) -> None:
         """Run a write once per row of parameters."""
         if self._deferred:
-            await self.flush()
+            await self._flush_for(statement)
         compiled = statement.compiled(self.dialect)
         await self._execute_many(compiled.sql, [compiled.args(row) for row in rows])
 
     async def all(self, statement: Statement[R], params: Params = None) -> list[R]:
         """Every row of a query (or of a write's ``RETURNING``)."""
         if self._deferred:
-            await self.flush()
+            await self._flush_for(statement)
         compiled = statement.compiled(self.dialect)
         return statement.rows(self.dialect, await self._fetch(compiled.sql, compiled.args(params or {})))
 

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import ReturnsRows
+from sqlalchemy.sql.util import find_tables
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 R = TypeVar("R")
@@ -115,6 +116,12 @@ class Statement(Generic[R]):
         self.into: Callable[..., R] = into if into is not None else cast(Callable[..., R], _plain)
         self._compiled: dict[str, Compiled] = {}
         ALL.append(self)
+
+    @functools.cached_property
+    def tables(self) -> frozenset[str]:
+        """The tables it reads or writes (a deferred write waits only for a statement on its table)."""
+        found = find_tables(self.statement, include_crud=True, include_aliases=True, include_joins=True)
+        return frozenset(getattr(table, "name", "") for table in found)
 
     def compiled(self, dialect: str) -> Compiled:
         """The statement compiled for ``dialect`` (``sqlite`` or ``postgresql``), once."""
