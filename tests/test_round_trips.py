@@ -7,13 +7,21 @@ common case: its profile update and its screen's event must not cost a round tri
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 import pg_databases
-from cmc.store import driver
+from cmc import cfs_feed, firings
+from cmc.screens import Screen
+from cmc.store import driver, migrate, tables
+from cmc.store.database import Database
+from cmc.store.driver import Tx
+from cmc.store.statements import Statement
 from support import Api, seed_transaction
 
 DEMO = Path(__file__).parent.parent / "examples" / "demo.yaml"
@@ -92,3 +100,32 @@ async def test_a_qr_rule_firing_adds_no_round_trip_of_its_own(api_factory: Any, 
             assert write in carrying, (write, carrying)
         assert "pg_notify" in carrying
         assert " ".join(sent[4].split()).startswith("INSERT INTO transactions")
+
+
+async def test_a_deferred_write_runs_before_a_statement_on_its_table_and_at_the_units_end() -> None:
+    url = pg_databases.create()
+    db = Database.open(url)
+    try:
+        await asyncio.to_thread(migrate.upgrade, db)
+        count = Statement(
+            select(func.count()).select_from(tables.cfs_events), name="test.events[count]", only="postgresql"
+        )
+        screen = Screen("pax", "loc5", "term5")
+        since = datetime(2026, 1, 1, tzinfo=UTC)
+
+        async def unit(tx: Tx) -> tuple[int, ...] | None:
+            await cfs_feed.publish(tx, screen, {"firstName": "Ada"}, now=since, wake=False)
+            assert tx.deferred == 1
+            usage = {"pos": "pax", "company": "comp5", "profile": "p", "rule": "r", "since": since}
+            await tx.all(firings._USAGE, usage)  # another table: the event can still wait
+            assert tx.deferred == 1
+            seen = await tx.first(count)  # its own table: the event is written first
+            assert tx.deferred == 0
+            await cfs_feed.publish(tx, screen, {"firstName": "Ben"}, now=since, wake=False)
+            return seen  # the unit ends with that one deferred: the commit must not lose it
+
+        assert await db.transact(unit) == (1,)
+        assert await db.query(lambda tx: tx.first(count)) == (2,)
+    finally:
+        await db.close()
+        pg_databases.drop(url)

@@ -43,7 +43,11 @@ class Checkpointer:
             self._thread.join()
 
     def _run(self) -> None:
-        connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            # The file is gone (a test's temporary directory): the commits' backstop is what remains.
+            return
         try:
             # Waiting for another process's checkpoint is pointless: the next round comes soon.
             connection.execute("PRAGMA busy_timeout=0")

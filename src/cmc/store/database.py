@@ -480,7 +480,11 @@ class PostgresDatabase(Database):
             try:
                 pool = await self._driver_pool()
                 async with pool.acquire() as connection, _dropped_when_broken(connection):
-                    return await unit(PgTx(connection), *args, **kwargs)
+                    tx = PgTx(connection)
+                    result = await unit(tx, *args, **kwargs)
+                    if tx.deferred:
+                        raise RuntimeError("a read-only unit deferred a write")
+                    return result
             except StoreUnavailable:
                 if attempt == RETRY_ATTEMPTS:
                     raise

@@ -77,6 +77,11 @@ class Tx(abc.ABC):
             await self.flush()
         self._deferred.append((write, write.params(params)))
 
+    @property
+    def deferred(self) -> int:
+        """How many deferred writes wait for a statement to carry them."""
+        return len(self._deferred)
+
     async def _flush_for(self, statement: Statement[Any]) -> None:
         if any(not write.statement.tables.isdisjoint(statement.tables) for write, _ in self._deferred):
             await self.flush()
