@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 import pg_databases
-from cmc import cfs_feed, firings
+from cmc import cfs_feed, firings, profiles
 from cmc.screens import Screen
 from cmc.store import driver, migrate, tables
 from cmc.store.database import Database
@@ -121,11 +121,47 @@ async def test_a_deferred_write_runs_before_a_statement_on_its_table_and_at_the_
             assert tx.deferred == 1
             seen = await tx.first(count)  # its own table: the event is written first
             assert tx.deferred == 0
+            # A carrier on the deferred write's own table would not see it: it runs first.
+            await cfs_feed.publish(tx, screen, {"firstName": "Cy"}, now=since, wake=False)
+            await cfs_feed.publish(tx, screen, {"firstName": "Dee"}, now=since, wake=True)
+            assert tx.deferred == 0
             await cfs_feed.publish(tx, screen, {"firstName": "Ben"}, now=since, wake=False)
             return seen  # the unit ends with that one deferred: the commit must not lose it
 
         assert await db.transact(unit) == (1,)
-        assert await db.query(lambda tx: tx.first(count)) == (2,)
+        assert await db.query(lambda tx: tx.first(count)) == (4,)
+    finally:
+        await db.close()
+        pg_databases.drop(url)
+
+
+async def test_two_deferred_writes_of_one_table_do_not_share_a_statement() -> None:
+    """In one statement PostgreSQL would apply only one of two updates of a row."""
+    url = pg_databases.create()
+    db = Database.open(url)
+    try:
+        await asyncio.to_thread(migrate.upgrade, db)
+        when = datetime(2026, 1, 1, tzinfo=UTC)
+        row = {
+            "email": None, "phone": None, "birth_date": None, "gender": None, "lifetime_spend": 1,
+            "has_card": False, "updated_at": when, "pid": "p-1",
+        }  # fmt: skip
+
+        async def unit(tx: Tx) -> None:
+            await tx.execute(
+                profiles._INSERT_PROFILE,
+                {**row, "id": "p-1", "pos_system_id": "pax", "company_id": "comp5", "first_name": None,
+                 "last_name": None, "visit_count": 1, "created_at": when},
+            )  # fmt: skip
+            await tx.defer(profiles._UPDATE_PROFILE, {**row, "visit_count": 2})
+            await tx.defer(
+                profiles._UPDATE_RENAMED, {**row, "visit_count": 3, "first_name": "A", "last_name": "B"}
+            )
+            assert tx.deferred == 1  # the first update ran before the second was deferred
+
+        await db.transact(unit)
+        visits = Statement(select(tables.profiles.c.visit_count), name="test.visits[read]", only="postgresql")
+        assert await db.query(lambda tx: tx.first(visits)) == (3,)
     finally:
         await db.close()
         pg_databases.drop(url)

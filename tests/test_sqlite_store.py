@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from cmc import cfs_feed, profiles
-from cmc.errors import DuplicateKey, StoreError
+from cmc.errors import DuplicateKey, StoreError, StoreUnavailable
 from cmc.screens import Screen
 from cmc.store import checkpoints, migrate
 from cmc.store.database import Database, SqliteDatabase
@@ -191,3 +191,11 @@ async def test_the_wal_is_checkpointed_by_its_thread_not_by_the_commits(db: Data
 def test_the_backstop_is_far_above_what_a_round_leaves() -> None:
     # A round every half second at ~10,000 frames a second (a fast machine's sales) leaves ~5,000.
     assert checkpoints.BACKSTOP_PAGES >= 10 * 5_000 * checkpoints.INTERVAL_SECONDS * 2
+
+
+async def test_a_closed_store_refuses_work_instead_of_reopening(db: Database) -> None:
+    await db.close()
+    with pytest.raises(StoreUnavailable):
+        await db.transact(_event, "late")
+    with pytest.raises(StoreUnavailable):
+        await db.write(lambda conn: None)

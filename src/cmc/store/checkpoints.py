@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+from pathlib import Path
 
 INTERVAL_SECONDS = 0.5
 BACKSTOP_PAGES = 50_000
@@ -43,8 +44,10 @@ class Checkpointer:
             self._thread.join()
 
     def _run(self) -> None:
+        # mode=rw: a missing file is not created (an empty database would only hide the mistake).
+        uri = Path(self._path).resolve().as_uri() + "?mode=rw"
         try:
-            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         except sqlite3.Error:
             # The file is gone (a test's temporary directory): the commits' backstop is what remains.
             return

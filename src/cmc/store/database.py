@@ -235,6 +235,8 @@ class SqliteDatabase(Database):
         def fn(conn: Connection) -> T:
             return run_to_completion(unit(SqliteTx(_raw(conn)), *args, **kwargs))  # type: ignore[arg-type]
 
+        if self._closed:
+            raise StoreUnavailable(code="closed")
         turn = self._turn
         if turn is None or turn.size >= MAX_UNITS_PER_TURN:
             if turn is not None:
@@ -247,8 +249,8 @@ class SqliteDatabase(Database):
         try:
             result = turn.run(fn)
         finally:
-            if turn.over and self._turn is turn:
-                self._turn = None
+            if turn.over:
+                self._end_turn(turn)
         # The commit sets the future at the end of this turn; shielded so that a caller cancelled
         # while it waits (its sale is committed or failed with the others all the same) does not
         # cancel the future the other units of the turn wait on.
@@ -269,8 +271,15 @@ class SqliteDatabase(Database):
     def _commit(self, turn: _Turn) -> None:
         """Commit ``turn`` unless it is already over (committed early by a ``write``, or failed)."""
         if self._turn is turn:
-            self._turn = None
             turn.commit()
+            self._end_turn(turn)
+
+    def _end_turn(self, turn: _Turn) -> None:
+        if self._turn is turn:
+            self._turn = None
+        if turn.broken and self._inline_conn is not None:
+            self._inline_conn.invalidate()
+            self._inline_conn = None
 
     def _commit_open_turn(self) -> None:
         if self._turn is not None:
@@ -283,6 +292,8 @@ class SqliteDatabase(Database):
         return await self.read(fn)
 
     async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        if self._closed:
+            raise StoreUnavailable(code="closed")
         # A Core function runs in a transaction of its own on the same connection.
         self._commit_open_turn()
         try:
@@ -344,6 +355,8 @@ class _Turn:
     """Done when the turn is over: committed (None) or failed (the error every unit gets)."""
     size: int
     over: bool
+    broken: bool
+    """Its rollback failed: the connection is discarded, a fresh one takes the next turn."""
     _conn: Connection
     _raw: sqlite3.Connection
 
@@ -353,6 +366,7 @@ class _Turn:
         self.committed = committed
         self.size = 0
         self.over = False
+        self.broken = False
 
     def run(self, fn: Callable[[Connection], T]) -> T:
         """Run one unit in this turn's transaction; raises what the unit raised."""
@@ -360,26 +374,36 @@ class _Turn:
         first = self.size == 0
         self.size += 1
         if not first:
-            self._raw.execute("SAVEPOINT unit")
+            self._savepoint("SAVEPOINT unit")
         try:
             result = fn(self._conn)
         except BaseException:
             self._undo(first)
             raise
         if not first:
-            self._raw.execute("RELEASE unit")
+            self._savepoint("RELEASE unit")
         return result
+
+    def _savepoint(self, command: str) -> None:
+        """A savepoint command; if SQLite refuses it, nothing of the turn can be trusted to commit."""
+        try:
+            self._raw.execute(command)
+        except sqlite3.Error as exc:
+            error = sqlite_error(exc)
+            self._abort(error)
+            raise error from None
 
     def _undo(self, first: bool) -> None:
         if self._raw.in_transaction and not first:
-            self._raw.execute("ROLLBACK TO unit")
-            self._raw.execute("RELEASE unit")
-            return
+            try:
+                self._raw.execute("ROLLBACK TO unit")
+                self._raw.execute("RELEASE unit")
+                return
+            except sqlite3.Error:
+                pass  # the unit's writes could not be undone alone: the whole turn goes
         # The first unit failed, or SQLite itself rolled the transaction back (a full disk, an I/O
         # error), taking the earlier units' writes with it: they fail too.
-        if self._raw.in_transaction:
-            self._raw.rollback()
-        self._end(None if first else StoreUnavailable(code="rolled back with another unit of its turn"))
+        self._abort(None if first else StoreUnavailable(code="rolled back with another unit of its turn"))
 
     def commit(self) -> None:
         """Commit the turn's transaction and wake every unit waiting for it."""
@@ -388,11 +412,19 @@ class _Turn:
         try:
             self._raw.commit()
         except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                self._raw.rollback()
-            self._end(sqlite_error(exc))
+            self._abort(sqlite_error(exc))
             return
         self._end(None)
+
+    def _abort(self, error: BaseException | None) -> None:
+        """Roll the whole transaction back; ``error`` is what the turn's other units get."""
+        try:
+            if self._raw.in_transaction:
+                self._raw.rollback()
+        except sqlite3.Error:
+            # Still inside a transaction: the connection must not begin the next turn.
+            self.broken = True
+        self._end(error)
 
     def _end(self, error: BaseException | None) -> None:
         self.over = True

@@ -52,7 +52,10 @@ class Tx(abc.ABC):
         """
         values: Mapping[str, Any] = params or {}
         if self._deferred:
-            if carry:
+            if carry and self._overlaps(statement):
+                # A carrier on a deferred write's table would not see it (one snapshot for all).
+                await self.flush()
+            elif carry:
                 writes, self._deferred = self._deferred, []
                 statement = carrying(statement, [write for write, _ in writes])
                 values = {**values}
@@ -73,7 +76,8 @@ class Tx(abc.ABC):
         if self.dialect != "postgresql":
             await self.execute(write.statement, write.params(params))
             return
-        if any(pending is write for pending, _ in self._deferred):
+        if self._overlaps(write.statement):
+            # Two writes of one table in one statement: PostgreSQL would apply only one to a row.
             await self.flush()
         self._deferred.append((write, write.params(params)))
 
@@ -82,8 +86,14 @@ class Tx(abc.ABC):
         """How many deferred writes wait for a statement to carry them."""
         return len(self._deferred)
 
+    def _overlaps(self, statement: Statement[Any]) -> bool:
+        """Does ``statement`` touch a table with a deferred write (or tables it cannot name)?"""
+        if not statement.tables:
+            return bool(self._deferred)  # raw SQL: it may touch anything
+        return any(not write.statement.tables.isdisjoint(statement.tables) for write, _ in self._deferred)
+
     async def _flush_for(self, statement: Statement[Any]) -> None:
-        if any(not write.statement.tables.isdisjoint(statement.tables) for write, _ in self._deferred):
+        if self._overlaps(statement):
             await self.flush()
 
     async def flush(self) -> None:
