@@ -92,8 +92,9 @@ async def publish(
 ) -> None:
     """Write an event for a screen in the caller's transaction; every process pushes it.
 
-    ``wake`` also NOTIFYs the pollers on PostgreSQL (a round trip more), so the push does not wait for
-    the next poll; without it the event goes out within ``CMC_CFS_POLL_SECONDS``.
+    ``wake`` also NOTIFYs the pollers on PostgreSQL, so the push does not wait for the next poll
+    (the event and its NOTIFY are one statement, which carries the unit's deferred writes); without
+    it the event is deferred to the sale's insert and goes out within ``CMC_CFS_POLL_SECONDS``.
     """
     values = {**screen._asdict(), "payload": payload, "created_at": now}
     if wake and tx.dialect == "postgresql":
