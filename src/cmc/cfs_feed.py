@@ -67,13 +67,8 @@ class CfsEvent:
 
 _t = tables.cfs_events
 _COLUMNS = [c.name for c in _t.columns if c.name != "id"]
-_INSERT = Write(
-    Statement(
-        insert(_t).values({name: bindparam("event_" + name) for name in _COLUMNS}), name="cfs_feed.publish"
-    ),
-    "event_",
-)
-"""A Write: the sale's own insert carries it on PostgreSQL (nothing later in a tender reads it)."""
+_INSERT = Write.insert(_t, name="cfs_feed.publish", prefix="event_", columns=_COLUMNS)
+"""Deferred: the sale's own insert carries it on PostgreSQL."""
 _INSERT_AND_WAKE = Statement(
     select(func.pg_notify(notifications.CFS_CHANNEL, "")).select_from(
         insert(_t)

@@ -39,11 +39,8 @@ if TYPE_CHECKING:
 _f = tables.rule_firings
 _COLUMNS = [c.name for c in _f.columns if c.name != "id"]
 _INSERT = Statement(insert(_f), name="firings.insert", keys=_COLUMNS)
-_INSERT_ONE = Write(
-    Statement(insert(_f).values({c: bindparam("firing_" + c) for c in _COLUMNS}), name="firings.insert_one"),
-    "firing_",
-)
-"""A sale's one firing (the common case), as a Write: the sale's insert carries it on PostgreSQL."""
+_INSERT_ONE = Write.insert(_f, name="firings.insert_one", prefix="firing_", columns=_COLUMNS)
+"""A sale's one firing (the common case), deferred: the sale's insert carries it on PostgreSQL."""
 _USAGE = Statement(
     select(func.count()).where(
         _f.c.pos_system_id == bindparam("pos"),

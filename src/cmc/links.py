@@ -69,13 +69,8 @@ __all__ = [
 _CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _s = tables.short_links
 _v = tables.scans
-_INSERT = Write(
-    Statement(
-        insert(_s).values({c.name: bindparam("link_" + c.name) for c in _s.columns}), name="links.insert"
-    ),
-    "link_",
-)
-"""A Write: the sale's insert carries it on PostgreSQL (nobody can scan a code before the sale commits)."""
+_INSERT = Write.insert(_s, name="links.insert", prefix="link_")
+"""Deferred: the sale's insert carries it on PostgreSQL (nobody can scan a code before the sale commits)."""
 _SCANNED = ("pos_system_id", "company_id", "rule", "location_id", "terminal_id")
 """What a scan copies from its link."""
 _SCAN = Statement(

@@ -161,7 +161,7 @@ _NAMES = ("first_name", "last_name")
 
 
 def _update_profile(columns: tuple[str, ...], name: str) -> Write:
-    # A Write: the sale's own insert carries it on PostgreSQL (nothing later in a tender reads it).
+    # Deferred: the sale's own insert carries it on PostgreSQL.
     prefix = name.replace(".", "_") + "_"
     values: dict[str, Any] = {column: bindparam(prefix + column) for column in (*columns, "updated_at")}
     return Write(

@@ -219,17 +219,17 @@ class SqliteDatabase(Database):
 
     def _run_inline(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         """On the loop's thread; raises ``_Busy`` at once if another writer holds the lock."""
+        return _transaction(self._inline_connection(), fn, args, kwargs)
+
+    def _inline_connection(self) -> Connection:
         if self._inline_conn is None or self._inline_conn.closed:
             self._inline_conn = self._inline.connect()
-            self._start_checkpoints()
-        return _transaction(self._inline_conn, fn, args, kwargs)
-
-    def _start_checkpoints(self) -> None:
         # Started by the first write on the loop (a server's), not for a CLI command's few writes.
         if self._checkpointer is None:
             assert self.url.database
             self._checkpointer = checkpoints.Checkpointer(self.url.database)
             self._checkpointer.start()
+        return self._inline_conn
 
     async def transact(self, unit: Unit[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         def fn(conn: Connection) -> T:
@@ -259,11 +259,8 @@ class SqliteDatabase(Database):
 
     def _begin_turn(self) -> _Turn:
         """Open the loop turn's write transaction (``_Busy`` when another process holds the lock)."""
-        if self._inline_conn is None or self._inline_conn.closed:
-            self._inline_conn = self._inline.connect()
-            self._start_checkpoints()
         loop = asyncio.get_running_loop()
-        turn = _Turn(self._inline_conn, loop.create_future())
+        turn = _Turn(self._inline_connection(), loop.create_future())
         self._turn = turn
         loop.call_soon(self._commit, turn)
         return turn

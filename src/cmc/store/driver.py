@@ -52,10 +52,9 @@ class Tx(abc.ABC):
         """
         values: Mapping[str, Any] = params or {}
         if self._deferred:
-            if carry and self._overlaps(statement):
-                # A carrier on a deferred write's table would not see it (one snapshot for all).
-                await self.flush()
-            elif carry:
+            # A carrier on a deferred write's table would not see it (one snapshot for all): that
+            # write runs first, like before any other statement on its table.
+            if carry and not self._overlaps(statement):
                 writes, self._deferred = self._deferred, []
                 statement = carrying(statement, [write for write, _ in writes])
                 values = {**values}

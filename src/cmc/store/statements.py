@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast, overload
 
+from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
@@ -183,6 +184,14 @@ class Write:
 
     statement: Statement[Any]
     prefix: str
+
+    @classmethod
+    def insert(cls, table: Table, *, name: str, prefix: str, columns: Sequence[str] | None = None) -> Write:
+        """One row into ``table``: every column (or ``columns``), each bound as ``{prefix}{column}``."""
+        names = [c.name for c in table.columns] if columns is None else list(columns)
+        return cls(
+            Statement(insert(table).values({c: bindparam(prefix + c) for c in names}), name=name), prefix
+        )
 
     def params(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """``values`` under this write's parameter names."""
