@@ -511,6 +511,27 @@ def test_a_slow_subscriber_drops_its_oldest_events() -> None:
     assert got == [3, 4]
 
 
+async def test_a_wake_with_no_screen_connected_reads_nothing(cfs_api: Api) -> None:
+    """Every QR sale NOTIFYs every process; one with no screen open has nothing to push."""
+    db = cfs_api.db()
+    feed = CfsFeed(db, poll=timedelta(hours=1))
+    await feed.start()
+    try:
+        await asyncio.sleep(0.05)  # the first round has run; the next is an hour away
+        before = feed.last_id
+        await add_event(cfs_api, {"n": 1})
+        feed.wake()
+        await asyncio.sleep(0.05)
+        assert feed.last_id == before  # no round ran
+        with feed.subscribe(GREEN_LEAF) as sub:
+            feed.wake()
+            event = await sub.next(2)
+            assert event is not None and event.payload == {"n": 1}  # the next round still finds it
+    finally:
+        await feed.stop()
+        await db.close()
+
+
 async def test_wake_polls_at_once(cfs_api: Api) -> None:
     db = cfs_api.db()
     feed = CfsFeed(db, poll=timedelta(hours=1))

@@ -163,27 +163,33 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
                 "payload": {"firstName": "Ada"}, "created_at": NOW,
             }),
         }  # fmt: skip
-        # A QR's screen event with its NOTIFY, carrying the rule's firing and short link.
-        carried = [firings._INSERT_ONE, links._INSERT]
-        CARRIED["cfs_feed.publish_and_wake[firings.insert_one+links.insert]"] = carried
-        yield statements.carrying(cfs_feed._INSERT_AND_WAKE, carried), {
-            "pos_system_id": "pax", "location_id": "loc5", "terminal_id": "term8",
-            "payload": {"firstName": "Cy"}, "created_at": NOW,
+        # A QR sale's insert carrying the rule's firing, its short link and the screen event's NOTIFY.
+        carried = [firings._INSERT_ONE, links._INSERT, cfs_feed._INSERT_AND_WAKE]
+        CARRIED["transactions.insert[firings.insert_one+links.insert+cfs_feed.publish_and_wake]"] = carried
+        yield statements.carrying(transactions._INSERT, carried), {
+            **scope, "id": "t-3", "pos_transaction_id": "T-3", "location_id": "loc5", "terminal_id": "term8",
+            "transaction_type": "Sale", "is_reversal": False, "amount": Decimal("7"), "occurred_at": NOW,
+            "received_at": NOW, "profile_id": "p-1", "loyalty_card": None, "request_hash": "j" * 64,
+            "request": b"{}", "response": b"{}",
             **firings._INSERT_ONE.params({
-                **scope, "rule": "r3", "profile_id": "p-1", "transaction_id": "t-2", "fired_at": NOW,
+                **scope, "rule": "r3", "profile_id": "p-1", "transaction_id": "t-3", "fired_at": NOW,
                 "variant": "treatment", "amount": Decimal("7"),
             }),
             **links._INSERT.params({
                 **scope, "code": "xyz", "location_id": "loc5", "terminal_id": "term8",
-                "transaction_id": "t-2", "widget_id": 2, "title": "Review",
+                "transaction_id": "t-3", "widget_id": 2, "title": "Review",
                 "target_url": "https://example.com/r", "scans": 0, "created_at": NOW,
                 "last_scan_at": None, "rule": "r3",
             }),
+            **cfs_feed._INSERT_AND_WAKE.params({
+                "pos_system_id": "pax", "location_id": "loc5", "terminal_id": "term8",
+                "payload": {"firstName": "Cy"}, "created_at": NOW,
+            }),
         }  # fmt: skip
-        yield by_name("cfs_feed.publish_and_wake"), {
+        yield by_name("cfs_feed.publish_and_wake"), cfs_feed._INSERT_AND_WAKE.params({
             "pos_system_id": "pax", "location_id": "loc5", "terminal_id": "term6",
             "payload": {"firstName": "Ben"}, "created_at": NOW,
-        }  # fmt: skip
+        })  # fmt: skip
 
 
 def test_the_scenario_covers_every_statement() -> None:

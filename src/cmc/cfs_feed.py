@@ -12,7 +12,9 @@ that took id 11. A round that skips ids remembers them as gaps and looks them up
 seconds (a rolled-back sale leaves a gap that never fills), so a late commit is still pushed.
 
 ``wake()`` starts a round at once: a PostgreSQL ``LISTEN`` callback (or a sale handled in this
-process) can call it so the push does not wait for the next tick. Subscriber queues are bounded; a
+process) can call it so the push does not wait for the next tick. A process with no screen
+connected ignores it: it has nobody to push to, and the ticks keep its place in the feed (a page
+that connects later skips what its first state already shows). Subscriber queues are bounded; a
 slow subscriber loses its oldest events instead of holding up the others.
 """
 
@@ -26,14 +28,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Column, ColumnElement, Connection, bindparam, func, insert, select
+from sqlalchemy import Column, ColumnElement, Connection, func, select
 
 from cmc import background
 from cmc.screens import Screen
 from cmc.store import notifications, tables
 from cmc.store.database import Database
 from cmc.store.driver import Tx
-from cmc.store.statements import Statement, Write
+from cmc.store.statements import Write
 
 __all__ = [
     "CfsEvent",
@@ -69,17 +71,15 @@ _t = tables.cfs_events
 _COLUMNS = [c.name for c in _t.columns if c.name != "id"]
 _INSERT = Write.insert(_t, name="cfs_feed.publish", prefix="event_", columns=_COLUMNS)
 """Deferred: the sale's own insert carries it on PostgreSQL."""
-_INSERT_AND_WAKE = Statement(
-    select(func.pg_notify(notifications.CFS_CHANNEL, "")).select_from(
-        insert(_t)
-        .values({name: bindparam(name, type_=_t.c[name].type) for name in _COLUMNS})
-        .returning(_t.c.id)
-        .cte("published")
-    ),
+_INSERT_AND_WAKE = Write.insert(
+    _t,
     name="cfs_feed.publish_and_wake",
+    prefix="event_",
+    columns=_COLUMNS,
+    returning=func.pg_notify(notifications.CFS_CHANNEL, ""),
     only="postgresql",
 )
-"""PostgreSQL: the row and its NOTIFY in one round trip."""
+"""PostgreSQL: the row and its NOTIFY (sent at commit), deferred like ``_INSERT``."""
 
 
 async def publish(
@@ -87,16 +87,12 @@ async def publish(
 ) -> None:
     """Write an event for a screen in the caller's transaction; every process pushes it.
 
-    ``wake`` also NOTIFYs the pollers on PostgreSQL, so the push does not wait for the next poll
-    (the event and its NOTIFY are one statement, which carries the unit's deferred writes); without
-    it the event is deferred to the sale's insert and goes out within ``CMC_CFS_POLL_SECONDS``.
+    ``wake`` also NOTIFYs the pollers on PostgreSQL, so the push does not wait for the next poll;
+    without it the event goes out within ``CMC_CFS_POLL_SECONDS``. Either way the write is deferred:
+    the sale's own insert carries it, NOTIFY included, so a screen event costs no round trip.
     """
     values = {**screen._asdict(), "payload": payload, "created_at": now}
-    if wake and tx.dialect == "postgresql":
-        # The writes the unit deferred (its profile's update, the rule's firing and link) ride along.
-        await tx.execute(_INSERT_AND_WAKE, values, carry=True)
-    else:
-        await tx.defer(_INSERT, values)
+    await tx.defer(_INSERT_AND_WAKE if wake and tx.dialect == "postgresql" else _INSERT, values)
 
 
 def prune_targets(before: datetime) -> list[tuple[Column[Any], ColumnElement[bool]]]:
@@ -108,9 +104,12 @@ def prune_targets(before: datetime) -> list[tuple[Column[Any], ColumnElement[boo
     return [(_t.c.id, (_t.c.created_at < before) & (_t.c.id < newest))]
 
 
+_LATEST_ID = select(func.coalesce(func.max(_t.c.id), 0))
+
+
 def latest_id(conn: Connection) -> int:
     """The newest event id (0 when there is none)."""
-    return int(conn.execute(select(func.coalesce(func.max(_t.c.id), 0))).scalar_one())
+    return int(conn.execute(_LATEST_ID).scalar_one())
 
 
 def events_after(conn: Connection, after: int, *, limit: int) -> list[CfsEvent]:
@@ -211,8 +210,13 @@ class CfsFeed:
         self._task = None
 
     def wake(self) -> None:
-        """Poll now rather than at the next tick (e.g. on a PostgreSQL NOTIFY)."""
-        self._wake.set()
+        """Poll now rather than at the next tick (e.g. on a PostgreSQL NOTIFY), if a screen listens here.
+
+        Every QR sale of every process NOTIFYs; without this check each process with no screen
+        would read the feed's newest id once per such sale, only to skip it.
+        """
+        if self._subscribers:
+            self._wake.set()
 
     @contextlib.contextmanager
     def subscribe(self, screen: Screen) -> Iterator[Subscription]:

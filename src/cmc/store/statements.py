@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar, cast, overload
 from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import ReturnsRows
 from sqlalchemy.sql.util import find_tables
@@ -186,12 +186,26 @@ class Write:
     prefix: str
 
     @classmethod
-    def insert(cls, table: Table, *, name: str, prefix: str, columns: Sequence[str] | None = None) -> Write:
-        """One row into ``table``: every column (or ``columns``), each bound as ``{prefix}{column}``."""
+    def insert(
+        cls,
+        table: Table,
+        *,
+        name: str,
+        prefix: str,
+        columns: Sequence[str] | None = None,
+        returning: ColumnElement[Any] | None = None,
+        only: str | None = None,
+    ) -> Write:
+        """One row into ``table``: every column (or ``columns``), each bound as ``{prefix}{column}``.
+
+        ``returning``: an expression PostgreSQL evaluates for the row even when nothing reads it
+        (a data-modifying CTE always runs to completion): ``pg_notify``, say.
+        """
         names = [c.name for c in table.columns] if columns is None else list(columns)
-        return cls(
-            Statement(insert(table).values({c: bindparam(prefix + c) for c in names}), name=name), prefix
-        )
+        statement = insert(table).values({c: bindparam(prefix + c) for c in names})
+        if returning is not None:
+            statement = statement.returning(returning)
+        return cls(Statement(statement, name=name, only=only), prefix)
 
     def params(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """``values`` under this write's parameter names."""
