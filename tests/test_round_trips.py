@@ -103,6 +103,25 @@ async def test_a_qr_rule_firing_adds_no_round_trip(api_factory: Any, sent: list[
         assert "INSERT INTO transactions" in carrying
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_rule_that_sends_messages_adds_two_statements(api_factory: Any, sent: list[str]) -> None:
+    """The demo's "mid-basket coupon": its per-customer limit's count, then the messages' insert."""
+    async with api_factory(registry=DEMO) as api:
+        assert (
+            await api.tender(seed_transaction(terminalId="term5", transactionAmount=80))
+        ).status_code == 200
+        sent.clear()
+        answer = await api.tender(seed_transaction(terminalId="term5", transactionAmount=30))
+        assert answer.status_code == 200, answer.text
+        data = answer.json()["data"]
+        assert data["notificationMessageId"] and data["qrCodeWidget"]
+        assert len(sent) == 6, "\n".join(" ".join(x.split())[:100] for x in sent)
+        assert "FROM rule_firings" in sent[3]
+        enqueue = " ".join(sent[4].split())
+        assert enqueue.startswith("INSERT INTO messages") and "opt_outs" in enqueue  # one statement
+        assert "INSERT INTO transactions" in sent[5]
+
+
 async def test_a_deferred_write_runs_before_a_statement_on_its_table_and_at_the_units_end() -> None:
     url = pg_databases.create()
     db = Database.open(url)

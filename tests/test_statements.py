@@ -50,7 +50,7 @@ def dynamic(name: str, factory: Any, count: int) -> Statement[Any]:
 def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | list[dict[str, Any]]]]:
     """Every statement with parameters that make it do something (rows to find, rows to change)."""
     from cmc import cfs_feed, firings, links, profiles, transactions
-    from cmc.outbox import optouts
+    from cmc.outbox import queue
 
     scope = {"pos_system_id": "pax", "company_id": "comp5"}
     if dialect == "postgresql":
@@ -96,20 +96,22 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
     yield dynamic("transactions.responses[1]", transactions._responses, 1), {
         "pos": "pax", "c0": "comp5", "tx": "T-1",
     }  # fmt: skip
+    three = [
+        {
+            **scope,
+            "rule": "r",
+            "profile_id": "p-1",
+            "transaction_id": "t-1",
+            "fired_at": NOW - timedelta(days=d),
+            "variant": "holdout" if d == 3 else "treatment",
+            "amount": Decimal("23.47"),
+        }
+        for d in (0, 3, 9)
+    ]
+    many = firings._insert_many(3)
     yield (
-        by_name("firings.insert"),
-        [
-            {
-                **scope,
-                "rule": "r",
-                "profile_id": "p-1",
-                "transaction_id": "t-1",
-                "fired_at": NOW - timedelta(days=d),
-                "variant": "holdout" if d == 3 else "treatment",
-                "amount": Decimal("23.47"),
-            }
-            for d in (0, 3, 9)
-        ],
+        dynamic("firings.insert[3]", lambda n: firings._insert_many(n).statement, 3),
+        many.params(statements.Write.of_rows(three)),
     )
     yield by_name("firings.usage"), {
         "pos": "pax", "company": "comp5", "profile": "p-1", "rule": "r", "since": NOW - timedelta(days=7),
@@ -129,15 +131,20 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
         "scanned_at": NOW, "agent": "Mobile Safari", "bot": False,
     }  # fmt: skip
     yield by_name("links.page"), {"code": "abc"}
-    yield by_name("outbox.enqueue"), {
-        **scope, "id": "m-1", "location_id": "loc5", "transaction_id": "t-1", "rule": "r",
-        "template_id": "thanks", "channel": "email", "recipient": "ada@example.com", "subject": "Hi",
-        "body": "Hello", "optout_token": "tok", "status": "queued", "attempts": 0, "next_attempt_at": NOW,
+    # Two messages in one statement; the seed opted ada@example.com out of email: one row is written.
+    message = {
+        "location_id": "loc5", "transaction_id": "t-1", "rule": "r", "template_id": "thanks",
+        "subject": "Hi", "body": "Hello", "status": "queued", "attempts": 0, "next_attempt_at": NOW,
         "lease_until": None, "last_error": None, "created_at": NOW, "sent_at": None, "reason": None,
         "provider_id": None, "reported_at": None,
     }  # fmt: skip
-    yield dynamic("optouts.opted_out[1]", optouts._opted_out_query, 1), {
-        "pos": "pax", "company": "comp5", "r0": "ada@example.com",
+    messages = [
+        {**message, "id": "m-1", "channel": "email", "recipient": "ada@example.com", "optout_token": "tok1"},
+        {**message, "id": "m-2", "channel": "sms", "recipient": "+14155550100", "optout_token": "tok2"},
+    ]
+    yield dynamic("outbox.enqueue[2]", queue._enqueue_query, 2), {
+        "pos": "pax", "company": "comp5",
+        **{f"{name}{n}": value for n, row in enumerate(messages) for name, value in row.items()},
     }  # fmt: skip
     yield by_name("cfs_feed.publish"), cfs_feed._INSERT.params({
         "pos_system_id": "pax", "location_id": "loc5", "terminal_id": "term5",

@@ -7,6 +7,7 @@ so a customer of either arm meets the rule as often. Every statement on ``rule_f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -23,7 +24,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
-    insert,
     select,
 )
 
@@ -38,9 +38,16 @@ if TYPE_CHECKING:
 
 _f = tables.rule_firings
 _COLUMNS = [c.name for c in _f.columns if c.name != "id"]
-_INSERT = Statement(insert(_f), name="firings.insert", keys=_COLUMNS)
 _INSERT_ONE = Write.insert(_f, name="firings.insert_one", prefix="firing_", columns=_COLUMNS)
 """A sale's one firing (the common case), deferred: the sale's insert carries it on PostgreSQL."""
+
+
+@functools.cache
+def _insert_many(count: int) -> Write:
+    """A sale's ``count`` firings in one insert, deferred like ``_INSERT_ONE``."""
+    return Write.insert(_f, name=f"firings.insert[{count}]", prefix="firing_", columns=_COLUMNS, rows=count)
+
+
 _USAGE = Statement(
     select(func.count()).where(
         _f.c.pos_system_id == bindparam("pos"),
@@ -70,7 +77,7 @@ async def record(tx: Tx, sale: Sale, rules: Sequence[str], *, held_out: Sequence
     if len(rows) == 1:
         await tx.defer(_INSERT_ONE, rows[0])
     elif rows:
-        await tx.execute_many(_INSERT, rows)
+        await tx.defer(_insert_many(len(rows)), Write.of_rows(rows))
 
 
 async def usage(

@@ -2,7 +2,8 @@
 
 - ``queue``: the messages: ``enqueue`` (marketing, in the sale's transaction) and the dispatcher's
   state transitions (claim, sent, failed), each one short transaction.
-- ``optouts``: ``unsubscribe`` (the ``/u/{token}`` page), ``opted_out`` (marketing) and ``is_opted_out``.
+- ``optouts``: ``unsubscribe`` (the ``/u/{token}`` page), ``opted_out_clause`` (the outbox's insert
+  and claim) and ``is_opted_out``.
 
 Quiet hours (when SMS wait) are a location's, in ``cmc.quiet_hours``.
 - ``senders``: SMTP, Twilio-style SMS over HTTP, and the log sender.

@@ -1,26 +1,23 @@
 """Opt-outs: a contact that unsubscribed gets no more messages from that merchant on that channel.
 
 An opt-out covers one (POS system, company, channel, recipient): the merchant whose message carried
-the link, on the channel it came by. Marketing checks ``opted_out`` before it queues a message, and
-the dispatcher checks again just before sending (``opted_out_clause``), so a message queued before
-the click is suppressed rather than sent. Every statement on ``opt_outs`` is here.
+the link, on the channel it came by. ``opted_out_clause`` is checked twice: by the outbox's insert
+(an opted-out contact gets no message at all) and by the dispatcher just before sending, so a
+message queued before the click is suppressed rather than sent. Every statement on ``opt_outs`` is here.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import ColumnElement, Connection, bindparam, exists, func, select
+from sqlalchemy import ColumnElement, Connection, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cmc.outbox import queue
 from cmc.store import buckets, tables
 from cmc.store.buckets import Span
-from cmc.store.driver import Tx
-from cmc.store.statements import Statement
 
 _o = tables.opt_outs
 
@@ -33,30 +30,6 @@ class Contact:
     company_id: str
     channel: str
     recipient: str
-
-
-@functools.cache
-def _opted_out_query(count: int) -> Statement[tuple[str, str]]:
-    return Statement(
-        select(_o.c.channel, _o.c.recipient).where(
-            _o.c.pos_system_id == bindparam("pos"),
-            _o.c.company_id == bindparam("company"),
-            _o.c.recipient.in_([bindparam(f"r{n}") for n in range(count)]),
-        ),
-        name=f"optouts.opted_out[{count}]",
-        into=lambda channel, recipient: (channel, recipient),
-    )
-
-
-async def opted_out(
-    tx: Tx, *, pos_system_id: str, company_id: str, recipients: list[str]
-) -> set[tuple[str, str]]:
-    """The (channel, recipient) pairs among ``recipients`` that opted out of this company's messages."""
-    if not recipients:
-        return set()
-    params = {f"r{n}": recipient for n, recipient in enumerate(recipients)}
-    params.update(pos=pos_system_id, company=company_id)
-    return set(await tx.all(_opted_out_query(len(recipients)), params))
 
 
 def unsubscribe(conn: Connection, token: str, *, now: datetime) -> Contact | None:

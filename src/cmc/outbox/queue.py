@@ -41,6 +41,7 @@ over finds its update matches no row and leaves the row to the new owner.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import zoneinfo
 from collections.abc import Sequence
@@ -61,6 +62,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    union_all,
     update,
 )
 
@@ -88,7 +90,33 @@ REPORTED = ("delivered", "failed")
 
 _m = tables.messages
 _a = tables.message_attempts
-_INSERT = Statement(insert(_m), name="outbox.enqueue", keys=[c.name for c in _m.columns])
+_COLUMNS = [c.name for c in _m.columns]
+
+
+@functools.cache
+def _enqueue_query(count: int) -> Statement[tuple[str]]:
+    """``count`` messages in one statement, each unless its recipient opted out: the ids written.
+
+    The opt-out check is part of the insert (one round trip, not two), and runs in the sale's
+    transaction like a separate read would: an opt-out committed after it does not stop the row,
+    which the dispatcher then suppresses before sending.
+    """
+    merchant = (
+        bindparam("pos", type_=_m.c.pos_system_id.type),
+        bindparam("company", type_=_m.c.company_id.type),
+    )
+    rows = []
+    for n in range(count):
+        values = {name: bindparam(f"{name}{n}", type_=_m.c[name].type) for name in _COLUMNS}
+        values["pos_system_id"], values["company_id"] = merchant
+        opted_out = optouts.opted_out_clause(*merchant, values["channel"], values["recipient"])
+        rows.append(select(*values.values()).where(~opted_out))
+    chosen = rows[0] if count == 1 else union_all(*rows)
+    return Statement(
+        insert(_m).from_select(_COLUMNS, chosen).returning(_m.c.id),
+        name=f"outbox.enqueue[{count}]",
+        into=lambda message_id: message_id,
+    )
 
 
 class Rendered(msgspec.Struct, frozen=True, rename="camel"):
@@ -111,46 +139,45 @@ class NewMessage(Rendered, frozen=True):
     """Why it must not go (``holdout``, ``quiet-hours``): recorded as suppressed, never sent."""
 
 
-async def enqueue(tx: Tx, sale: Sale, messages: Sequence[NewMessage], *, base_url: str) -> list[str]:
-    """Queue the sale's ``messages`` in its transaction, each with its own opt-out link; returns their ids.
+async def enqueue(tx: Tx, sale: Sale, messages: Sequence[NewMessage], *, base_url: str) -> list[str | None]:
+    """Queue the sale's ``messages`` in its transaction, each with its own opt-out link.
 
-    A message with a ``suppressed`` reason is written as suppressed (for the record) and never sent.
+    Returns each message's id, or None where its recipient opted out of the merchant's channel
+    (no row: an opted-out contact gets nothing, not even a suppressed message). A message with a
+    ``suppressed`` reason is written as suppressed (for the record) and never sent.
     """
-    scope = {
-        "pos_system_id": sale.pos.id,
-        "company_id": sale.company.id,
-        "location_id": sale.location.id,
-        "transaction_id": sale.id,
-    }
+    if not messages:
+        return []
+    scope = {"location_id": sale.location.id, "transaction_id": sale.id}
     now = sale.now
-    rows = []
-    for message in messages:
+    params: dict[str, Any] = {"pos": sale.pos.id, "company": sale.company.id}
+    ids = []
+    for n, message in enumerate(messages):
         # Time-ordered prefix, random tail (96 bits): unguessable, and new tokens land at the end of
         # their unique index instead of on a random page of it.
         token = new_id().replace("-", "") + secrets.token_urlsafe(12)
         reason = message.suppressed
-        rows.append(
-            {
-                **scope,
-                **{name: getattr(message, name) for name in Rendered.__struct_fields__},
-                "id": new_id(),
-                "body": f"{message.body}\n\nNo more messages: {base_url}/u/{token}",
-                "optout_token": token,
-                "status": "suppressed" if reason else "queued",
-                "reason": reason,
-                "attempts": 0,
-                "next_attempt_at": message.due,
-                "lease_until": None,
-                "last_error": None,
-                "created_at": now,
-                "sent_at": None,
-                "provider_id": None,
-                "reported_at": None,
-            }
-        )
-    if rows:
-        await tx.execute_many(_INSERT, rows)
-    return [row["id"] for row in rows]
+        row = {
+            **scope,
+            **{name: getattr(message, name) for name in Rendered.__struct_fields__},
+            "id": new_id(),
+            "body": f"{message.body}\n\nNo more messages: {base_url}/u/{token}",
+            "optout_token": token,
+            "status": "suppressed" if reason else "queued",
+            "reason": reason,
+            "attempts": 0,
+            "next_attempt_at": message.due,
+            "lease_until": None,
+            "last_error": None,
+            "created_at": now,
+            "sent_at": None,
+            "provider_id": None,
+            "reported_at": None,
+        }
+        ids.append(row["id"])
+        params.update({f"{name}{n}": value for name, value in row.items()})
+    written = set(await tx.all(_enqueue_query(len(messages)), params))
+    return [message_id if message_id in written else None for message_id in ids]
 
 
 def contact_of(conn: Connection, token: str) -> optouts.Contact | None:

@@ -193,16 +193,23 @@ class Write:
         name: str,
         prefix: str,
         columns: Sequence[str] | None = None,
+        rows: int = 1,
         returning: ColumnElement[Any] | None = None,
         only: str | None = None,
     ) -> Write:
-        """One row into ``table``: every column (or ``columns``), each bound as ``{prefix}{column}``.
+        """``rows`` rows into ``table``: every column (or ``columns``), bound as ``{prefix}{column}``.
 
-        ``returning``: an expression PostgreSQL evaluates for the row even when nothing reads it
+        With more than one row, row ``n``'s are ``{prefix}{column}{n}`` (``params_of_rows``).
+        ``returning``: an expression PostgreSQL evaluates for each row even when nothing reads it
         (a data-modifying CTE always runs to completion): ``pg_notify``, say.
         """
         names = [c.name for c in table.columns] if columns is None else list(columns)
-        statement = insert(table).values({c: bindparam(prefix + c) for c in names})
+        suffixes = [""] if rows == 1 else [str(n) for n in range(rows)]
+        values = [
+            {c: bindparam(f"{prefix}{c}{suffix}", type_=table.c[c].type) for c in names}
+            for suffix in suffixes
+        ]
+        statement = insert(table).values(values[0] if rows == 1 else values)
         if returning is not None:
             statement = statement.returning(returning)
         return cls(Statement(statement, name=name, only=only), prefix)
@@ -210,6 +217,11 @@ class Write:
     def params(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """``values`` under this write's parameter names."""
         return {self.prefix + name: value for name, value in values.items()}
+
+    @staticmethod
+    def of_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The values of a several-row insert, row ``n``'s column ``c`` as ``c{n}`` (``params`` prefixes)."""
+        return {f"{name}{n}": value for n, row in enumerate(rows) for name, value in row.items()}
 
 
 _CARRYING: dict[tuple[str, tuple[str, ...]], Statement[Any]] = {}
