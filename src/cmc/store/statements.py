@@ -53,22 +53,31 @@ class Compiled:
     binds: tuple[Processor, ...]
     results: tuple[Processor, ...]
     fixed: Mapping[str, Any]
+    converted: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
+    """The positions of ``binds`` that convert (most parameters need no conversion)."""
+    read_converted: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
+    """The positions of ``results`` that convert."""
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional parameters for ``params``, converted as the columns' types want them."""
         merged = {**self.fixed, **params} if self.fixed else params
         values = [merged[name] for name in self.names]
-        for i, process in enumerate(self.binds):
-            if process is not None and values[i] is not None:
+        for i, process in self.converted:
+            if values[i] is not None:
                 values[i] = process(values[i])
         return values
 
     def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
         """A driver row with each column converted as its type wants it."""
-        return tuple(
-            value if process is None or value is None else process(value)
-            for process, value in zip(self.results, raw, strict=True)
-        )
+        if len(raw) != len(self.results):
+            raise ValueError(f"a row of {len(raw)} columns for a statement of {len(self.results)}")
+        if not self.read_converted:
+            return tuple(raw)
+        values = list(raw)
+        for i, process in self.read_converted:
+            if values[i] is not None:
+                values[i] = process(values[i])
+        return tuple(values)
 
 
 class Statement(Generic[R]):
@@ -154,7 +163,11 @@ def _compile(statement: ClauseElement, dialect: Dialect, keys: list[str] | None)
     results: tuple[Processor, ...] = ()
     if isinstance(statement, ReturnsRows):
         results = tuple(_result_processor(column.type, dialect) for column in statement.exported_columns)
-    return Compiled(compiled.string, names, binds, results, fixed)
+    return Compiled(compiled.string, names, binds, results, fixed, _converting(binds), _converting(results))
+
+
+def _converting(processors: tuple[Processor, ...]) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    return tuple((i, process) for i, process in enumerate(processors) if process is not None)
 
 
 def _result_processor(kind: TypeEngine[Any], dialect: Dialect) -> Processor:
