@@ -53,7 +53,7 @@ def reads(statement: ClauseElement) -> bool:
 
 
 def test_every_driver_statement_seeks_an_index(schema: sqlite3.Connection) -> None:
-    profiles._known_query(3)  # made on first use, per number of values
+    profiles._known_query(3, "sqlite")  # made on first use, per number of values
     checked: dict[str, list[str]] = {}
     for statement in statements.ALL:
         if statement.only == "postgresql" or statement.name.startswith(("notifications.", "locks.")):

@@ -83,7 +83,7 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
         {**scope, "transaction_id": "t-1", "kind": "card", "value": "L-1", "resolved_profile_id": "p-1",
          "other_profile_id": "p-2", "created_at": NOW},
     ]  # fmt: skip
-    yield dynamic("profiles.known[2]", profiles._known_query, 2), {
+    yield dynamic("profiles.known[2]", lambda n: profiles._known_query(n, dialect), 2), {
         "pos": "pax", "company": "comp5", "v0": "L-1", "v1": "ada@example.com",
     }  # fmt: skip
     yield by_name("transactions.insert"), {

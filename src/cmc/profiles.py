@@ -127,7 +127,7 @@ def _known_row(kind: str, value: str, profile_id: str, *columns: Any) -> tuple[I
 
 
 @functools.cache
-def _known_query(count: int) -> Statement[tuple[Identifier, ProfileState]]:
+def _known_query(count: int, dialect: str) -> Statement[tuple[Identifier, ProfileState]]:
     """Identifiers and the profiles they point at, in one round trip, for ``count`` values.
 
     One probe of the identifiers' key per value (a ``UNION ALL``), not ``value IN (...)``: without
@@ -143,17 +143,16 @@ def _known_query(count: int) -> Statement[tuple[Identifier, ProfileState]]:
         for n in range(count)
     ]
     found = (probes[0] if count == 1 else union_all(*probes)).subquery("found")
-    return Statement(
-        select(found.c.kind, found.c.value, *(_p.c[name] for name in _STATE))
-        .join(_p, _p.c.id == found.c.profile_id)
-        # PostgreSQL: concurrent sales of one customer queue here, so visit counts and per-customer
-        # rule limits see each other (SQLite's single writer already serializes them). Profiles are
-        # locked in id order, so two sales locking the same two profiles cannot deadlock.
-        .order_by(_p.c.id)
-        .with_for_update(of=_p),
-        name=f"profiles.known[{count}]",
-        into=_known_row,
+    query = select(found.c.kind, found.c.value, *(_p.c[name] for name in _STATE)).join(
+        _p, _p.c.id == found.c.profile_id
     )
+    if dialect == "postgresql":
+        # Concurrent sales of one customer queue here, so visit counts and per-customer rule limits
+        # see each other. Profiles are locked in id order, so two sales locking the same two
+        # profiles cannot deadlock. SQLite's single writer already serializes them, and the order
+        # would cost it a sort per sale.
+        query = query.order_by(_p.c.id).with_for_update(of=_p)
+    return Statement(query, name=f"profiles.known[{count}]", into=_known_row, only=dialect)
 
 
 _INSERT_PROFILE = Statement(insert(_p), name="profiles.insert", keys=[c.name for c in _p.columns])
@@ -383,7 +382,9 @@ async def _known(tx: Tx, identifiers: Sequence[Identifier], scope: Scope) -> dic
     params.update(pos=scope.pos_system_id, company=scope.company_id)
     wanted = set(identifiers)
     return {
-        ident: stored for ident, stored in await tx.all(_known_query(len(values)), params) if ident in wanted
+        ident: stored
+        for ident, stored in await tx.all(_known_query(len(values), tx.dialect), params)
+        if ident in wanted
     }
 
 

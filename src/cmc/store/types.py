@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 from typing import Any
 
@@ -55,7 +56,7 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
             value = value.astimezone(dt.UTC)
         if dialect.name == "postgresql":
             return value
-        return value.isoformat(sep=" ", timespec="microseconds")[:26]  # without the "+00:00"
+        return _sqlite_text(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
@@ -65,3 +66,9 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
         return value.astimezone(dt.UTC)  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_text(value: dt.datetime) -> str:
+    # A sale binds the same instant (its ``now``) to several columns; formatting costs a microsecond.
+    return value.isoformat(sep=" ", timespec="microseconds")[:26]  # without the "+00:00"
