@@ -57,6 +57,7 @@ from sqlalchemy.pool import NullPool, QueuePool
 from cmc.errors import ConfigError, Contention, StoreUnavailable
 from cmc.store import checkpoints
 from cmc.store.driver import PG_FAILURES, PgTx, SqliteTx, Tx, pg_error, run_to_completion, sqlite_error
+from cmc.store.types import json_text
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -169,7 +170,12 @@ class SqliteDatabase(Database):
         self, *, immediate: bool, pool_size: int, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
     ) -> Engine:
         engine = create_engine(
-            self.url, poolclass=QueuePool, pool_size=pool_size, max_overflow=0, hide_parameters=True
+            self.url,
+            poolclass=QueuePool,
+            pool_size=pool_size,
+            max_overflow=0,
+            hide_parameters=True,
+            json_serializer=json_text,
         )
         begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
@@ -475,7 +481,12 @@ class PostgresDatabase(Database):
         self.url = url
         self._pool_size = pool_size
         self._engine: AsyncEngine = create_async_engine(
-            url, pool_size=5, max_overflow=5, pool_pre_ping=True, hide_parameters=True
+            url,
+            pool_size=5,
+            max_overflow=5,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            json_serializer=json_text,
         )
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
@@ -551,7 +562,9 @@ class PostgresDatabase(Database):
 
     def run_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         async def once() -> T:
-            engine = create_async_engine(self.url, poolclass=NullPool, hide_parameters=True)
+            engine = create_async_engine(
+                self.url, poolclass=NullPool, hide_parameters=True, json_serializer=json_text
+            )
             try:
                 async with engine.begin() as conn:
                     return await conn.run_sync(fn, *args, **kwargs)

@@ -31,12 +31,14 @@ from sqlalchemy.sql.selectable import ReturnsRows
 from sqlalchemy.sql.util import find_tables
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from cmc.store.types import json_text
+
 R = TypeVar("R")
 Processor = Callable[[Any], Any] | None
 
 DIALECTS: dict[str, Dialect] = {
-    "sqlite": sqlite.pysqlite.dialect(),
-    "postgresql": postgresql.asyncpg.dialect(),  # type: ignore[no-untyped-call]
+    "sqlite": sqlite.pysqlite.dialect(json_serializer=json_text),
+    "postgresql": postgresql.asyncpg.dialect(json_serializer=json_text),  # type: ignore[no-untyped-call]
 }
 """The two dialects CMC runs on, as the drivers see them (stdlib sqlite3, asyncpg)."""
 

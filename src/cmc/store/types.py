@@ -1,4 +1,4 @@
-"""Column types that keep exact decimals and UTC instants on every dialect."""
+"""Column types that keep exact decimals and UTC instants on every dialect, and how JSON is written."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import functools
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from sqlalchemy import DateTime, Dialect, Numeric, String
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -72,3 +73,14 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
 def _sqlite_text(value: dt.datetime) -> str:
     # A sale binds the same instant (its ``now``) to several columns; formatting costs a microsecond.
     return value.isoformat(sep=" ", timespec="microseconds")[:26]  # without the "+00:00"
+
+
+_json = msgspec.json.Encoder()
+
+
+def json_text(value: Any) -> str:
+    """A ``JSON`` column's value as its text (every engine and dialect CMC builds uses this).
+
+    Compact, UTF-8, and ten times faster than ``json.dumps``: each sale at a screen writes one.
+    """
+    return _json.encode(value).decode()
