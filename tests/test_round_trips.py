@@ -12,14 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import delete, func, select
 
 import pg_databases
 from cmc import cfs_feed, firings, profiles
 from cmc.screens import Screen
-from cmc.store import driver, migrate, tables
-from cmc.store.database import Database
+from cmc.store import driver, migrate, notifications, tables
+from cmc.store.database import Database, libpq_dsn
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
 from support import Api, seed_transaction
@@ -101,6 +102,30 @@ async def test_a_qr_rule_firing_adds_no_round_trip(api_factory: Any, sent: list[
             assert write in carrying, (write, carrying)
         assert "pg_notify" in carrying
         assert "INSERT INTO transactions" in carrying
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_the_carried_notify_reaches_a_listener_once_per_qr_sale(api_factory: Any) -> None:
+    """The QR's NOTIFY is a RETURNING of a CTE nothing reads: PostgreSQL must still send it."""
+    async with api_factory(registry=DEMO) as api:
+        db = api.db()
+        heard: asyncio.Queue[str] = asyncio.Queue()
+        listener = await asyncpg.connect(libpq_dsn(db.url.render_as_string(hide_password=False)))
+        try:
+            await listener.add_listener(notifications.CFS_CHANNEL, lambda *args: heard.put_nowait(args[2]))
+            plain = seed_transaction(terminalId="term5", transactionAmount=80)
+            plain["products"][0]["quantity"] = 1  # no rule fires: a thank-you alone, no NOTIFY
+            answer = await api.tender(plain)
+            assert answer.status_code == 200 and not answer.json()["data"]["qrCodeWidget"], answer.text
+            qr = seed_transaction(terminalId="term5", transactionAmount=80)  # "edibles fan" fires
+            answer = await api.tender(qr)
+            assert answer.status_code == 200 and answer.json()["data"]["qrCodeWidget"], answer.text
+            assert await asyncio.wait_for(heard.get(), 5) == notifications.CFS_CHANNEL
+            await asyncio.sleep(0.3)
+            assert heard.empty()  # one sale, one NOTIFY
+        finally:
+            await listener.close()
+            await db.close()
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

@@ -8,6 +8,7 @@ loc5 (term5, term6), and comp6 (Blue Door) whose loc6 has a terminal ``term5`` t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,7 @@ import httpx2
 import pytest
 from sqlalchemy import insert
 
-from cmc import cli, screen_state, screens
+from cmc import cfs_feed, cli, screen_state, screens
 from cmc.cfs_feed import CfsEvent, CfsFeed, Subscription
 from cmc.registry import snapshot
 from cmc.screens import Screen
@@ -529,6 +530,38 @@ async def test_a_wake_with_no_screen_connected_reads_nothing(cfs_api: Api) -> No
             assert event is not None and event.payload == {"n": 1}  # the next round still finds it
     finally:
         await feed.stop()
+        await db.close()
+
+
+async def test_a_page_that_subscribes_during_an_idle_round_still_gets_the_event(cfs_api: Api) -> None:
+    """A round with no subscriber moves past the newest event only if still nobody listens."""
+    db = cfs_api.db()
+
+    class SubscribingDuringRead:
+        """The store, with a page subscribing while the feed reads the newest id."""
+
+        def __init__(self) -> None:
+            self.pages = contextlib.ExitStack()
+            self.page: Subscription | None = None
+
+        async def read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            found = await db.read(fn, *args, **kwargs)
+            if fn is cfs_feed.latest_id and self.page is None:
+                self.page = self.pages.enter_context(feed.subscribe(GREEN_LEAF))
+            return found
+
+    store = SubscribingDuringRead()
+    feed = CfsFeed(store, poll=timedelta(hours=1))  # type: ignore[arg-type]
+    try:
+        with store.pages:
+            await add_event(cfs_api, {"n": 1})
+            assert await feed.poll() == 0  # nobody had subscribed when the round began
+            assert feed.last_id == 0  # but a page did meanwhile: the round keeps its place
+            assert store.page is not None
+            assert await feed.poll() == 1
+            event = await store.page.next(1)
+            assert event is not None and event.payload == {"n": 1}
+    finally:
         await db.close()
 
 

@@ -203,6 +203,9 @@ def test_the_scenario_covers_every_statement() -> None:
     used = {s.name for s, _ in scenario("postgresql")}
     static = {s.name for s in statements.ALL if "[" not in s.name}
     assert static <= used, f"statements without a contract case: {static - used}"
+    # Statements made per number of values, on first use: the tender path's families have a case.
+    families = {name.split("[")[0] for name in used}
+    assert {"profiles.known", "outbox.enqueue", "firings.insert", "transactions.responses"} <= families
 
 
 def seed(conn: Connection) -> None:

@@ -252,7 +252,11 @@ class CfsFeed:
         if not self._subscribers:
             # No screen is connected to this process: skip what it would have read, cheaply.
             self._gaps.clear()
-            self.last_id = max(self.last_id, await self._db.read(latest_id))
+            newest = await self._db.read(latest_id)
+            if not self._subscribers:
+                # A page that subscribed during the read may not have seen the newest event yet:
+                # then the next round reads from the old place (the page skips what it has shown).
+                self.last_id = max(self.last_id, newest)
             return 0
         now = asyncio.get_running_loop().time()
         self._gaps = {i: until for i, until in self._gaps.items() if until > now}

@@ -44,7 +44,9 @@ _INSERT_ONE = Write.insert(_f, name="firings.insert_one", prefix="firing_", colu
 
 @functools.cache
 def _insert_many(count: int) -> Write:
-    """A sale's ``count`` firings in one insert, deferred like ``_INSERT_ONE``."""
+    """A sale's ``count`` (at least two) firings in one insert, deferred like ``_INSERT_ONE``."""
+    if count < 2:
+        raise ValueError("one firing is _INSERT_ONE; several rows are named by Write.of_rows")
     return Write.insert(_f, name=f"firings.insert[{count}]", prefix="firing_", columns=_COLUMNS, rows=count)
 
 

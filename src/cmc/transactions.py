@@ -128,7 +128,8 @@ async def save(tx: Tx, sale: Sale, *, request: bytes, request_hash: str, respons
         "request": request,
         "response": response,
     }
-    # The sale's profile update and screen event, deferred by the unit, travel with it.
+    # What the unit deferred (the profile's update, the firings, the short link, the screen's event
+    # and its NOTIFY) travels with it.
     await tx.execute(_INSERT, row, carry=True)
 
 

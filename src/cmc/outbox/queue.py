@@ -94,7 +94,7 @@ _COLUMNS = [c.name for c in _m.columns]
 
 
 @functools.cache
-def _enqueue_query(count: int) -> Statement[tuple[str]]:
+def _enqueue_query(count: int) -> Statement[str]:
     """``count`` messages in one statement, each unless its recipient opted out: the ids written.
 
     The opt-out check is part of the insert (one round trip, not two), and runs in the sale's

@@ -214,7 +214,7 @@ class Write:
     ) -> Write:
         """``rows`` rows into ``table``: every column (or ``columns``), bound as ``{prefix}{column}``.
 
-        With more than one row, row ``n``'s are ``{prefix}{column}{n}`` (``params_of_rows``).
+        With more than one row, row ``n``'s are ``{prefix}{column}{n}`` (``of_rows``).
         ``returning``: an expression PostgreSQL evaluates for each row even when nothing reads it
         (a data-modifying CTE always runs to completion): ``pg_notify``, say.
         """
