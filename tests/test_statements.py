@@ -108,15 +108,15 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
         }
         for d in (0, 3, 9)
     ]
-    many = firings._insert_many(3)
+    many = firings._insert(3)
     yield (
-        dynamic("firings.insert[3]", lambda n: firings._insert_many(n).statement, 3),
-        many.params(statements.Write.of_rows(three)),
+        dynamic("firings.insert[3]", lambda n: firings._insert(n).statement, 3),
+        many.params(many.of_rows(three)),
     )
     yield by_name("firings.usage"), {
         "pos": "pax", "company": "comp5", "profile": "p-1", "rule": "r", "since": NOW - timedelta(days=7),
     }  # fmt: skip
-    yield by_name("firings.insert_one"), firings._INSERT_ONE.params({
+    yield dynamic("firings.insert[1]", lambda n: firings._insert(n).statement, 1), firings._insert(1).params({
         **scope, "rule": "r2", "profile_id": "p-1", "transaction_id": "t-1", "fired_at": NOW,
         "variant": "treatment", "amount": Decimal("23.47"),
     })  # fmt: skip
@@ -171,14 +171,14 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
             }),
         }  # fmt: skip
         # A QR sale's insert carrying the rule's firing, its short link and the screen event's NOTIFY.
-        carried = [firings._INSERT_ONE, links._INSERT, cfs_feed._INSERT_AND_WAKE]
-        CARRIED["transactions.insert[firings.insert_one+links.insert+cfs_feed.publish_and_wake]"] = carried
+        carried = [firings._insert(1), links._INSERT, cfs_feed._INSERT_AND_WAKE]
+        CARRIED["transactions.insert[firings.insert[1]+links.insert+cfs_feed.publish_and_wake]"] = carried
         yield statements.carrying(transactions._INSERT, carried), {
             **scope, "id": "t-3", "pos_transaction_id": "T-3", "location_id": "loc5", "terminal_id": "term8",
             "transaction_type": "Sale", "is_reversal": False, "amount": Decimal("7"), "occurred_at": NOW,
             "received_at": NOW, "profile_id": "p-1", "loyalty_card": None, "request_hash": "j" * 64,
             "request": b"{}", "response": b"{}",
-            **firings._INSERT_ONE.params({
+            **firings._insert(1).params({
                 **scope, "rule": "r3", "profile_id": "p-1", "transaction_id": "t-3", "fired_at": NOW,
                 "variant": "treatment", "amount": Decimal("7"),
             }),

@@ -38,15 +38,11 @@ if TYPE_CHECKING:
 
 _f = tables.rule_firings
 _COLUMNS = [c.name for c in _f.columns if c.name != "id"]
-_INSERT_ONE = Write.insert(_f, name="firings.insert_one", prefix="firing_", columns=_COLUMNS)
-"""A sale's one firing (the common case), deferred: the sale's insert carries it on PostgreSQL."""
 
 
 @functools.cache
-def _insert_many(count: int) -> Write:
-    """A sale's ``count`` (at least two) firings in one insert, deferred like ``_INSERT_ONE``."""
-    if count < 2:
-        raise ValueError("one firing is _INSERT_ONE; several rows are named by Write.of_rows")
+def _insert(count: int) -> Write:
+    """A sale's ``count`` firings in one insert, deferred: the sale's insert carries it on PostgreSQL."""
     return Write.insert(_f, name=f"firings.insert[{count}]", prefix="firing_", columns=_COLUMNS, rows=count)
 
 
@@ -76,10 +72,9 @@ async def record(tx: Tx, sale: Sale, rules: Sequence[str], *, held_out: Sequence
         {**scope, "rule": rule, "profile_id": profile_id, "fired_at": sale.now, "variant": variant}
         for rule, variant in arms
     ]
-    if len(rows) == 1:
-        await tx.defer(_INSERT_ONE, rows[0])
-    elif rows:
-        await tx.defer(_insert_many(len(rows)), Write.of_rows(rows))
+    if rows:
+        write = _insert(len(rows))
+        await tx.defer(write, write.of_rows(rows))
 
 
 async def usage(

@@ -35,6 +35,8 @@ from cmc.store.types import json_text
 
 R = TypeVar("R")
 Processor = Callable[[Any], Any] | None
+Conversion = tuple[int, Callable[[Any], Any]]
+"""A position in the parameters (or a row) and the function that converts the value there."""
 
 DIALECTS: dict[str, Dialect] = {
     "sqlite": sqlite.pysqlite.dialect(json_serializer=json_text),
@@ -52,19 +54,18 @@ class Compiled:
 
     sql: str
     names: tuple[str, ...]
-    binds: tuple[Processor, ...]
     results: tuple[Processor, ...]
     fixed: Mapping[str, Any]
-    converted: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
-    """The positions of ``binds`` that convert (most parameters need no conversion)."""
-    read_converted: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
-    """The positions of ``results`` that convert."""
+    bind_conversions: tuple[Conversion, ...]
+    """The parameters whose type converts them, by position (most need no conversion)."""
+    result_conversions: tuple[Conversion, ...]
+    """The same for the columns of ``results``."""
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional parameters for ``params``, converted as the columns' types want them."""
         merged = {**self.fixed, **params} if self.fixed else params
         values = [merged[name] for name in self.names]
-        for i, process in self.converted:
+        for i, process in self.bind_conversions:
             if values[i] is not None:
                 values[i] = process(values[i])
         return values
@@ -73,10 +74,10 @@ class Compiled:
         """A driver row with each column converted as its type wants it."""
         if len(raw) != len(self.results):
             raise ValueError(f"a row of {len(raw)} columns for a statement of {len(self.results)}")
-        if not self.read_converted:
+        if not self.result_conversions:
             return tuple(raw)
         values = list(raw)
-        for i, process in self.read_converted:
+        for i, process in self.result_conversions:
             if values[i] is not None:
                 values[i] = process(values[i])
         return tuple(values)
@@ -165,10 +166,10 @@ def _compile(statement: ClauseElement, dialect: Dialect, keys: list[str] | None)
     results: tuple[Processor, ...] = ()
     if isinstance(statement, ReturnsRows):
         results = tuple(_result_processor(column.type, dialect) for column in statement.exported_columns)
-    return Compiled(compiled.string, names, binds, results, fixed, _converting(binds), _converting(results))
+    return Compiled(compiled.string, names, results, fixed, _conversions(binds), _conversions(results))
 
 
-def _converting(processors: tuple[Processor, ...]) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+def _conversions(processors: tuple[Processor, ...]) -> tuple[Conversion, ...]:
     return tuple((i, process) for i, process in enumerate(processors) if process is not None)
 
 
@@ -199,6 +200,8 @@ class Write:
 
     statement: Statement[Any]
     prefix: str
+    rows: int = 1
+    """How many rows it inserts (``of_rows`` names their values)."""
 
     @classmethod
     def insert(
@@ -227,15 +230,19 @@ class Write:
         statement = insert(table).values(values[0] if rows == 1 else values)
         if returning is not None:
             statement = statement.returning(returning)
-        return cls(Statement(statement, name=name, only=only), prefix)
+        return cls(Statement(statement, name=name, only=only), prefix, rows)
 
     def params(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """``values`` under this write's parameter names."""
         return {self.prefix + name: value for name, value in values.items()}
 
-    @staticmethod
-    def of_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """The values of a several-row insert, row ``n``'s column ``c`` as ``c{n}`` (``params`` prefixes)."""
+    def of_rows(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The values of its ``rows`` rows under their names: row ``n``'s column ``c`` as ``c{n}``
+        (``params`` adds the prefix); a one-row write's as they are."""
+        if len(rows) != self.rows:
+            raise ValueError(f"{self.statement.name} inserts {self.rows} rows, not {len(rows)}")
+        if self.rows == 1:
+            return dict(rows[0])
         return {f"{name}{n}": value for n, row in enumerate(rows) for name, value in row.items()}
 
 
