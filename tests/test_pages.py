@@ -263,6 +263,10 @@ def test_link_builders() -> None:
         ("Code {code} today", {"code": "<x>"}, "Code <x> today"),
         ("{{ 7 * 7 }}", {}, "{{ 7 * 7 }}"),
         ("No placeholders.", {"firstName": "Ada"}, "No placeholders."),
+        # Every value known (the parsed fast path): spacing tidied as when one is missing.
+        ("  Hi  {firstName},  {lastName}  ", {"firstName": "Ada", "lastName": "L"}, "Hi Ada, L"),
+        ("{firstName}{lastName}", {"firstName": "{lastName}", "lastName": "x"}, "{lastName}x"),
+        ("Hi {firstName}!", {"firstName": "A\x00da"}, "Hi Ada!"),
     ],
 )
 def test_fill(text: str, values: dict[str, str], shown: str) -> None:
