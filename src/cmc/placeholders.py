@@ -26,14 +26,12 @@ def fill(text: str, values: Mapping[str, str]) -> str:
     """
     literals, wanted = _parts(text)
     found = [value for name in wanted if (value := values.get(name))]
-    if len(found) == len(wanted):
-        out = literals[0] + "".join(map(str.__add__, found, literals[1:]))
-        if _GONE not in out:
-            # Every placeholder has a value: nothing is stranded, so only the spacing is tidied.
-            return (re.sub(r" {2,}", " ", out) if "  " in out else out).strip()
-    out = _PLACEHOLDER.sub(lambda m: values.get(m[1]) or _GONE, text)
-    out = re.sub(r",[ \t]*\x00[ \t]*(?=[!?.])", "", out)
-    out = re.sub(r"[ \t]*\x00(?=[ \t]*[,!?.;:])", "", out)
+    out = literals[0] + "".join(map(str.__add__, found, literals[1:]))
+    if len(found) < len(wanted) or _GONE in out:
+        # A placeholder without a value: take out the punctuation it strands.
+        out = _PLACEHOLDER.sub(lambda m: values.get(m[1]) or _GONE, text)
+        out = re.sub(r",[ \t]*\x00[ \t]*(?=[!?.])", "", out)
+        out = re.sub(r"[ \t]*\x00(?=[ \t]*[,!?.;:])", "", out)
     return re.sub(r" {2,}", " ", out.replace(_GONE, "")).strip()
 
 
