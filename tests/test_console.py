@@ -464,6 +464,19 @@ async def test_the_rules_page_says_why_a_lift_is_not_there_yet(console: Api) -> 
 # --- what the marketing did ----------------------------------------------------------------------
 
 
+async def test_the_day_windows_are_whole_days(api_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """A "7 days" window is today and the six days before it, from midnight UTC: a sale early on the first day
+    counts (a window from this time of day, six days ago, dropped it); one the evening before does not."""
+    clock = ManualClock(datetime(2026, 12, 2, 19, 0, tzinfo=UTC))
+    async with api_factory(registry=console_registry(tmp_path), dispatcher=False, clock=clock) as api:
+        for at in ("2026-11-26T00:30:00+00:00", "2026-11-25T23:30:00+00:00"):
+            assert (await api.tender(seed_transaction(transactionDate=at))).status_code == 200
+        viewer = await signed_in(api, "viewer")
+        assert 'id="tenders">1<' in (await viewer.get(BASE + "?period=7d")).text
+        assert 'id="tenders">2<' in (await viewer.get(BASE + "?period=30d")).text
+        assert 'id="tenders">0<' in (await viewer.get(BASE + "?period=today")).text
+
+
 async def test_the_pages_show_what_was_posted(api_factory: Callable[..., Any], tmp_path: Path) -> None:
     """Two sales that fire the coupon (each an email, sent, and an SMS the provider refuses: dead)."""
     # A fixed daytime clock: at night in Los Angeles the SMS would wait for the store's quiet hours

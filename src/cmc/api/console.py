@@ -290,9 +290,15 @@ def _period(request: HttpRequest, now: datetime) -> tuple[str, datetime, str]:
     name = request.query_params.get("period", "7d")
     if name not in PERIODS:
         name = "7d"
-    if name == "today":
-        return name, now.replace(hour=0, minute=0, second=0, microsecond=0), "hour"
-    return name, now - timedelta(days=PERIODS[name] - 1), "day"
+    return name, _whole_days(now, PERIODS[name]), "hour" if name == "today" else "day"
+
+
+def _whole_days(now: datetime, days: int) -> datetime:
+    """The start of the ``days`` UTC days that end with today: midnight, ``days - 1`` days ago.
+
+    Whole days, since the chart shows one bar per day: a window that began at this time of day would
+    show its first day half counted (and drop a sale of that morning from a "7 days" total)."""
+    return now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
 
 
 async def _series(
@@ -570,7 +576,7 @@ async def optouts(request: HttpRequest) -> Response[bytes]:
     """Opt-outs over the last 30 days: how many, by the day, and the latest (who, on which channel)."""
     console = await _console(request, "read")
     now = console.now
-    since = now - timedelta(days=29)
+    since = _whole_days(now, 30)
     summary = await analytics.summary(console.services.db, **console.tenant, since=since, until=now)
     chart = await _series(console, ("optouts",), since=since, bucket="day")
     contact = (request.query_params.get("contact") or "").strip()[:200]
