@@ -22,6 +22,7 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -85,6 +86,8 @@ class Options:
     duration: float = 10.0
     warmup: float = 2.0
     seed: int = 5
+    cpu: Callable[[], dict[str, float]] | None = None
+    """CPU seconds used so far by each part measured (server, database), read at the window's ends."""
 
 
 @dataclass
@@ -99,6 +102,8 @@ class Result:
     errors: int
     concurrency: int
     error_samples: list[str] = field(default_factory=list)
+    cpu_us: dict[str, float] = field(default_factory=dict)
+    """CPU microseconds per tender of each part ``Options.cpu`` reads, over the measured window."""
 
     def summary(self) -> str:
         """One human-readable line."""
@@ -338,9 +343,11 @@ async def run_load(options: Options) -> Result:
     clients = [Tenders(options, n, run_tag, pools) for n in range(options.concurrency)]
     now = time.perf_counter()
     rec = Recorder(now + options.warmup, now + options.warmup + options.duration)
+    cpu = asyncio.create_task(cpu_over(options, rec.measure_from, rec.measure_to))
     await asyncio.gather(
         *(virtual_client(n, options, token, tenders, rec) for n, tenders in enumerate(clients))
     )
+    used = await cpu
     latencies = sorted(rec.latencies)
     return Result(
         tenders=len(latencies),
@@ -351,7 +358,19 @@ async def run_load(options: Options) -> Result:
         errors=rec.errors,
         concurrency=options.concurrency,
         error_samples=rec.samples,
+        cpu_us={part: seconds * 1e6 / len(latencies) for part, seconds in used.items()} if latencies else {},
     )
+
+
+async def cpu_over(options: Options, start: float, end: float) -> dict[str, float]:
+    """The CPU seconds each part used between ``start`` and ``end`` (``perf_counter`` times)."""
+    if options.cpu is None:
+        return {}
+    await asyncio.sleep(max(0.0, start - time.perf_counter()))
+    before = options.cpu()
+    await asyncio.sleep(max(0.0, end - time.perf_counter()))
+    after = options.cpu()
+    return {part: after[part] - before.get(part, 0.0) for part in after}
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

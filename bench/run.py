@@ -9,6 +9,10 @@ generator for a bounded time:
 - ``baseline``: a framework-free raw ASGI + msgspec server doing the minimal durable work on the same
   engine (stdlib sqlite3, or an asyncpg pool with ``--database postgresql``).
 
+Each server's row also gives its CPU per tender over the measured window, from ``/proc``: the
+server's processes, PostgreSQL's (every process of the local server, which serves only the
+benchmark here) and the load generator's (this process); the summary compares the two cmc servers'
+server + database CPU per tender, which drifts less with the machine's speed than tenders/s do.
 The table gives ours/baseline against the targets (SQLite: at least 0.40, p99 under 25 ms;
 PostgreSQL: at least 0.45, p99 under 50 ms; 16 connections) and the cost of the rules (within 15%).
 ``--database postgresql --workers N`` runs on PostgreSQL (throw-away databases on
@@ -22,6 +26,7 @@ Run: ``.venv/bin/python bench/run.py [--duration 15] [--runs 5] [--only cmc,base
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -33,7 +38,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -86,13 +91,14 @@ def wait_healthy(process: subprocess.Popen[bytes], port: int, log: Path) -> None
 
 
 @contextmanager
-def serving(argv: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[None]:
-    """Run a server subprocess until the block ends, then stop it (SIGTERM, SIGKILL if it hangs)."""
+def serving(argv: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[int]:
+    """Run a server subprocess until the block ends (yields its pid), then stop it (SIGTERM, SIGKILL
+    if it hangs)."""
     with log.open("wb") as out:
         process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_healthy(process, port, log)
-            yield
+            yield process.pid
         finally:
             process.terminate()
             try:
@@ -100,6 +106,63 @@ def serving(argv: list[str], env: dict[str, str], port: int, log: Path) -> Itera
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=STOP_TIMEOUT)
+
+
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    """``/proc/<pid>/stat`` after the command name (which may hold spaces), or [] once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def _processes() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes ``pids`` have used so far."""
+    ticks = 0
+    for pid in pids:
+        fields = _stat(pid)
+        if fields:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / TICKS_PER_SECOND
+
+
+def with_descendants(pid: int) -> list[int]:
+    """``pid`` and every process under it (a server's workers)."""
+    parents = {p: int(fields[1]) for p in _processes() if (fields := _stat(p))}
+    found, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def postgres_processes() -> list[int]:
+    """Every process of the local PostgreSQL server: its backends and its background writers."""
+    names = {}
+    for pid in _processes():
+        with contextlib.suppress(OSError):
+            names[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
+    return [pid for pid, name in names.items() if name == "postgres"]
+
+
+def cpu_meter(server: int, kind: str) -> Callable[[], dict[str, float]]:
+    """What ``load.Options.cpu`` reads: the server's CPU, PostgreSQL's (the whole local server,
+    which serves only the benchmark here) and the load generator's own (this process)."""
+
+    def read() -> dict[str, float]:
+        used = {"server": cpu_seconds(with_descendants(server)), "load": time.process_time()}
+        if kind == "postgresql":
+            used["database"] = cpu_seconds(postgres_processes())
+        return used
+
+    return read
 
 
 def without_rules(tmp: Path) -> Path:
@@ -168,8 +231,8 @@ def bench_cmc(
             "--workers",
             str(workers),
         ]
-        with serving(argv, env, port, tmp / f"{name}.log"):
-            return load.run(replace(options, url=f"http://127.0.0.1:{port}"))
+        with serving(argv, env, port, tmp / f"{name}.log") as pid:
+            return load.run(replace(options, url=f"http://127.0.0.1:{port}", cpu=cpu_meter(pid, kind)))
 
 
 def bench_baseline(tmp: Path, options: load.Options, *, kind: str) -> load.Result:
@@ -178,8 +241,8 @@ def bench_baseline(tmp: Path, options: load.Options, *, kind: str) -> load.Resul
     with database(tmp, kind, "baseline") as url:
         store = ["--postgres", url] if kind == "postgresql" else ["--db", url.removeprefix("sqlite:///")]
         argv = [sys.executable, str(ROOT / "bench" / "baseline.py"), "--port", str(port), *store]
-        with serving(argv, dict(os.environ), port, tmp / "baseline.log"):
-            return load.run(replace(options, url=f"http://127.0.0.1:{port}"))
+        with serving(argv, dict(os.environ), port, tmp / "baseline.log") as pid:
+            return load.run(replace(options, url=f"http://127.0.0.1:{port}", cpu=cpu_meter(pid, kind)))
 
 
 def machine() -> str:
@@ -213,22 +276,36 @@ def git_revision() -> str:
 def table(results: dict[str, load.Result], labels: dict[str, str], *, workers: int = 1) -> list[str]:
     """Markdown table of the figures, with the ratio ours/baseline and the rules' cost when they ran."""
     rows = [
-        "| server | tenders/s | per worker | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| server | tenders/s | per worker | p50 ms | p99 ms | errors "
+        "| CPU µs/tender: server, database, load |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
         per = r.tenders_per_s / (1 if name == "baseline" else workers)
         figures = f"{r.tenders_per_s:,.0f} | {per:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors}"
-        rows.append(f"| {labels[name]} | {figures} |")
+        rows.append(f"| {labels[name]} | {figures} | {_cpu(r)} |")
     for name in ("cmc-no-rules", "cmc"):
         if name not in results or "baseline" not in results:
             continue
         ours, base = results[name], results["baseline"]
         rows.append(
             f"| **{name} / baseline** | **{ratio(ours, base):.2f}** | | {_times(ours.p50_ms, base.p50_ms)} | "
-            f"{_times(ours.p99_ms, base.p99_ms)} | |"
+            f"{_times(ours.p99_ms, base.p99_ms)} | | |"
         )
     return rows
+
+
+def _cpu(result: load.Result) -> str:
+    if not result.cpu_us:
+        return "-"
+    # SQLite runs inside the server process: its CPU is the server's.
+    parts = [result.cpu_us.get(p) for p in ("server", "database", "load")]
+    return ", ".join("in server" if us is None else f"{us:,.0f}" for us in parts)
+
+
+def cpu_per_tender(result: load.Result) -> float:
+    """Server and database CPU per tender (µs): what the machine spends on one, load generator aside."""
+    return result.cpu_us.get("server", 0.0) + result.cpu_us.get("database", 0.0)
 
 
 def ratio(ours: load.Result, base: load.Result) -> float:
@@ -312,6 +389,14 @@ def summary(runs: list[dict[str, load.Result]]) -> list[str]:
     if costs:
         lines.append(f"- rules' cost over {len(costs)} runs: mean {sum(costs) / len(costs):.0%} (range "
                      f"{min(costs):.0%}-{max(costs):.0%})")  # fmt: skip
+    cpu = [
+        cpu_per_tender(r["cmc"]) / cpu_per_tender(r["cmc-no-rules"]) - 1
+        for r in runs
+        if {"cmc", "cmc-no-rules"} <= r.keys() and cpu_per_tender(r["cmc-no-rules"])
+    ]
+    if cpu:
+        lines.append(f"- rules' cost in server + database CPU per tender: mean {sum(cpu) / len(cpu):+.0%} "
+                     f"(range {min(cpu):+.0%} to {max(cpu):+.0%})")  # fmt: skip
     return lines
 
 
