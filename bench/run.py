@@ -11,8 +11,9 @@ generator for a bounded time:
 
 Each server's row also gives its CPU per tender over the measured window, from ``/proc``: the
 server's processes, PostgreSQL's (every process of the local server, which serves only the
-benchmark here) and the load generator's (this process); the summary compares the two cmc servers'
-server + database CPU per tender, which drifts less with the machine's speed than tenders/s do.
+benchmark here) and the load generator's (this process), then the CPU time the hypervisor stole
+(``steal``: a run where it is high measured the machine's neighbours as much as the server); the
+summary compares the two cmc servers' server + database CPU per tender.
 The table gives ours/baseline against the targets (SQLite: at least 0.40, p99 under 25 ms;
 PostgreSQL: at least 0.45, p99 under 50 ms; 16 connections) and the cost of the rules (within 15%).
 ``--database postgresql --workers N`` runs on PostgreSQL (throw-away databases on
@@ -152,14 +153,23 @@ def postgres_processes() -> list[int]:
     return [pid for pid, name in names.items() if name == "postgres"]
 
 
+def stolen_seconds() -> float:
+    """CPU time the hypervisor gave other guests while this machine's processes were ready to run
+    (``steal`` in ``/proc/stat``, all cores): where it grows, tenders/s measure the neighbours too."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / TICKS_PER_SECOND if len(fields) > 8 else 0.0
+
+
 def cpu_meter(server: int, kind: str) -> Callable[[], dict[str, float]]:
     """What ``load.Options.cpu`` reads: the server's CPU, PostgreSQL's (the whole local server,
-    which serves only the benchmark here) and the load generator's own (this process)."""
+    which serves only the benchmark here), the load generator's own (this process) and the time
+    stolen by the hypervisor."""
 
     def read() -> dict[str, float]:
         used = {"server": cpu_seconds(with_descendants(server)), "load": time.process_time()}
         if kind == "postgresql":
             used["database"] = cpu_seconds(postgres_processes())
+        used["stolen"] = stolen_seconds()
         return used
 
     return read
@@ -277,7 +287,7 @@ def table(results: dict[str, load.Result], labels: dict[str, str], *, workers: i
     """Markdown table of the figures, with the ratio ours/baseline and the rules' cost when they ran."""
     rows = [
         "| server | tenders/s | per worker | p50 ms | p99 ms | errors "
-        "| CPU µs/tender: server, database, load |",
+        "| CPU µs/tender: server, database, load; stolen |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
@@ -299,8 +309,9 @@ def _cpu(result: load.Result) -> str:
     if not result.cpu_us:
         return "-"
     # SQLite runs inside the server process: its CPU is the server's.
-    parts = [result.cpu_us.get(p) for p in ("server", "database", "load")]
-    return ", ".join("in server" if us is None else f"{us:,.0f}" for us in parts)
+    parts = [result.cpu_us.get(p) for p in ("server", "database", "load", "stolen")]
+    server, database, generator, stolen = ("in server" if us is None else f"{us:,.0f}" for us in parts)
+    return f"{server}, {database}, {generator}; {stolen}"
 
 
 def cpu_per_tender(result: load.Result) -> float:
