@@ -147,6 +147,25 @@ async def test_a_rule_that_sends_messages_adds_two_statements(api_factory: Any, 
         assert "INSERT INTO transactions" in sent[5]
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_new_customers_limited_rule_counts_nothing(api_factory: Any, sent: list[str]) -> None:
+    """A profile the sale creates has no earlier firings: the limit's count is not asked for."""
+    async with api_factory(registry=DEMO) as api:
+        answer = await api.tender(seed_transaction(terminalId="term5", transactionAmount=30))
+        assert answer.status_code == 200, answer.text
+        data = answer.json()["data"]
+        assert data["notificationMessageId"] and data["qrCodeWidget"]  # the limited rule fired
+        # Locks, lookups, the new profile and its identifiers, the messages, the sale: no count.
+        assert not [sql for sql in sent if "FROM rule_firings" in sql], sent
+        assert len(sent) == 7, "\n".join(" ".join(x.split())[:100] for x in sent)
+        # The same customer again, within the limit's window: now counted, and held to it.
+        sent.clear()
+        again = await api.tender(seed_transaction(terminalId="term5", transactionAmount=30))
+        assert again.status_code == 200, again.text
+        assert [sql for sql in sent if "FROM rule_firings" in sql]
+        assert not again.json()["data"]["notificationMessageId"]
+
+
 async def test_a_deferred_write_runs_before_a_statement_on_its_table_and_at_the_units_end() -> None:
     url = pg_databases.create()
     db = Database.open(url)

@@ -36,7 +36,8 @@ async def evaluate(tx: Tx, sale: Sale, *, explain: bool = False) -> rules.Evalua
 
     The rules are pure and ask for a customer's usage of a limited rule only when its conditions
     hold; the counts they asked for are read, and the rules run again with them, until they ask
-    for nothing new (at most once per limited rule of the location).
+    for nothing new (at most once per limited rule of the location). An anonymous sale's or a new
+    customer's usage is 0 without asking.
     """
     if not sale.pos.settings.get("isPosRulesEnabled", True):
         reason = rules.RuleTrace("*", "failed", "settings", "isPosRulesEnabled is false")
@@ -46,6 +47,11 @@ async def evaluate(tx: Tx, sale: Sale, *, explain: bool = False) -> rules.Evalua
         return rules.Evaluation()
     facts = facts_of(sale)
     bucket = _buckets(sale, provisional=explain)
+    profile = sale.profile
+    if profile is None or profile.is_new:
+        # Nothing to count: no customer, or a profile this sale creates (its id is new, so no
+        # earlier firing names it). A new customer's sale is one round trip shorter.
+        return ruleset.evaluate(facts, usage=lambda rule: 0, bucket=bucket, explain=explain)
     counts: dict[str, int] = {}
     asked: list[str] = []
 
@@ -57,7 +63,7 @@ async def evaluate(tx: Tx, sale: Sale, *, explain: bool = False) -> rules.Evalua
     while True:
         asked.clear()
         evaluation = ruleset.evaluate(facts, usage=usage, bucket=bucket, explain=explain)
-        if not asked or sale.profile is None:
+        if not asked:
             return evaluation
         windows = {rule.name: rule.limit.per for rule in ruleset.for_location(sale.location.id) if rule.limit}
         for rule in asked:
@@ -65,7 +71,7 @@ async def evaluate(tx: Tx, sale: Sale, *, explain: bool = False) -> rules.Evalua
                 tx,
                 pos_system_id=sale.pos.id,
                 company_id=sale.company.id,
-                profile_id=sale.profile.id,
+                profile_id=profile.id,
                 rule=rule,
                 since=sale.now - windows[rule],
             )
