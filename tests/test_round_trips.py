@@ -63,6 +63,16 @@ async def test_a_returning_customers_sale_at_a_screen_is_four_statements(api: Ap
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_new_customers_sale_is_four_statements_too(api: Api, sent: list[str]) -> None:
+    answer = await api.tender(seed_transaction(terminalId="term5"))
+    assert answer.status_code == 200, answer.text
+    # The profile and its identifiers travel in the sale's insert, like a returning one's update.
+    assert len(sent) == 4, sent
+    carrying = " ".join(sent[-1].split())
+    assert "INSERT INTO profiles" in carrying and "INSERT INTO profile_identifiers" in carrying
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 async def test_a_carried_write_is_stored(api: Api) -> None:
     first = await api.tender(seed_transaction(terminalId="term5"))
     second = await api.tender(seed_transaction(terminalId="term5"))
@@ -155,9 +165,13 @@ async def test_a_new_customers_limited_rule_counts_nothing(api_factory: Any, sen
         assert answer.status_code == 200, answer.text
         data = answer.json()["data"]
         assert data["notificationMessageId"] and data["qrCodeWidget"]  # the limited rule fired
-        # Locks, lookups, the new profile and its identifiers, the messages, the sale: no count.
+        # Locks, lookups, the messages, then the sale's insert carrying the new profile and its
+        # identifiers: no count, and no round trip for the new customer either.
         assert not [sql for sql in sent if "FROM rule_firings" in sql], sent
-        assert len(sent) == 7, "\n".join(" ".join(x.split())[:100] for x in sent)
+        assert len(sent) == 5, "\n".join(" ".join(x.split())[:100] for x in sent)
+        carrying = " ".join(sent[-1].split())
+        for write in ("INSERT INTO profiles", "INSERT INTO profile_identifiers", "INSERT INTO transactions"):
+            assert write in carrying, (write, carrying)
         # The same customer again, within the limit's window: now counted, and held to it.
         sent.clear()
         again = await api.tender(seed_transaction(terminalId="term5", transactionAmount=30))
@@ -219,10 +233,13 @@ async def test_two_deferred_writes_of_one_table_do_not_share_a_statement() -> No
         }  # fmt: skip
 
         async def unit(tx: Tx) -> None:
+            new_profile = profiles._INSERT_PROFILE
             await tx.execute(
-                profiles._INSERT_PROFILE,
-                {**row, "id": "p-1", "pos_system_id": "pax", "company_id": "comp5", "first_name": None,
-                 "last_name": None, "visit_count": 1, "created_at": when},
+                new_profile.statement,
+                new_profile.params(
+                    {**row, "id": "p-1", "pos_system_id": "pax", "company_id": "comp5", "first_name": None,
+                     "last_name": None, "visit_count": 1, "created_at": when}
+                ),
             )  # fmt: skip
             await tx.defer(profiles._UPDATE_PROFILE, {**row, "visit_count": 2})
             await tx.defer(

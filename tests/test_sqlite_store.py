@@ -62,7 +62,7 @@ async def _profile(tx: Tx, profile_id: str) -> None:
         "last_name": None, "email": None, "phone": None, "birth_date": None, "gender": None, "visit_count": 1,
         "lifetime_spend": Decimal(1), "has_card": False, "created_at": NOW, "updated_at": NOW,
     }  # fmt: skip
-    await tx.execute(profiles._INSERT_PROFILE, row)
+    await tx.defer(profiles._INSERT_PROFILE, row)  # SQLite: at once
 
 
 def _terminals(db: Database) -> list[str]:

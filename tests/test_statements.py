@@ -61,7 +61,7 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
         "phone": "+14155550100", "birth_date": "1990-04-11", "gender": None, "visit_count": 3,
         "lifetime_spend": Decimal("123.456789"), "has_card": True, "created_at": NOW, "updated_at": NOW,
     }  # fmt: skip
-    yield by_name("profiles.insert"), profile
+    yield by_name("profiles.insert"), profiles._INSERT_PROFILE.params(profile)
     yield by_name("profiles.update_renamed"), profiles._UPDATE_RENAMED.params({
         "pid": "p-1", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
         "phone": None, "birth_date": None, "gender": "F", "visit_count": 4,
@@ -72,13 +72,16 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
         "visit_count": 5, "lifetime_spend": Decimal("151"), "has_card": True,
         "updated_at": NOW + timedelta(seconds=2),
     })  # fmt: skip
+    identifiers = profiles._insert_identifiers(2)
     yield (
-        by_name("profiles.insert_identifiers"),
-        [
-            {**scope, "kind": kind, "value": value, "profile_id": "p-1", "first_seen": NOW}
-            for kind, value in (("email", "ada@example.com"), ("card", "L-1"))
-        ],
-    )
+        dynamic("profiles.insert_identifiers[2]", lambda n: profiles._insert_identifiers(n).statement, 2),
+        identifiers.params(
+            identifiers.of_rows([
+                {**scope, "kind": kind, "value": value, "profile_id": "p-1", "first_seen": NOW}
+                for kind, value in (("email", "ada@example.com"), ("card", "L-1"))
+            ])
+        ),
+    )  # fmt: skip
     yield by_name("profiles.insert_conflicts"), [
         {**scope, "transaction_id": "t-1", "kind": "card", "value": "L-1", "resolved_profile_id": "p-1",
          "other_profile_id": "p-2", "created_at": NOW},
@@ -205,7 +208,13 @@ def test_the_scenario_covers_every_statement() -> None:
     assert static <= used, f"statements without a contract case: {static - used}"
     # Statements made per number of values, on first use: the tender path's families have a case.
     families = {name.split("[")[0] for name in used}
-    assert {"profiles.known", "outbox.enqueue", "firings.insert", "transactions.responses"} <= families
+    assert {
+        "profiles.known",
+        "profiles.insert_identifiers",
+        "outbox.enqueue",
+        "firings.insert",
+        "transactions.responses",
+    } <= families
 
 
 def seed(conn: Connection) -> None:

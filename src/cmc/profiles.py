@@ -155,7 +155,9 @@ def _known_query(count: int, dialect: str) -> Statement[tuple[Identifier, Profil
     return Statement(query, name=f"profiles.known[{count}]", into=_known_row, only=dialect)
 
 
-_INSERT_PROFILE = Statement(insert(_p), name="profiles.insert", keys=[c.name for c in _p.columns])
+_INSERT_PROFILE = Write.insert(_p, name="profiles.insert", prefix="new_profile_")
+"""A new customer's profile, deferred like every write of a sale: the sale's insert carries it on
+PostgreSQL (nothing in the sale reads the profile back; it keeps the state in memory)."""
 _NAMES = ("first_name", "last_name")
 
 
@@ -173,9 +175,18 @@ _UPDATE_PROFILE = _update_profile(tuple(c for c in _STATE if c not in {"id", *_N
 """A returning customer's name rarely changes, and SQLite rewrites the entry of every index whose
 columns an UPDATE sets, changed or not: so the names (``ix_profiles_company_name``) are set only by
 ``_UPDATE_RENAMED``, when they changed."""
-_INSERT_IDENTIFIERS = Statement(
-    insert(_i), name="profiles.insert_identifiers", keys=[c.name for c in _i.columns]
-)
+
+
+@functools.cache
+def _insert_identifiers(count: int) -> Write:
+    """``count`` new identifiers of one profile in one insert, deferred like the profile's own write.
+
+    A concurrent sale cannot insert the same identifier first: both hold its named lock
+    (``lock_names``), so the second one finds the first's rows. Were it to happen anyway, the sale's
+    insert fails on the identifiers' key and the sale runs again (``cmc.tender``)."""
+    return Write.insert(_i, name=f"profiles.insert_identifiers[{count}]", prefix="identifier_", rows=count)
+
+
 _INSERT_CONFLICTS = Statement(
     insert(_c),
     name="profiles.insert_conflicts",
@@ -324,7 +335,7 @@ async def resolve(
     state, result, stored = peeked
     values = _row(state)
     if stored is None:
-        await tx.execute(_INSERT_PROFILE, {**values, **scope, "created_at": now, "updated_at": now})
+        await tx.defer(_INSERT_PROFILE, {**values, **scope, "created_at": now, "updated_at": now})
     else:
         values["pid"] = values.pop("id")
         renamed = (stored.first_name, stored.last_name) != (state.person.first_name, state.person.last_name)
@@ -333,13 +344,12 @@ async def resolve(
                 del values[column]
         await tx.defer(_UPDATE_RENAMED if renamed else _UPDATE_PROFILE, {**values, "updated_at": now})
     if result.new:
-        await tx.execute_many(
-            _INSERT_IDENTIFIERS,
-            [
-                {**scope, "kind": i.kind, "value": i.value, "profile_id": state.id, "first_seen": now}
-                for i in result.new
-            ],
-        )
+        rows = [
+            {**scope, "kind": i.kind, "value": i.value, "profile_id": state.id, "first_seen": now}
+            for i in result.new
+        ]
+        write = _insert_identifiers(len(rows))
+        await tx.defer(write, write.of_rows(rows))
     if result.conflicts:
         await tx.execute_many(
             _INSERT_CONFLICTS,
