@@ -43,6 +43,14 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             return await _original(self, sql, args)
 
         monkeypatch.setattr(driver.PgTx, method, counted)
+    begin = driver.PgTx._begin
+
+    async def begun(self: driver.PgTx, first: str = "") -> None:
+        if first:  # a statement that travels with the BEGIN: a round trip of its own (BEGIN is not)
+            statements.append(first)
+        await begin(self, first)
+
+    monkeypatch.setattr(driver.PgTx, "_begin", begun)
     return statements
 
 
@@ -60,6 +68,38 @@ async def test_a_returning_customers_sale_at_a_screen_is_four_statements(api: Ap
     last = " ".join(sent[-1].split())
     assert last.startswith("WITH profiles_update AS (UPDATE profiles")
     assert "INSERT INTO cfs_events" in last and "INSERT INTO transactions" in last
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_the_transactions_begin_travels_with_its_locks(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BEGIN is not a round trip of its own: it goes in one message with the sale's named locks."""
+    scripts: list[str] = []
+    execute = asyncpg.Connection.execute
+
+    async def recorded(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+        if not args:  # the simple query protocol: BEGIN, COMMIT, ROLLBACK and what travels with them
+            scripts.append(" ".join(query.split()))
+        return await execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", recorded)
+    assert (await api.tender(seed_transaction(terminalId="term5"))).status_code == 200
+    # The driver's own (SQLAlchemy's asyncpg adapter, off the tender path, sends "BEGIN;").
+    sale = [s for s in scripts if s in ("BEGIN", "COMMIT", "ROLLBACK") or s.startswith("BEGIN; ")]
+    assert len(sale) == 2, scripts
+    assert sale[0].startswith("BEGIN; SELECT count(pg_advisory_xact_lock(k))"), sale
+    assert sale[1] == "COMMIT"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_failed_unit_rolls_back_and_leaves_its_connection_clean(api: Api) -> None:
+    """A sale that fails after its BEGIN (a conflicting replay) rolls back; the next one works."""
+    body = seed_transaction(terminalId="term5")
+    assert (await api.tender(body)).status_code == 200
+    assert (await api.tender({**body, "transactionAmount": 1})).status_code == 409  # same id, new body
+    for _ in range(12):  # more than the pool's connections: every one of them was handed back clean
+        assert (await api.tender(seed_transaction(terminalId="term5"))).status_code == 200
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

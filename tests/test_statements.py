@@ -55,7 +55,6 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
     scope = {"pos_system_id": "pax", "company_id": "comp5"}
     if dialect == "postgresql":
         yield by_name("notifications.notify"), {"channel": "cmc_test"}
-        yield by_name("locks.take"), {"keys": [3, -7, 12]}
     profile = {
         **scope, "id": "p-1", "first_name": "Ada", "last_name": None, "email": "ada@example.com",
         "phone": "+14155550100", "birth_date": "1990-04-11", "gender": None, "visit_count": 3,

@@ -2,8 +2,10 @@
 
 On PostgreSQL each name becomes a transaction-scoped advisory lock (``pg_advisory_xact_lock``),
 taken in one statement and in a fixed order (sorted keys), so two units asking for overlapping names
-never deadlock; they are released at commit or rollback. SQLite needs none: its single writer
-(``BEGIN IMMEDIATE``) already serializes every write transaction.
+never deadlock; they are released at commit or rollback. Locks come first in a unit, so the
+transaction's ``BEGIN`` travels in the same message (``Tx.open_with``): one round trip for both.
+SQLite needs none: its single writer (``BEGIN IMMEDIATE``) already serializes every write
+transaction.
 """
 
 from __future__ import annotations
@@ -11,18 +13,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from sqlalchemy import BigInteger, Integer, bindparam, column, text
-from sqlalchemy.dialects.postgresql import ARRAY
-
 from cmc.store.driver import Tx
-from cmc.store.statements import Statement
 
-_LOCK = Statement(
-    text("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS ordered")
-    .bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
-    .columns(column("count", Integer)),
-    name="locks.take",
+_LOCK = (
+    "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(ARRAY[{keys}]::bigint[]) AS k ORDER BY 1)"
+    " AS ordered"
 )
+"""In key order, whatever order the array is in: two units locking overlapping names cannot deadlock."""
 
 
 def key(name: str) -> int:
@@ -36,4 +33,5 @@ async def take(tx: Tx, names: Iterable[str]) -> None:
         return
     keys = sorted({key(name) for name in names})
     if keys:
-        await tx.first(_LOCK, {"keys": keys})
+        # Literal integers (our own hashes), so that the transaction's BEGIN can travel with it.
+        await tx.open_with(_LOCK.format(keys=",".join(map(str, keys))))
