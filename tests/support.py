@@ -15,8 +15,9 @@ import httpx2
 import pytest
 
 import pg_databases
-from cmc import registry
+from cmc import registry, sessions
 from cmc.api.app import create_app
+from cmc.api.services import Services
 from cmc.clock import system_clock
 from cmc.config import Settings
 from cmc.store import migrate
@@ -91,6 +92,20 @@ class ManualClock:
     def advance(self, **delta: float) -> None:
         """Move the clock forward by ``timedelta(**delta)``."""
         self.now += timedelta(**delta)
+
+
+def binding_tags_match(session_id: str, key: bytes, where: sessions.Where) -> tuple[bool, bool]:
+    """Whether ``session_id`` carries the location and the terminal tag a session of ``where`` issued
+    at the same instant with the same randomness would (``cmc.sessions``: 10-bit MACs)."""
+    payload = sessions._from_uuid(session_id)
+    assert payload is not None, session_id
+    bind, auth, random_bits = sessions._BIND, sessions._AUTH, sessions._RANDOM
+    terminal = payload & ((1 << bind) - 1)
+    location = (payload >> bind) & ((1 << bind) - 1)
+    random = (payload >> (2 * bind + auth)) & ((1 << random_bits) - 1)
+    millis = payload >> (2 * bind + auth + random_bits)
+    expected = sessions._bindings(key, where, millis, random)
+    return location == expected[0], terminal == expected[1]
 
 
 def unique(prefix: str = "tx") -> str:
@@ -212,6 +227,21 @@ class Api:
         assert answer.status_code == 200, answer.text
         session_id: str = answer.json()["data"]["sessionId"]
         return session_id
+
+    async def session_told_apart(self, at: sessions.Where, used_at: sessions.Where) -> str:
+        """A session for terminal ``at`` whose bindings differ from those ``used_at`` would have in
+        every field where the two differ: 1 session in 1,024 per field is not told apart, and
+        accepted there (``test_sessions`` shows it); that is not what the caller tests."""
+        keys = Services.of_app(self.app.app).directory.current.session_keys
+        while True:
+            session = await self.session(
+                pos=at.pos_system_id, terminal=at.terminal_id, location=at.location_id
+            )
+            location_tag, terminal_tag = binding_tags_match(session, keys[0], used_at)
+            if (at.terminal_id == used_at.terminal_id or not terminal_tag) and (
+                at.location_id == used_at.location_id or not location_tag
+            ):
+                return session
 
     async def send(self, body: dict[str, Any], *, pos: str = "pax", **kwargs: Any) -> httpx2.Response:
         return await self.post(f"/pos/{pos}/transaction", body, pos=pos, **kwargs)

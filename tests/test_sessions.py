@@ -15,7 +15,7 @@ from cmc import sessions
 from cmc.errors import SessionAlreadyUsed, SessionExpired, SessionMismatch, SessionNotFound
 from cmc.ids import new_id
 from cmc.registry import store as registry_store
-from support import ManualClock, seed_transaction
+from support import ManualClock, binding_tags_match, seed_transaction
 
 KEY = secrets.token_bytes(32)
 HERE = sessions.Where("pax", "loc5", "term5")
@@ -64,14 +64,39 @@ def test_another_key_or_pos_system_is_unknown() -> None:
         check(session, where=sessions.Where("clover", "loc5", "term5"))
 
 
+def issued_told_apart(other_terminal: sessions.Where, elsewhere: sessions.Where) -> str:
+    """A session for HERE whose tags differ from those of another terminal and of another location
+    with its terminal (1 in 1,024 per tag would not: the next test)."""
+    while True:
+        session = sessions.issue(KEY, HERE, now=NOW)
+        _, terminal = binding_tags_match(session, KEY, other_terminal)
+        location_there, terminal_there = binding_tags_match(session, KEY, elsewhere)
+        if not (terminal or location_there or terminal_there):
+            return session
+
+
 def test_another_terminal_or_location_is_a_mismatch_naming_the_field() -> None:
-    session = sessions.issue(KEY, HERE, now=NOW)
+    other_terminal, elsewhere = sessions.Where("pax", "loc5", "term6"), sessions.Where("pax", "loc9", "term9")
+    session = issued_told_apart(other_terminal, elsewhere)
     with pytest.raises(SessionMismatch) as terminal:
-        check(session, where=sessions.Where("pax", "loc5", "term6"))
+        check(session, where=other_terminal)
     assert set(terminal.value.errors or {}) == {"terminalId"}
     with pytest.raises(SessionMismatch) as both:
-        check(session, where=sessions.Where("pax", "loc9", "term9"))
+        check(session, where=elsewhere)
     assert set(both.value.errors or {}) == {"terminalId", "posLocationId"}
+
+
+def test_one_session_in_1024_is_not_told_apart_from_another_terminals() -> None:
+    """The terminal's tag is a 10-bit MAC: where another terminal's would be the same, the session
+    is accepted there (documented; the session is no credential, the POS's token is)."""
+    other = sessions.Where("pax", "loc5", "term6")
+    issued = [sessions.issue(KEY, HERE, now=NOW) for _ in range(20_000)]
+    colliding = [s for s in issued if binding_tags_match(s, KEY, other)[1]]
+    assert 5 <= len(colliding) <= 50  # about 20,000 / 1,024
+    check(colliding[0], where=other)  # accepted at term6
+    told_apart = next(s for s in issued if not binding_tags_match(s, KEY, other)[1])
+    with pytest.raises(SessionMismatch):
+        check(told_apart, where=other)
 
 
 def test_expiry_comes_from_the_time_the_id_carries() -> None:

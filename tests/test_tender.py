@@ -11,6 +11,7 @@ import httpx2
 import pytest
 from sqlalchemy import select, text
 
+from cmc import sessions
 from cmc.sale import no_reaction
 from cmc.store import tables
 from support import Api, ManualClock, count_rows, seed_transaction, unique
@@ -163,10 +164,11 @@ async def test_session_of_another_pos_system_is_404(api: Api) -> None:
 
 
 async def test_terminal_or_location_not_matching_session_is_400(api: Api) -> None:
-    session = await api.session(terminal="term6")
+    here = sessions.Where("pax", "loc5", "term5")  # where the seed's sale is posted
+    session = await api.session_told_apart(sessions.Where("pax", "loc5", "term6"), here)
     body = problem(await api.send(seed_transaction(sessionId=session)), 400)
     assert set(body["errors"]) == {"terminalId"}
-    session = await api.session(terminal="term9", location="loc9")
+    session = await api.session_told_apart(sessions.Where("pax", "loc9", "term9"), here)
     body = problem(await api.send(seed_transaction(sessionId=session)), 400)
     assert set(body["errors"]) == {"terminalId", "posLocationId"}
 
