@@ -205,7 +205,7 @@ class PgTx(Tx):
 
     async def rollback(self) -> None:
         """Undo the transaction, if it began; a connection that cannot even roll back is closed,
-        so the pool never hands out one left inside a transaction (it does not reset them)."""
+        so the pool never hands out one left inside a transaction."""
         if not self._begun:
             return
         self._begun = False
