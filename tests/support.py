@@ -97,15 +97,10 @@ class ManualClock:
 def binding_tags_match(session_id: str, key: bytes, where: sessions.Where) -> tuple[bool, bool]:
     """Whether ``session_id`` carries the location and the terminal tag a session of ``where`` issued
     at the same instant with the same randomness would (``cmc.sessions``: 10-bit MACs)."""
-    payload = sessions._from_uuid(session_id)
-    assert payload is not None, session_id
-    bind, auth, random_bits = sessions._BIND, sessions._AUTH, sessions._RANDOM
-    terminal = payload & ((1 << bind) - 1)
-    location = (payload >> bind) & ((1 << bind) - 1)
-    random = (payload >> (2 * bind + auth)) & ((1 << random_bits) - 1)
-    millis = payload >> (2 * bind + auth + random_bits)
-    expected = sessions._bindings(key, where, millis, random)
-    return location == expected[0], terminal == expected[1]
+    parts = sessions._parts(session_id)
+    assert parts is not None, session_id
+    expected = sessions._bindings(key, where, parts.millis, parts.random)
+    return parts.location == expected[0], parts.terminal == expected[1]
 
 
 def unique(prefix: str = "tx") -> str:

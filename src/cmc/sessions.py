@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import Connection
 
@@ -85,13 +86,9 @@ def check(
     In this order: unknown (not ours, forged, or another POS system's) 404; ``used`` by another
     transaction 409; expired 410; another location or terminal 400.
     """
-    payload = _from_uuid(session_id)
-    if payload is not None:
-        terminal = payload & ((1 << _BIND) - 1)
-        location = (payload >> _BIND) & ((1 << _BIND) - 1)
-        auth = (payload >> 2 * _BIND) & ((1 << _AUTH) - 1)
-        random = (payload >> (2 * _BIND + _AUTH)) & ((1 << _RANDOM) - 1)
-        millis = payload >> (2 * _BIND + _AUTH + _RANDOM)
+    parts = _parts(session_id)
+    if parts is not None:
+        millis, random, auth, location, terminal = parts
         for key in keys:
             expected = _auth(key, where, millis, random, location, terminal)
             if hmac.compare_digest(expected.to_bytes(3, "big"), auth.to_bytes(3, "big")):
@@ -101,6 +98,27 @@ def check(
                 _check_binding(_bindings(key, where, millis, random), location, terminal)
                 return
     raise SessionNotFound(f"Unknown sessionId {session_id!r}: call startInteraction first.")
+
+
+class _Parts(NamedTuple):
+    millis: int
+    random: int
+    auth: int
+    location: int
+    terminal: int
+
+
+def _parts(session_id: str) -> _Parts | None:
+    """The fields of a session id of ours (``issue`` packs them), or None for anything else."""
+    payload = _from_uuid(session_id)
+    if payload is None:
+        return None
+    terminal = payload & ((1 << _BIND) - 1)
+    location = (payload >> _BIND) & ((1 << _BIND) - 1)
+    auth = (payload >> 2 * _BIND) & ((1 << _AUTH) - 1)
+    random = (payload >> (2 * _BIND + _AUTH)) & ((1 << _RANDOM) - 1)
+    millis = payload >> (2 * _BIND + _AUTH + _RANDOM)
+    return _Parts(millis, random, auth, location, terminal)
 
 
 def _check_binding(expected: tuple[int, int], location: int, terminal: int) -> None:
