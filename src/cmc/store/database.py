@@ -548,8 +548,9 @@ class PostgresDatabase(Database):
                         max_size=self._pool_size,
                         init=_setup_connection,
                         # Units leave nothing behind (their transaction ended, advisory locks are
-                        # transaction-scoped): no reset round trip on every release.
-                        reset=_rollback_if_left_open,
+                        # transaction-scoped): skip the reset round trip on every release. (asyncpg
+                        # still rolls back a transaction a cancelled unit left open, and warns.)
+                        reset=_no_reset,
                     )
         return self._pool
 
@@ -597,22 +598,16 @@ def _unavailable(exc: BaseException) -> StoreUnavailable:
     return error if isinstance(error, StoreUnavailable) else StoreUnavailable(code=error.code)
 
 
-async def _rollback_if_left_open(connection: asyncpg.Connection) -> None:
-    """A unit ends its transaction (``PgTx.commit``/``rollback``); one cancelled even while rolling
-    back would leave it open, so the release rolls it back. Asking costs no round trip (the
-    connection knows from the server's last message), and a connection that cannot roll back is
-    closed by the pool."""
-    if connection.is_in_transaction():
-        await connection.execute("ROLLBACK")
+async def _no_reset(connection: asyncpg.Connection) -> None:
+    return None
 
 
 @contextlib.asynccontextmanager
 async def _dropped_when_broken(connection: asyncpg.Connection) -> AsyncIterator[None]:
     """Close a connection that failed as unreachable, so the pool opens a fresh one for the retry.
 
-    The pool's reset on release only rolls back a transaction left open
-    (``_rollback_if_left_open``), so nothing else would notice that a cut left the connection's
-    protocol mid-operation; the next unit handed it would fail too.
+    The pool skips its reset on release (``_no_reset``), so nothing else would notice that a cut
+    left the connection's protocol mid-operation; the next unit handed it would fail too.
     """
     try:
         yield

@@ -122,8 +122,8 @@ class Tx(abc.ABC):
         return rows[0] if rows else None
 
     async def open_with(self, sql: str) -> None:
-        """Run ``sql``, a statement without parameters, as the transaction's first: on PostgreSQL the
-        transaction's ``BEGIN`` travels with it, one round trip instead of two.
+        """Run ``sql``, a statement without parameters; as the transaction's first, on PostgreSQL,
+        with the transaction's ``BEGIN`` in the same message: one round trip instead of two.
 
         ``sql`` carries its values as literals, so only a caller that made them itself (numbers)
         may build it.
