@@ -8,7 +8,9 @@ common case: its profile update and its screen's event must not cost a round tri
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import pytest
 from sqlalchemy import delete, func, select
 
 import pg_databases
-from cmc import cfs_feed, firings, profiles
+from cmc import cfs_feed, firings, profiles, transactions
 from cmc.screens import Screen
 from cmc.store import driver, migrate, notifications, tables
 from cmc.store.database import Database, libpq_dsn
@@ -54,17 +56,34 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return statements
 
 
+@pytest.fixture
+async def db() -> AsyncIterator[Database]:
+    """A migrated PostgreSQL database of its own, for units run on the driver directly."""
+    url = pg_databases.create()
+    database = Database.open(url)
+    try:
+        await asyncio.to_thread(migrate.upgrade, database)
+        yield database
+    finally:
+        await database.close()
+        pg_databases.drop(url)
+
+
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
-async def test_a_returning_customers_sale_at_a_screen_is_four_statements(api: Api, sent: list[str]) -> None:
+async def test_a_returning_customers_sale_at_a_screen_is_three_statements(api: Api, sent: list[str]) -> None:
     assert (await api.tender(seed_transaction(terminalId="term5"))).status_code == 200
     sent.clear()
     answer = await api.tender(seed_transaction(terminalId="term5"))
     assert answer.status_code == 200, answer.text
     assert answer.json()["data"]["profile"]["id"]
-    # The named locks, the replay and session lookup, the customer's identifiers with the profile,
-    # then one statement: the profile's update and the screen's event carried by the sale's insert.
-    assert len(sent) == 4, sent
+    # The named locks; one query: the replay and session lookup with the customer's identifiers and
+    # profile (locked); then one statement: the profile's update and the screen's event carried by
+    # the sale's insert.
+    assert len(sent) == 3, sent
     assert "pg_advisory_xact_lock" in sent[0]
+    lookups = " ".join(sent[1].split())
+    assert "FROM transactions" in lookups and "FROM profile_identifiers" in lookups
+    assert "FOR UPDATE OF profiles" in lookups and "UNION ALL" in lookups
     last = " ".join(sent[-1].split())
     assert last.startswith("WITH profiles_update AS (UPDATE profiles")
     assert "INSERT INTO cfs_events" in last and "INSERT INTO transactions" in last
@@ -117,11 +136,11 @@ async def _a_conflict_then_sales(api: Api) -> None:
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
-async def test_a_new_customers_sale_is_four_statements_too(api: Api, sent: list[str]) -> None:
+async def test_a_new_customers_sale_is_three_statements_too(api: Api, sent: list[str]) -> None:
     answer = await api.tender(seed_transaction(terminalId="term5"))
     assert answer.status_code == 200, answer.text
     # The profile and its identifiers travel in the sale's insert, like a returning one's update.
-    assert len(sent) == 4, sent
+    assert len(sent) == 3, sent
     carrying = " ".join(sent[-1].split())
     assert "INSERT INTO profiles" in carrying and "INSERT INTO profile_identifiers" in carrying
 
@@ -160,8 +179,8 @@ async def test_a_qr_rule_firing_adds_no_round_trip(api_factory: Any, sent: list[
         assert answer.status_code == 200, answer.text
         assert [e["rule"] for e in answer.json()["data"]["effects"]] == ["edibles fan"]
         # As many statements as a sale without rules: the sale's insert carries all four writes.
-        assert len(sent) == 4, sent
-        carrying = " ".join(sent[3].split())
+        assert len(sent) == 3, sent
+        carrying = " ".join(sent[2].split())
         for write in ("UPDATE profiles", "INSERT INTO rule_firings", "INSERT INTO short_links", "cfs_events"):
             assert write in carrying, (write, carrying)
         assert "pg_notify" in carrying
@@ -204,11 +223,11 @@ async def test_a_rule_that_sends_messages_adds_two_statements(api_factory: Any, 
         assert answer.status_code == 200, answer.text
         data = answer.json()["data"]
         assert data["notificationMessageId"] and data["qrCodeWidget"]
-        assert len(sent) == 6, "\n".join(" ".join(x.split())[:100] for x in sent)
-        assert "FROM rule_firings" in sent[3]
-        enqueue = " ".join(sent[4].split())
+        assert len(sent) == 5, "\n".join(" ".join(x.split())[:100] for x in sent)
+        assert "FROM rule_firings" in sent[2]
+        enqueue = " ".join(sent[3].split())
         assert enqueue.startswith("INSERT INTO messages") and "opt_outs" in enqueue  # one statement
-        assert "INSERT INTO transactions" in sent[5]
+        assert "INSERT INTO transactions" in sent[4]
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
@@ -222,7 +241,7 @@ async def test_a_new_customers_limited_rule_counts_nothing(api_factory: Any, sen
         # Locks, lookups, the messages, then the sale's insert carrying the new profile and its
         # identifiers: no count, and no round trip for the new customer either.
         assert not [sql for sql in sent if "FROM rule_firings" in sql], sent
-        assert len(sent) == 5, "\n".join(" ".join(x.split())[:100] for x in sent)
+        assert len(sent) == 4, "\n".join(" ".join(x.split())[:100] for x in sent)
         carrying = " ".join(sent[-1].split())
         for write in ("INSERT INTO profiles", "INSERT INTO profile_identifiers", "INSERT INTO transactions"):
             assert write in carrying, (write, carrying)
@@ -234,76 +253,112 @@ async def test_a_new_customers_limited_rule_counts_nothing(api_factory: Any, sen
         assert not again.json()["data"]["notificationMessageId"]
 
 
-async def test_a_deferred_write_runs_before_a_statement_on_its_table_and_at_the_units_end() -> None:
-    url = pg_databases.create()
-    db = Database.open(url)
-    try:
-        await asyncio.to_thread(migrate.upgrade, db)
-        count = Statement(
-            select(func.count()).select_from(tables.cfs_events), name="test.events[count]", only="postgresql"
-        )
-        none_deleted = Statement(
-            delete(tables.cfs_events).where(tables.cfs_events.c.id < 0),
-            name="test.events[delete]",
-            only="postgresql",
-        )
-        screen = Screen("pax", "loc5", "term5")
-        since = datetime(2026, 1, 1, tzinfo=UTC)
+async def test_a_deferred_write_runs_before_a_statement_on_its_table_and_at_the_units_end(
+    db: Database,
+) -> None:
+    count = Statement(
+        select(func.count()).select_from(tables.cfs_events), name="test.events[count]", only="postgresql"
+    )
+    none_deleted = Statement(
+        delete(tables.cfs_events).where(tables.cfs_events.c.id < 0),
+        name="test.events[delete]",
+        only="postgresql",
+    )
+    screen = Screen("pax", "loc5", "term5")
+    since = datetime(2026, 1, 1, tzinfo=UTC)
 
-        async def unit(tx: Tx) -> tuple[int, ...] | None:
-            await cfs_feed.publish(tx, screen, {"firstName": "Ada"}, now=since, wake=False)
-            assert tx.deferred == 1
-            usage = {"pos": "pax", "company": "comp5", "profile": "p", "rule": "r", "since": since}
-            await tx.all(firings._USAGE, usage)  # another table: the event can still wait
-            assert tx.deferred == 1
-            seen = await tx.first(count)  # its own table: the event is written first
-            assert tx.deferred == 0
-            await cfs_feed.publish(tx, screen, {"firstName": "Cy"}, now=since, wake=False)
-            await cfs_feed.publish(tx, screen, {"firstName": "Dee"}, now=since, wake=True)
-            assert tx.deferred == 1  # a second write of the table: the first one ran
-            # A carrier on the deferred write's own table would not see it: it runs first.
-            assert await tx.execute(none_deleted, carry=True) == 0
-            assert tx.deferred == 0
-            await cfs_feed.publish(tx, screen, {"firstName": "Ben"}, now=since, wake=False)
-            return seen  # the unit ends with that one deferred: the commit must not lose it
+    async def unit(tx: Tx) -> tuple[int, ...] | None:
+        await cfs_feed.publish(tx, screen, {"firstName": "Ada"}, now=since, wake=False)
+        assert tx.deferred == 1
+        usage = {"pos": "pax", "company": "comp5", "profile": "p", "rule": "r", "since": since}
+        await tx.all(firings._USAGE, usage)  # another table: the event can still wait
+        assert tx.deferred == 1
+        seen = await tx.first(count)  # its own table: the event is written first
+        assert tx.deferred == 0
+        await cfs_feed.publish(tx, screen, {"firstName": "Cy"}, now=since, wake=False)
+        await cfs_feed.publish(tx, screen, {"firstName": "Dee"}, now=since, wake=True)
+        assert tx.deferred == 1  # a second write of the table: the first one ran
+        # A carrier on the deferred write's own table would not see it: it runs first.
+        assert await tx.execute(none_deleted, carry=True) == 0
+        assert tx.deferred == 0
+        await cfs_feed.publish(tx, screen, {"firstName": "Ben"}, now=since, wake=False)
+        return seen  # the unit ends with that one deferred: the commit must not lose it
 
-        assert await db.transact(unit) == (1,)
-        assert await db.query(lambda tx: tx.first(count)) == (4,)
-    finally:
-        await db.close()
-        pg_databases.drop(url)
+    assert await db.transact(unit) == (1,)
+    assert await db.query(lambda tx: tx.first(count)) == (4,)
 
 
-async def test_two_deferred_writes_of_one_table_do_not_share_a_statement() -> None:
+async def test_two_deferred_writes_of_one_table_do_not_share_a_statement(db: Database) -> None:
     """In one statement PostgreSQL would apply only one of two updates of a row."""
-    url = pg_databases.create()
-    db = Database.open(url)
-    try:
-        await asyncio.to_thread(migrate.upgrade, db)
-        when = datetime(2026, 1, 1, tzinfo=UTC)
-        row = {
-            "email": None, "phone": None, "birth_date": None, "gender": None, "lifetime_spend": 1,
-            "has_card": False, "updated_at": when, "pid": "p-1",
-        }  # fmt: skip
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    row = {
+        "email": None, "phone": None, "birth_date": None, "gender": None, "lifetime_spend": 1,
+        "has_card": False, "updated_at": when, "pid": "p-1",
+    }  # fmt: skip
 
-        async def unit(tx: Tx) -> None:
-            new_profile = profiles._INSERT_PROFILE
-            await tx.execute(
-                new_profile.statement,
-                new_profile.params(
-                    {**row, "id": "p-1", "pos_system_id": "pax", "company_id": "comp5", "first_name": None,
-                     "last_name": None, "visit_count": 1, "created_at": when}
-                ),
-            )  # fmt: skip
-            await tx.defer(profiles._UPDATE_PROFILE, {**row, "visit_count": 2})
-            await tx.defer(
-                profiles._UPDATE_RENAMED, {**row, "visit_count": 3, "first_name": "A", "last_name": "B"}
-            )
-            assert tx.deferred == 1  # the first update ran before the second was deferred
+    async def unit(tx: Tx) -> None:
+        new_profile = profiles._INSERT_PROFILE
+        await tx.execute(
+            new_profile.statement,
+            new_profile.params(
+                {**row, "id": "p-1", "pos_system_id": "pax", "company_id": "comp5", "first_name": None,
+                 "last_name": None, "visit_count": 1, "created_at": when}
+            ),
+        )  # fmt: skip
+        await tx.defer(profiles._UPDATE_PROFILE, {**row, "visit_count": 2})
+        await tx.defer(
+            profiles._UPDATE_RENAMED, {**row, "visit_count": 3, "first_name": "A", "last_name": "B"}
+        )
+        assert tx.deferred == 1  # the first update ran before the second was deferred
 
-        await db.transact(unit)
-        visits = Statement(select(tables.profiles.c.visit_count), name="test.visits[read]", only="postgresql")
-        assert await db.query(lambda tx: tx.first(visits)) == (3,)
-    finally:
-        await db.close()
-        pg_databases.drop(url)
+    await db.transact(unit)
+    visits = Statement(select(tables.profiles.c.visit_count), name="test.visits[read]", only="postgresql")
+    assert await db.query(lambda tx: tx.first(visits)) == (3,)
+
+
+async def test_two_queries_together_answer_as_they_would_apart(db: Database) -> None:
+    """``Tx.together``: one round trip, each part's rows as its own query gives them, typed alike."""
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def seed(conn: Any) -> None:
+        conn.execute(tables.profiles.insert().values(
+            id="p-1", pos_system_id="pax", company_id="comp5", first_name="Ada", visit_count=2,
+            lifetime_spend=Decimal("10.5"), has_card=True, created_at=when, updated_at=when,
+        ))  # fmt: skip
+        conn.execute(tables.profile_identifiers.insert().values(
+            pos_system_id="pax", company_id="comp5", kind="email", value="ada@example.com",
+            profile_id="p-1", first_seen=when,
+        ))  # fmt: skip
+        conn.execute(tables.transactions.insert().values(
+            id="s-1", pos_system_id="pax", company_id="comp5", pos_transaction_id="T-1",
+            location_id="loc5", terminal_id="term5", transaction_type="Sale", is_reversal=False,
+            amount=Decimal("10.5"), occurred_at=when, received_at=when, profile_id="p-1",
+            request_hash="h", request=b"{}", response=b'{"data": {}}',
+        ))  # fmt: skip
+
+    await db.write(seed)
+    claim = profiles.Claim((profiles.Identifier("email", "ada@example.com"),))
+    scope = profiles.Scope("pax", "comp5")
+    find = transactions.find(pos_system_id="pax", company_id="comp5", transaction_id="T-1", session_id="s-2")
+
+    async def unit(tx: Tx) -> tuple[Any, Any]:
+        known = profiles.known(claim, scope, tx.dialect)
+        assert known is not None
+        apart = (await tx.all(find.statement, find.params), await tx.all(known.statement, known.params))
+        return apart, await tx.together(find, known)
+
+    apart, together = await db.transact(unit)
+    assert together == apart
+    (stored,), ((identifier, profile),) = together
+    assert stored.response == b'{"data": {}}' and stored.pos_transaction_id == "T-1"
+    assert identifier == ("email", "ada@example.com")
+    assert (profile.id, profile.lifetime_spend, profile.has_card) == ("p-1", Decimal("10.5"), True)
+
+    async def disagreeing(tx: Tx) -> None:
+        other = transactions.find(
+            pos_system_id="pax", company_id="comp9", transaction_id="T-1", session_id="s-2"
+        )
+        await tx.together(find, other)
+
+    with pytest.raises(ValueError, match="disagree on 'company'"):
+        await db.transact(disagreeing)

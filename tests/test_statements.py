@@ -94,7 +94,13 @@ def scenario(dialect: str) -> Iterator[tuple[Statement[Any], dict[str, Any] | li
         "occurred_at": NOW, "received_at": NOW, "profile_id": "p-1", "loyalty_card": None,
         "request_hash": "h" * 64, "request": b'{"a": 1}', "response": b'{"data": {}}',
     }  # fmt: skip
-    yield by_name("transactions.find"), {"pos": "pax", "company": "comp5", "tx": "T-1", "session": "t-1"}
+    find = {"pos": "pax", "company": "comp5", "tx": "T-1", "session": "t-1"}
+    yield by_name("transactions.find"), find
+    if dialect == "postgresql":
+        # The replay lookup and the identifiers in one query (``Tx.together``): both parts find rows.
+        known = profiles._known_query(2, dialect)
+        both = statements.together([by_name("transactions.find"), known]).statement
+        yield both, {**find, "v0": "L-1", "v1": "ada@example.com"}
     yield dynamic("transactions.responses[1]", transactions._responses, 1), {
         "pos": "pax", "c0": "comp5", "tx": "T-1",
     }  # fmt: skip
@@ -213,6 +219,7 @@ def test_the_scenario_covers_every_statement() -> None:
         "outbox.enqueue",
         "firings.insert",
         "transactions.responses",
+        "together",
     } <= families
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,7 +27,7 @@ from sqlalchemy import Connection, bindparam, insert, or_, select, union_all, up
 from cmc.ids import new_id
 from cmc.store import tables
 from cmc.store.driver import Tx
-from cmc.store.statements import Statement, Write
+from cmc.store.statements import Query, Statement, Write
 from cmc.store.tables import of_company
 from cmc_client import wire
 
@@ -294,19 +294,29 @@ async def peek(
 
 
 async def _peek(
-    tx: Tx, claim: Claim, scope: Scope, *, amount: Decimal | None, is_reversal: bool
+    tx: Tx,
+    claim: Claim,
+    scope: Scope,
+    *,
+    amount: Decimal | None,
+    is_reversal: bool,
+    found: Found | None = None,
 ) -> tuple[ProfileState, Match, Person | None] | None:
-    """``peek``, with the stored details of a known profile (None for a new one)."""
+    """``peek``, with the stored details of a known profile (None for a new one).
+
+    ``found``: the claim's known identifiers, when the caller looked them up already (``known``).
+    """
     if not claim.identifiers:
         return None
-    known = await _known(tx, claim.identifiers, scope)
-    result = match(claim, {ident: stored.id for ident, stored in known.items()})
+    if found is None:
+        found = await _known(tx, claim, scope)
+    result = match(claim, {ident: stored.id for ident, stored in found.items()})
     visit = 0 if is_reversal else 1
     spend = spend_delta(amount, is_reversal)
     has_card = any(i.kind == "card" for i in claim.identifiers)
     if result.profile_id is None:
         return ProfileState(new_id(), claim.person, visit, spend, has_card, is_new=True), result, None
-    stored = next(stored for stored in known.values() if stored.id == result.profile_id)
+    stored = next(stored for stored in found.values() if stored.id == result.profile_id)
     state = ProfileState(
         stored.id,
         claim.person.over(stored.person),
@@ -326,9 +336,14 @@ async def resolve(
     amount: Decimal | None,
     is_reversal: bool,
     now: datetime,
+    found: Found | None = None,
 ) -> ProfileState | None:
-    """Find or create the profile of ``claim`` and record this transaction on it (None: anonymous)."""
-    peeked = await _peek(tx, claim, merchant, amount=amount, is_reversal=is_reversal)
+    """Find or create the profile of ``claim`` and record this transaction on it (None: anonymous).
+
+    ``found``: the claim's known identifiers, when the caller looked them up already (``known``,
+    in this transaction: on PostgreSQL its lock on the profiles is what makes the update safe).
+    """
+    peeked = await _peek(tx, claim, merchant, amount=amount, is_reversal=is_reversal, found=found)
     if peeked is None:
         return None
     scope = merchant._asdict()
@@ -385,17 +400,32 @@ def to_wire(state: ProfileState | None, *, sales_person: str | None) -> wire.Pro
     )
 
 
-async def _known(tx: Tx, identifiers: Sequence[Identifier], scope: Scope) -> dict[Identifier, ProfileState]:
-    """The known identifiers among ``identifiers``, each with its stored profile."""
-    values = sorted({ident.value for ident in identifiers})
+Found = dict[Identifier, ProfileState]
+"""The claim's identifiers already known, each with the profile it points at (``known_of``)."""
+
+
+def known(claim: Claim, scope: Scope, dialect: str) -> Query[tuple[Identifier, ProfileState]] | None:
+    """The query for the claim's known identifiers (``known_of`` reads its rows); None: anonymous.
+
+    On PostgreSQL it locks the profiles it finds until the transaction ends.
+    """
+    if not claim.identifiers:
+        return None
+    values = sorted({ident.value for ident in claim.identifiers})
     params: dict[str, str] = {f"v{n}": value for n, value in enumerate(values)}
     params.update(pos=scope.pos_system_id, company=scope.company_id)
-    wanted = set(identifiers)
-    return {
-        ident: stored
-        for ident, stored in await tx.all(_known_query(len(values), tx.dialect), params)
-        if ident in wanted
-    }
+    return Query(_known_query(len(values), dialect), params)
+
+
+def known_of(claim: Claim, rows: Iterable[tuple[Identifier, ProfileState]]) -> Found:
+    """The rows of ``known``'s query that are the claim's identifiers (a value can be of two kinds)."""
+    wanted = set(claim.identifiers)
+    return {ident: stored for ident, stored in rows if ident in wanted}
+
+
+async def _known(tx: Tx, claim: Claim, scope: Scope) -> Found:
+    query = known(claim, scope, tx.dialect)
+    return {} if query is None else known_of(claim, await tx.all(query.statement, query.params))
 
 
 def _row(state: ProfileState) -> dict[str, object]:

@@ -117,10 +117,18 @@ async def _record(
     await locks.take(tx, [_lock_name(scope, request), *profiles.lock_names(scope, claim)])
     stored_request, fingerprint = encode(request)
     session_id = sessions.canonical(request.sessionId)
-    stored = await transactions.find(
-        tx, pos_system_id=scope.pos_system_id, company_id=scope.company_id,
+    find = transactions.find(
+        pos_system_id=scope.pos_system_id, company_id=scope.company_id,
         transaction_id=request.transactionId, session_id=session_id,
     )  # fmt: skip
+    # The replay lookup and the customer's identifiers (locking their profiles): one round trip. A
+    # replay locked the profiles for nothing; it holds the sale's lock anyway, and ends at once.
+    known = profiles.known(claim, scope, tx.dialect)
+    if known is None:
+        stored, found = await tx.all(find.statement, find.params), None
+    else:
+        stored, rows = await tx.together(find, known)
+        found = profiles.known_of(claim, rows)
     key = (*scope, request.transactionId)
     for row in stored:
         if (row.pos_system_id, row.company_id, row.pos_transaction_id) == key:
@@ -129,7 +137,7 @@ async def _record(
             return Answer(row.response, "replayed")
     # Any row left is the transaction this session id already carried (the session check says whose).
     _check_session(session, session_id, request, place, now=now, used=bool(stored))
-    recorded = await _sale(tx, request, session_id, place, claim, now=now, write=True)
+    recorded = await _sale(tx, request, session_id, place, claim, now=now, write=True, found=found)
     reaction = await react(tx, recorded)
     body = _encode(response_of(recorded, reaction))
     await transactions.save(tx, recorded, request=stored_request, request_hash=fingerprint, response=body)
@@ -143,10 +151,11 @@ async def _preview(
     claim = profiles.claim_of(request, region=place.location.country)
     if session is not None:
         session_id = sessions.canonical(request.sessionId)
-        stored = await transactions.find(
-            tx, pos_system_id=place.pos.id, company_id=place.company.id,
+        find = transactions.find(
+            pos_system_id=place.pos.id, company_id=place.company.id,
             transaction_id=request.transactionId, session_id=session_id,
         )  # fmt: skip
+        stored = await tx.all(find.statement, find.params)
         _check_session(
             session, session_id, request, place, now=now, used=any(r.id == session_id for r in stored)
         )
@@ -192,19 +201,22 @@ async def _sale(
     *,
     now: datetime,
     write: bool,
+    found: profiles.Found | None = None,
 ) -> Sale:
     """The sale of ``request`` with its customer's profile as it is after this transaction.
 
     ``write`` records the transaction on the profile (creating it when new); without it the profile
-    is only looked up, as it would be.
+    is only looked up, as it would be. ``found``: the customer's known identifiers, when looked up
+    already (``profiles.known``).
     """
     reversal = sale.is_reversal(request)
     scope = profiles.Scope(place.pos.id, place.company.id)
     amount = request.transactionAmount
     if write:
         profile = await profiles.resolve(
-            tx, claim, scope, transaction_id=sale_id, amount=amount, is_reversal=reversal, now=now
-        )
+            tx, claim, scope, transaction_id=sale_id, amount=amount, is_reversal=reversal, now=now,
+            found=found,
+        )  # fmt: skip
     else:
         peeked = await profiles.peek(tx, claim, scope, amount=amount, is_reversal=reversal)
         profile = peeked[0] if peeked else None

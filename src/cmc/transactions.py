@@ -30,7 +30,7 @@ from cmc.lift import FollowUp
 from cmc.store import buckets, tables
 from cmc.store.buckets import Span
 from cmc.store.driver import Tx
-from cmc.store.statements import Statement
+from cmc.store.statements import Query, Statement
 
 if TYPE_CHECKING:
     from cmc.sale import Sale
@@ -94,16 +94,13 @@ def _responses(companies: int) -> Statement[tuple[str, bytes]]:
     )
 
 
-async def find(
-    tx: Tx, *, pos_system_id: str, company_id: str, transaction_id: str, session_id: str
-) -> list[Stored]:
+def find(*, pos_system_id: str, company_id: str, transaction_id: str, session_id: str) -> Query[Stored]:
     """The stored transaction with this POS transaction id, and the one ``session_id`` carried, if any.
 
     One lookup answers both questions a new sale asks: is it a replay, and is its session used?
     """
-    return await tx.all(
-        _FIND, {"pos": pos_system_id, "company": company_id, "tx": transaction_id, "session": session_id}
-    )
+    params = {"pos": pos_system_id, "company": company_id, "tx": transaction_id, "session": session_id}
+    return Query(_FIND, params)
 
 
 async def save(tx: Tx, sale: Sale, *, request: bytes, request_hash: str, response: bytes) -> None:

@@ -26,10 +26,12 @@ from typing import Any, TypeVar
 import asyncpg
 
 from cmc.errors import Contention, DuplicateKey, StoreError, StoreUnavailable
-from cmc.store.statements import Statement, Write, carrying
+from cmc.store.statements import Query, Statement, Write, carrying, together
 
 T = TypeVar("T")
 R = TypeVar("R")
+A = TypeVar("A")
+B = TypeVar("B")
 Params = Mapping[str, Any] | None
 
 
@@ -115,6 +117,27 @@ class Tx(abc.ABC):
             await self._flush_for(statement)
         compiled = statement.compiled(self.dialect)
         return statement.rows(self.dialect, await self._fetch(compiled.sql, compiled.args(params or {})))
+
+    async def together(self, first: Query[A], second: Query[B]) -> tuple[list[A], list[B]]:
+        """Every row of two queries; on PostgreSQL in one round trip (``statements.together``).
+
+        Both read one snapshot there. A parameter both name must have one value in both.
+        """
+        if self.dialect != "postgresql":
+            ones = await self.all(first.statement, first.params)
+            return ones, await self.all(second.statement, second.params)
+        params = dict(first.params)
+        for name, value in second.params.items():
+            if params.setdefault(name, value) != value:
+                raise ValueError(f"{first.statement.name} and {second.statement.name} disagree on {name!r}")
+        combined = together([first.statement, second.statement])
+        for part in combined.parts:
+            if self._deferred:
+                await self._flush_for(part)
+        compiled = combined.statement.compiled(self.dialect)
+        rows = combined.statement.rows(self.dialect, await self._fetch(compiled.sql, compiled.args(params)))
+        ones, others = combined.split(rows)
+        return ones, others
 
     async def first(self, statement: Statement[R], params: Params = None) -> R | None:
         """The first row, or None."""

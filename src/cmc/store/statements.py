@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast, overload
 
-from sqlalchemy import Table, bindparam, insert
+from sqlalchemy import Select, Table, bindparam, insert, literal_column, null, select, type_coerce, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement, ColumnElement
@@ -265,4 +265,68 @@ def carrying(statement: Statement[Any], writes: Sequence[Write]) -> Statement[An
         core = statement.statement.add_cte(*ctes)  # type: ignore[attr-defined]
         name = f"{statement.name}[{'+'.join(key[1])}]"
         found = _CARRYING[key] = Statement(core, name=name, only="postgresql")
+    return found
+
+
+@dataclass(frozen=True)
+class Query(Generic[R]):
+    """A query with its parameters: what ``Tx.together`` runs with another in one round trip."""
+
+    statement: Statement[R]
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Together:
+    """Two or more queries as one (``together``), and where each one's columns are in its rows."""
+
+    statement: Statement[tuple[Any, ...]]
+    parts: tuple[Statement[Any], ...]
+    spans: tuple[tuple[int, int], ...]
+
+    def split(self, rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+        """The combined rows as each part's result rows, part by part, in the order they came."""
+        found: list[list[Any]] = [[] for _ in self.parts]
+        for part, *values in rows:
+            start, end = self.spans[part]
+            found[part].append(self.parts[part].into(*values[start:end]))
+        return found
+
+
+_TOGETHER: dict[tuple[str, ...], Together] = {}
+
+
+def together(parts: Sequence[Statement[Any]]) -> Together:
+    """One query returning the rows of all ``parts`` (PostgreSQL; made once per combination).
+
+    A ``UNION ALL`` of the parts, each in a subquery (so a part may lock its rows: ``FOR UPDATE`` is
+    not allowed on a union itself), tagged with the part's number and padded with typed NULLs to
+    one row shape. The parts run in one snapshot. A parameter name two parts share is one
+    parameter: the caller gives one value for it (``Tx.together`` checks).
+    """
+    key = tuple(part.name for part in parts)
+    found = _TOGETHER.get(key)
+    if found is not None:
+        return found
+    columns = []
+    for part in parts:
+        if not isinstance(part.statement, ReturnsRows) or not part.statement.exported_columns:
+            raise ValueError(f"{part.name} returns no rows to run together")
+        columns.append(list(part.statement.exported_columns))
+    spans, start = [], 0
+    for part_columns in columns:
+        spans.append((start, start + len(part_columns)))
+        start += len(part_columns)
+    branches: list[Select[Any]] = []
+    for number, part in enumerate(parts):
+        rows = part.statement.subquery(f"part{number}")  # type: ignore[attr-defined]
+        padded = [
+            rows.c[column.key] if other == number else type_coerce(null(), column.type)
+            for other, part_columns in enumerate(columns)
+            for column in part_columns
+        ]
+        labelled = [value.label(f"c{n}") for n, value in enumerate(padded)]
+        branches.append(select(literal_column(str(number)).label("part"), *labelled).select_from(rows))
+    statement = Statement(union_all(*branches), name=f"together[{'+'.join(key)}]", only="postgresql")
+    found = _TOGETHER[key] = Together(statement, tuple(parts), tuple(spans))
     return found
