@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
+from sqlalchemy import text
 
 from cmc.store import notifications
 from cmc.store.database import Database, libpq_dsn
@@ -43,3 +46,89 @@ async def test_notify_is_a_no_op_on_sqlite(tmp_path: object) -> None:
         await db.write(notifications.notify, notifications.CFS_CHANNEL)
     finally:
         await db.close()
+
+
+# --- a lost or refused connection: the listener reconnects --------------------------------------
+
+
+class Connections:
+    """``Listener``'s connect: the real ``asyncpg.connect``, failing first with ``errors`` (one per try).
+
+    Keeps every connection it made, so a test can find the listener's backend.
+    """
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.made: list[asyncpg.Connection] = []
+
+    async def __call__(self, dsn: str) -> asyncpg.Connection:
+        if self.errors:
+            raise self.errors.pop(0)
+        conn = await asyncpg.connect(dsn)
+        self.made.append(conn)
+        return conn
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+        asyncpg.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
+    ],
+    ids=["interface-error", "internal-client-error"],
+)
+async def test_a_driver_error_while_connecting_does_not_end_the_listener(
+    database_url: str, backend: str, error: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver's own errors (not only OSError and PostgresError) are a lost connection: retried."""
+    if backend != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    monkeypatch.setattr(notifications, "RECONNECT_SECONDS", 0.05)
+    calls: list[str] = []
+    connections = Connections(error)
+    listener = notifications.Listener(
+        libpq_dsn(database_url), {notifications.CFS_CHANNEL: lambda: calls.append("cfs")}, connect=connections
+    )
+    await listener.start()
+    db = Database.open(database_url)
+    try:
+        await wait_until(lambda: calls == ["cfs"])  # connected on the second try, caught up once
+        await db.write(notifications.notify, notifications.CFS_CHANNEL)
+        await wait_until(lambda: len(calls) == 2)
+    finally:
+        await listener.stop()
+        await db.close()
+    assert connections.errors == []
+
+
+async def test_the_listener_reconnects_after_its_backend_is_terminated(
+    database_url: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    monkeypatch.setattr(notifications, "RECONNECT_SECONDS", 0.05)
+    calls: list[str] = []
+    connections = Connections()
+    listener = notifications.Listener(
+        libpq_dsn(database_url), {notifications.CFS_CHANNEL: lambda: calls.append("cfs")}, connect=connections
+    )
+    await listener.start()
+    db = Database.open(database_url)
+    try:
+        await wait_until(lambda: calls == ["cfs"])
+        pid = connections.made[0].get_server_pid()
+        await db.write(lambda conn: conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}))
+        await wait_until(lambda: calls == ["cfs", "cfs"])  # a new connection, and its catch-up
+        await db.write(notifications.notify, notifications.CFS_CHANNEL)
+        await wait_until(lambda: len(calls) == 3)
+    finally:
+        await listener.stop()
+        await db.close()
+    assert len(connections.made) == 2

@@ -19,10 +19,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Connection, insert, make_url, select, update
+from sqlalchemy import Connection, insert, make_url, select, text, update
 
 from cmc import logs
 from cmc.config import Settings
+from cmc.errors import StoreUnavailable
 from cmc.ids import new_id
 from cmc.merchant import versions
 from cmc.outbox import Dispatcher, is_opted_out, opt_out, queue, run_worker
@@ -461,3 +462,106 @@ async def test_stale_rows_are_left_alone(db: Database, tmp_path: Path) -> None:
             lambda conn, s=status: conn.execute(update(m).where(m.c.id == queued.id).values(status=s))
         )
         assert await dispatcher(db, tmp_path).run_once(NOON + timedelta(days=1)) == 0
+
+
+# --- a lost connection while recording a pass's outcome ----------------------------------------------
+
+
+class Flaky(Database):
+    """A real database whose ``write`` of ``fn`` fails the next ``times`` times, every other call as usual.
+
+    Refused (the default): StoreUnavailable before the write reaches the store, as when no connection
+    can be had. ``cut`` (PostgreSQL): the write runs, then its connection's backend is terminated
+    before the commit, so the store loses the connection and the transaction with it.
+    """
+
+    def __init__(self, db: Database, fn: Callable[..., Any], *, times: int = 1, cut: bool = False) -> None:
+        self._db, self._fn, self._cut = db, fn, cut
+        self.dialect = db.dialect
+        self.left = times
+
+    async def write(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if fn is not self._fn or not self.left:
+            return await self._db.write(fn, *args, **kwargs)
+        self.left -= 1
+        if not self._cut:
+            raise StoreUnavailable(code="08006")
+
+        def cut_before_commit(conn: Connection, *args: Any, **kwargs: Any) -> Any:
+            result = fn(conn, *args, **kwargs)
+            conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            return result
+
+        return await self._db.write(cut_before_commit, *args, **kwargs)
+
+    async def transact(self, unit: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return await self._db.transact(unit, *args, **kwargs)
+
+    async def query(self, unit: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return await self._db.query(unit, *args, **kwargs)
+
+    async def read(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return await self._db.read(fn, *args, **kwargs)
+
+    def run_sync(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return self._db.run_sync(fn, *args, **kwargs)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+def sent_ids(inbox: Any) -> list[str]:
+    return sorted(mail.message["Message-ID"].split("@")[0].strip("<") for mail in inbox.received)
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["refused", "cut"])
+async def test_a_lost_connection_while_recording_the_sent_messages_sends_none_twice(
+    db: Database, tmp_path: Path, cut: bool
+) -> None:
+    if cut and db.dialect != "postgresql":
+        pytest.skip("terminating the write's own backend is PostgreSQL's")
+    queued = sorted([(await enqueue(db, recipient=f"c{n}@example.com")).id for n in range(10)])
+    flaky = Flaky(db, queue.mark_all_sent, cut=cut)
+    with smtp_server() as inbox:
+        outbox = dispatcher(flaky, tmp_path, smtp_url=inbox.url)
+        assert await outbox.run_once(NOON) == 10
+        # Had the pass left them in `sending`, they would be claimed and sent again here.
+        assert await outbox.run_once(NOON + outbox.lease) == 0
+        await outbox.stop()
+    assert flaky.left == 0  # the first recording did fail
+    assert sent_ids(inbox) == queued  # each message exactly once
+    for message_id in queued:
+        sent = await row(db, message_id)
+        assert (sent.status, sent.attempts, sent.sent_at, sent.lease_until) == ("sent", 1, NOON, None)
+        assert [(t.ok, t.error) for t in await attempts(db, message_id)] == [(True, None)]
+
+
+async def test_a_lost_connection_while_recording_a_failure_is_retried(db: Database, tmp_path: Path) -> None:
+    fax = await enqueue(db, channel="fax", recipient="+14155550100")
+    flaky = Flaky(db, queue.mark_failed)
+    assert await dispatcher(flaky, tmp_path).run_once(NOON) == 1
+    assert flaky.left == 0
+    dead = await row(db, fax.id)
+    assert (dead.status, dead.reason, dead.lease_until) == ("dead", "no-channel", None)
+    assert [t.ok for t in await attempts(db, fax.id)] == [False]
+
+
+async def test_a_failure_that_cannot_be_recorded_does_not_keep_the_sent_ones_from_being_recorded(
+    db: Database, tmp_path: Path
+) -> None:
+    emails = sorted([(await enqueue(db, recipient=f"c{n}@example.com")).id for n in range(3)])
+    fax = await enqueue(db, channel="fax", recipient="+14155550100")  # fails for good: no sender
+    flaky = Flaky(db, queue.mark_failed, times=1_000)  # the store refuses it for the whole pass
+    with smtp_server() as inbox:
+        outbox = dispatcher(flaky, tmp_path, smtp_url=inbox.url)
+        with pytest.raises(StoreUnavailable):  # the pass still says it failed
+            await outbox.run_once(NOON)
+        for message_id in emails:
+            assert (await row(db, message_id)).status == "sent"
+        # The failure stays leased, and is settled once the lease runs out; the emails stay sent.
+        assert (await row(db, fax.id)).status == "sending"
+        flaky.left = 0
+        assert await outbox.run_once(NOON + outbox.lease) == 1
+        await outbox.stop()
+    assert sent_ids(inbox) == emails
+    assert (await row(db, fax.id)).status == "dead"

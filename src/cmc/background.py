@@ -5,7 +5,29 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+Step = tuple[str, Callable[[], Awaitable[None]]]
+"""A named step of a process's shutdown."""
+
+
+async def shut_down(steps: Sequence[Step]) -> None:
+    """Run each ``(name, step)`` in order, every one even when one before it failed.
+
+    A failure is logged and not raised: the process is ending either way and every step has had its
+    turn; raised from a ``finally`` it would replace the exception (if any) that ended the process,
+    which would then report only that the shutdown failed. The log names each failure.
+    """
+    for name, step in steps:
+        try:
+            await step()
+        except Exception:
+            log.exception("shutdown step failed", step=name)
 
 
 async def cancel(task: asyncio.Task[Any] | None) -> None:

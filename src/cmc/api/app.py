@@ -13,7 +13,7 @@ from datetime import timedelta
 from litestar import Litestar
 from litestar.exceptions import HTTPException
 
-from cmc import holdout, logs, screens, sessions, throttle
+from cmc import background, holdout, logs, screens, sessions, throttle
 from cmc.api import analytics, cfs, console, delivery, links, merchant, ops, optout, pos, token
 from cmc.api.edge import Edge
 from cmc.api.hot import HotRoutes
@@ -115,17 +115,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         try:
             yield
         finally:
+            steps: list[background.Step] = []
             if rollups is not None:
-                await rollups.stop()
+                steps.append(("rollups", rollups.stop))
             if statistics is not None:
-                await statistics.stop()
+                steps.append(("statistics", statistics.stop))
             if dispatcher is not None:
-                await dispatcher.stop()
+                steps.append(("dispatcher", dispatcher.stop))
             if listener is not None:
-                await listener.stop()
-            await feed.stop()
-            await directory.stop()
-            await db.close()
+                steps.append(("listener", listener.stop))
+            steps += [("feed", feed.stop), ("directory", directory.stop), ("database", db.close)]
+            await background.shut_down(steps)
 
     app = Litestar(
         route_handlers=ROUTES,

@@ -2,7 +2,9 @@
 
 Runs in the API process (``CMC_DISPATCHER``, the default) or as ``cmc worker``; any number of
 either may share one database. Every state change is its own short transaction, and none is open
-while a message is on the network. Time comes from ``now`` (``run_once``) or the injected clock.
+while a message is on the network. Recording a pass's outcome is tried again after a lost connection
+(``_record``): a sent message left unrecorded would go out again when its lease runs out. Time comes
+from ``now`` (``run_once``) or the injected clock.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import structlog
 
@@ -22,9 +25,17 @@ from cmc.config import Settings
 from cmc.outbox import queue
 from cmc.outbox.senders import DeliveryFailed, Outgoing, PermanentFailure, Sender, senders_from
 from cmc.quiet_hours import next_allowed
+from cmc.store import failures
 from cmc.store.database import Database
 
+T = TypeVar("T")
+
 MAX_BACKOFF = timedelta(hours=1)
+RECORD_TRIES = 5
+RECORD_BACKOFF = timedelta(milliseconds=50)
+RECORD_BACKOFF_CAP = timedelta(seconds=1)
+"""Recording a pass's outcome: up to 5 tries, 50 ms doubling (jittered), about 0.75 s in all, well
+inside the lease; a lost connection is replaced at the next checkout, so one retry usually does."""
 JITTER = 0.2
 """Each retry delay is scaled by a random factor in [1 - JITTER, 1 + JITTER] so retries spread out."""
 
@@ -84,19 +95,16 @@ class Dispatcher:
         outcomes = await asyncio.gather(
             *(self._deliver(message, now=now) for message in claim.messages), return_exceptions=True
         )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                # Recording an outcome failed (the store is down): that message stays leased and
-                # is sent again once the lease runs out.
-                raise outcome
         accepted = {
             m.id: o for m, o in zip(claim.messages, outcomes, strict=True) if isinstance(o, _Accepted)
         }
         sent = [message for message in claim.messages if message.id in accepted]
         if sent:
-            # One write for the whole pass: the store's writer is shared with the tender path.
+            # One write for the whole pass: the store's writer is shared with the tender path. It
+            # comes before any failure is raised: a sent message left unrecorded is sent again
+            # once its lease runs out, a duplicate to the shopper.
             provider_ids = {mid: a.provider_id for mid, a in accepted.items() if a.provider_id}
-            owned = await self._db.write(queue.mark_all_sent, sent, now=now, provider_ids=provider_ids)
+            owned = await self._record(queue.mark_all_sent, sent, now=now, provider_ids=provider_ids)
             for message, still_ours in zip(sent, owned, strict=True):
                 self._log.info(
                     "message sent", message_id=message.id, channel=message.channel, attempt=message.attempts
@@ -104,6 +112,11 @@ class Dispatcher:
                 self._lost(message, still_ours)
         if claim.suppressed or claim.dead:
             self._log.info("outbox settled without sending", suppressed=claim.suppressed, dead=claim.dead)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                # Recording a failed attempt failed even when retried: that message stays leased
+                # and is tried again once the lease runs out (it was not sent: no duplicate).
+                raise outcome
         return claim.handled
 
     def wake(self) -> None:
@@ -164,7 +177,7 @@ class Dispatcher:
         if retry_at is not None and message.stale(retry_at):
             # Quiet hours would push the retry too far past the sale: a late thank-you is worse than none.
             retry_at, final, reason = None, "suppressed", "quiet-hours"
-        owned = await self._db.write(
+        owned = await self._record(
             queue.mark_failed,
             message,
             now=now,
@@ -182,6 +195,31 @@ class Dispatcher:
             outcome="retry" if retry_at else final,
         )
         self._lost(message, owned)
+
+    async def _record(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``db.write(fn, ...)``, tried again (``RECORD_TRIES`` in all) after a failure the store calls
+        transient (``failures.is_transient``: a lost connection, contention).
+
+        Safe to repeat: each recording updates only the rows still held under this pass's lease
+        (``lease_until`` is the claim token), so a retry can never settle another worker's message.
+        ``PostgresDatabase.write`` does not retry by itself, and one lost connection here would
+        otherwise send the whole pass again when its lease runs out.
+        """
+        for attempt in range(1, RECORD_TRIES + 1):
+            try:
+                return await self._db.write(fn, *args, **kwargs)
+            except Exception as exc:
+                if attempt == RECORD_TRIES or not failures.is_transient(exc):
+                    raise
+                self._log.warning(
+                    "outbox recording failed; trying again",
+                    record=fn.__name__,
+                    attempt=attempt,
+                    error=failures.code(exc) or type(exc).__name__,
+                )
+            delay = retry_delay(attempt, base=RECORD_BACKOFF, rng=self._rng, cap=RECORD_BACKOFF_CAP)
+            await asyncio.sleep(delay.total_seconds())
+        raise AssertionError("the loop returns or raises")
 
     def _lost(self, message: queue.Claimed, owned: bool) -> None:
         if not owned:

@@ -11,6 +11,7 @@ import signal
 
 import structlog
 
+from cmc import background
 from cmc.config import Settings
 from cmc.outbox.dispatch import Dispatcher
 
@@ -34,8 +35,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         await stop.wait()
         log.info("outbox worker stopping")
     finally:
-        await dispatcher.stop()
-        await db.close()
+        await background.shut_down([("dispatcher", dispatcher.stop), ("database", db.close)])
         if handle_signals:
             for sig in SIGNALS:
                 loop.remove_signal_handler(sig)

@@ -10,12 +10,16 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from cmc.errors import Contention, StoreError, StoreUnavailable
 
+CONTENDED = frozenset({"40001", "40P01", "55P03"})
+"""SQLSTATEs of a transaction that lost to another one (serialization failure, deadlock, lock not
+available): as the driver path's ``Contention``, the same work may succeed at once if tried again."""
+
 
 def is_transient(exc: BaseException) -> bool:
     """Contention or a lost connection: the same request may succeed if sent again (503)."""
     if isinstance(exc, Contention | StoreUnavailable | ConnectionError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    return isinstance(exc, DBAPIError) and (exc.connection_invalidated or code(exc) in CONTENDED)
 
 
 def is_database_error(exc: BaseException) -> bool:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
 import structlog
 from sqlalchemy import Connection, bindparam, func, literal, select, text
 
 from cmc import background
-from cmc.store.driver import Tx
+from cmc.store.driver import PG_FAILURES, Tx
 from cmc.store.statements import Statement
 
 CFS_CHANNEL = "cmc_cfs_events"
@@ -44,11 +44,21 @@ async def notify_in(tx: Tx, channel: str) -> None:
 
 
 class Listener:
-    """Runs ``callbacks[channel]()`` on each notification; reconnects after a lost connection."""
+    """Runs ``callbacks[channel]()`` on each notification; reconnects after a lost connection.
 
-    def __init__(self, dsn: str, callbacks: Mapping[str, Callable[[], None]]) -> None:
+    ``connect`` opens the listening connection (``asyncpg.connect``; a test's may fail first).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        callbacks: Mapping[str, Callable[[], None]],
+        *,
+        connect: Callable[[str], Awaitable[asyncpg.Connection]] = asyncpg.connect,
+    ) -> None:
         self._dsn = dsn
         self._callbacks = dict(callbacks)
+        self._connect = connect
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -60,16 +70,22 @@ class Listener:
         await background.cancel(self._task)
 
     async def _run(self) -> None:
+        # Nothing but a cancel ends this loop: a listener that died would leave every wake-up to
+        # the slow poll, for the rest of the process's life, and nobody would notice.
         while True:
             try:
                 await self._listen()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except PG_FAILURES as exc:
+                # asyncpg's InterfaceError and InternalClientError too: a cut can leave the protocol
+                # mid-operation, and such a connection is as lost as a closed one.
                 log.warning("notification listener lost its connection", error=type(exc).__name__)
+            except Exception:
+                log.exception("notification listener failed")
             await asyncio.sleep(RECONNECT_SECONDS)
 
     async def _listen(self) -> None:
         """Listen on one connection until it is lost."""
-        conn = await asyncpg.connect(self._dsn)
+        conn = await self._connect(self._dsn)
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
