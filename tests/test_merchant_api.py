@@ -630,3 +630,53 @@ async def _counts(api: Api) -> tuple[int, ...]:
     written = ("transactions", "rule_firings", "messages", "short_links", "profiles", "marketing_versions",
                "marketing_audit", "idempotency_keys")  # fmt: skip
     return tuple([await count_rows(api, table) for table in written])
+
+
+# --- hostile rules: each a 400 naming its field, never a 500 ------------------------------------
+
+
+def _nested(levels: int, kind: str) -> object:
+    """A condition ``levels`` deep (``kind``: all, not), or (``list``) lists ``levels`` deep around a 1."""
+    if kind == "list":
+        value: object = 1
+        for _ in range(levels):
+            value = [value]
+        return value
+    condition: object = {"amount": {"gte": 1}}
+    for _ in range(levels - 1):
+        condition = {"not": condition} if kind == "not" else {kind: [condition]}
+    return condition
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"holdoutPercent": 51}, "rules[2].holdoutPercent", "must be at most 50"),
+        ({"holdoutPercent": "abc"}, "rules[2].holdoutPercent", "must be an integer, not 'abc'"),
+        ({"limit": {"perCustomer": 1, "per": "99999999999d"}}, "rules[2].limit.per", "at most 3650d"),
+        ({"limit": {"perCustomer": 1, "per": "9" * 40 + "s"}}, "rules[2].limit.per", "at most 3650d"),
+        ({"when": _nested(200, "not")}, "rules[2].when" + ".not" * 32, "nests deeper than 32"),
+        ({"when": _nested(200, "all")}, "rules[2].when" + ".all[0]" * 32, "nests deeper than 32"),
+        ({"priority": _nested(300, "list")}, "rules[2].priority", "must be an integer, not [[[[...]]]]"),
+        ({"priority": 2**60}, "rules[2].priority", "must be between"),
+        ({"name": "half/half"}, "rules[2].name", 'must not contain "/"'),
+        ({"name": "bell\x07"}, "rules[2].name", "must not contain control characters"),
+        ({"name": "x" * 201}, "rules[2].name", "at most 200 characters"),
+    ],
+)  # fmt: skip
+async def test_a_hostile_rule_is_a_400_naming_its_field(
+    merchant: Merchant, fields: dict[str, Any], field: str, message: str
+) -> None:
+    document = await merchant.document()
+    document["rules"].append({"name": "hostile", "then": {"qrWidget": 1}, **fields})
+    answer = await merchant.call(
+        "POST", f"{BASE}/marketing/versions", who="gl-editor", json={"document": document}
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    errors = answer.json()["errors"]
+    assert list(errors) == [field], errors
+    (text,) = errors[field]
+    assert message in text, text
+    listing = (await merchant.call("GET", f"{BASE}/marketing/versions")).json()["data"]
+    assert len(listing) == 1  # nothing stored

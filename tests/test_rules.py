@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cmc.errors import RegistryError
@@ -919,3 +920,259 @@ def test_format_explanation_lists_every_rule_and_effect() -> None:
         "  qrWidget 2  (rule 'any sale')",
         "  notify thanks-sms  (rule 'any sale')",
     ]
+
+
+# --------------------------------------------------------------------------- hostile input
+# Whatever a draft holds, parsing ends in RuleErrors or rules: never another exception (the merchant
+# API would answer it 500). With a problems list nothing is raised at all.
+
+
+def problems_of(raw: object) -> list[RuleError]:
+    problems: list[RuleError] = []
+    assert parse_rules(raw, **KNOWN, problems=problems) == []
+    return problems
+
+
+@pytest.mark.parametrize("holdout", [51, -1, "abc", True, 2.5, None])
+def test_a_bad_holdout_is_gathered_with_the_other_problems(holdout: object) -> None:
+    problems = problems_of([rule(holdoutPercent=holdout, priority="high")])
+    assert [p.field for p in problems] == ["rules[0].priority", "rules[0].holdoutPercent"]
+    assert all(p.rule == "r" for p in problems)
+
+
+@pytest.mark.parametrize("per", ["3651d", "87601h", "5256001m", "315360001s", "99999999999d", "9" * 30 + "s",
+                                 "9" * 5000 + "h"])  # fmt: skip
+def test_a_limit_window_longer_than_ten_years_is_refused(per: str) -> None:
+    (problem,) = problems_of([rule(limit={"perCustomer": 1, "per": per})])
+    assert (problem.field, problem.message) == ("rules[0].limit.per", "must be at most 3650d (ten years)")
+
+
+@pytest.mark.parametrize("per", ["3650d", "87600h", "5256000m", "315360000s"])
+def test_a_limit_window_of_ten_years_is_accepted(per: str) -> None:
+    (parsed,) = parse_rules([rule(limit={"perCustomer": 1, "per": per})], **KNOWN)
+    assert parsed.limit is not None
+    assert parsed.limit.per == timedelta(days=3650)
+    assert ruleset(rule_to_data(parsed)).evaluate(facts(), usage=lambda _: 0).fired
+
+
+def nested(levels: int, kind: str) -> dict[str, object]:
+    """A condition ``levels`` deep: ``kind`` (all, any or not) around ``kind`` ... around an amount."""
+    condition: dict[str, object] = {"amount": {"gte": 1}}
+    for _ in range(levels - 1):
+        condition = {kind: condition if kind == "not" else [condition]}
+    return condition
+
+
+@pytest.mark.parametrize("kind", ["all", "any", "not"])
+def test_conditions_nest_at_most_32_deep(kind: str) -> None:
+    deepest = rule(when=nested(32, kind))
+    (parsed,) = parse_rules([deepest], **KNOWN)
+    assert parse_rules([json.loads(json.dumps(rule_to_data(parsed)))], **KNOWN) == [parsed]
+    assert fires(deepest["when"], facts()) == (kind != "not")  # 31 nots around a true amount
+    step = ".not" if kind == "not" else f".{kind}[0]"
+    for levels in (33, 200, 5000):
+        (problem,) = problems_of([rule(when=nested(levels, kind))])
+        assert problem.field == "rules[0].when" + step * 32, levels
+        assert problem.message == "nests deeper than 32 conditions (all, any, not)"
+
+
+def test_a_too_deep_item_of_a_list_is_reported_with_its_siblings() -> None:
+    when = {"any": [nested(40, "not"), {"colour": "red"}, nested(3, "all")]}
+    fields = [p.field for p in problems_of([rule(when=when)])]
+    assert fields == ["rules[0].when.any[0]" + ".not" * 31, "rules[0].when.any[1].colour"]
+
+
+TIME_FROM = "rules[0].when.timeOfDay.between[0]"
+CUSTOMER = "rules[0].when.customer"
+
+
+def deep_list(levels: int) -> object:
+    value: object = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+DEEP = deep_list(100_000)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"priority": DEEP}, "rules[0].priority"),
+        ({"stop": {"a": DEEP}}, "rules[0].stop"),
+        ({"validFrom": DEEP}, "rules[0].validFrom"),
+        ({"limit": {"perCustomer": 1, "per": DEEP}}, "rules[0].limit.per"),
+        ({"limit": {"perCustomer": 1, "per": "1d", "anonymous": DEEP}}, "rules[0].limit.anonymous"),
+        ({"when": {"amount": {"gte": DEEP}}}, "rules[0].when.amount.gte"),
+        ({"when": {"timeOfDay": {"between": [DEEP, "02:00"]}}}, TIME_FROM),
+        ({"when": DEEP}, "rules[0].when"),
+        ({"name": DEEP}, "rules[0].name"),
+    ],
+)  # fmt: skip
+def test_a_deeply_nested_value_is_a_field_error_with_a_short_message(
+    fields: dict[str, object], field: str
+) -> None:
+    (problem,) = problems_of([{"name": "r", "then": {"qrWidget": 1}, **fields}])
+    assert problem.field == field
+    assert len(problem.message) < 200
+    assert problems_of(DEEP)[0].field == "rules[0]"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("half/half", 'must not contain "/"'),
+        ("/", 'must not contain "/"'),
+        ("tab\there", "must not contain control characters"),
+        ("new\nline", "must not contain control characters"),
+        ("nul\x00", "must not contain control characters"),
+        ("del\x7f", "must not contain control characters"),
+        ("c1\x85", "must not contain control characters"),
+        ("lone \ud800 surrogate", "must not contain control characters"),
+        (".", 'must not be "." or ".."'),
+        ("..", 'must not be "." or ".."'),
+        ("x" * 201, "must be at most 200 characters"),
+    ],
+)
+def test_a_rule_name_must_be_reachable_in_a_url_and_storable(name: str, message: str) -> None:
+    (problem,) = problems_of([rule(name)])
+    assert (problem.field, problem.message) == ("rules[0].name", message)
+
+
+@pytest.mark.parametrize("name", ["x" * 200, "a.b", "...", "50% off?", "👨‍👩‍👧 family #1", "café & co"])
+def test_a_rule_name_may_hold_any_other_text(name: str) -> None:
+    assert [r.name for r in parse_rules([rule(name)], **KNOWN)] == [name]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"priority": 2**53}, "rules[0].priority"),
+        ({"priority": -(2**53)}, "rules[0].priority"),
+        ({"priority": 10**5000}, "rules[0].priority"),
+        ({"then": {"qrWidget": 10**5000}}, "rules[0].then.qrWidget"),
+        ({"then": {"cfsTemplate": -(10**5000)}}, "rules[0].then.cfsTemplate"),
+        ({"limit": {"perCustomer": 10**5000, "per": "1d"}}, "rules[0].limit.perCustomer"),
+        ({"holdoutPercent": 10**5000}, "rules[0].holdoutPercent"),
+        ({"when": {"customer": {"visits": {"between": [0, 10**5000]}}}}, f"{CUSTOMER}.visits.between[1]"),
+        ({"when": {"customer": {"birthdayWithinDays": 10**5000}}}, f"{CUSTOMER}.birthdayWithinDays"),
+        ({"priority": [10**5000]}, "rules[0].priority"),
+        ({"stop": 10**5000}, "rules[0].stop"),
+        ({"validFrom": 10**5000}, "rules[0].validFrom"),
+        ({"when": {"timeOfDay": {"between": [10**5000, "02:00"]}}}, TIME_FROM),
+    ],
+)  # fmt: skip
+def test_a_huge_integer_is_a_field_error(fields: dict[str, object], field: str) -> None:
+    (problem,) = problems_of([{"name": "r", "then": {"qrWidget": 1}, **fields}])
+    assert problem.field == field
+    assert len(problem.message) < 200
+
+
+def test_integers_up_to_2_to_the_53_are_kept() -> None:
+    biggest = 2**53 - 1
+    (parsed,) = parse_rules(
+        [rule(priority=-biggest, when={"customer": {"visits": {"lte": biggest}}})], **KNOWN
+    )
+    assert parsed.priority == -biggest
+    assert rule_to_data(parsed)["when"] == {"customer": {"visits": {"lte": biggest}}}
+
+
+@pytest.mark.parametrize("number", [10**5000, -(10**5000), 10**400], ids=["10**5000", "-10**5000", "10**400"])
+def test_a_huge_integer_amount_is_a_number(number: int) -> None:
+    (parsed,) = parse_rules([rule(when={"amount": {"gte": number}})], **KNOWN)
+    assert parse_rules([json.loads(json.dumps(rule_to_data(parsed)))], **KNOWN) == [parsed]
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        float("nan"),
+        float("inf"),
+        float("-inf"),
+        "Infinity",
+        "-inf",
+        "sNaN",
+        "1e99999999999999999999",
+        "1\x00",
+    ],
+)
+def test_a_number_that_is_no_finite_decimal_is_refused(number: object) -> None:
+    (problem,) = problems_of([rule(when={"basketQuantity": {"between": [0, number]}})])
+    assert problem.field == "rules[0].when.basketQuantity.between[1]"
+
+
+# Every value a JSON (or YAML) document can put in a field, the awkward ones more often.
+_AWKWARD_TEXT = st.sampled_from(
+    ["", " ", "a/b", "\x00", "\t", "7d", "0d", "99999999999d", "NaN", "-Infinity", "1e999999999", "1_0",
+     "22:00", "24:00", "2024-06-01", "2024-06-01T12:00:00+14:00", "9999-12-31T23:59:59-05:00", "loc5",
+     "Mon", "fire", "in", "all", "any", "not", "amount", "between", "gte", "\ud800", "x" * 300]
+)  # fmt: skip
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([0, 1, 50, 51, -1, 2**53, 10**30, 10**4000, -(10**4000)])  # JSON: up to 4,300 digits
+    | st.floats()
+    | st.text(max_size=8)
+    | _AWKWARD_TEXT
+    | st.dates()
+    | st.datetimes(timezones=st.sampled_from([None, UTC, timezone(timedelta(hours=-5))]))
+)
+_KEYS = st.sampled_from(["all", "any", "not", "amount", "between", "gte", "in", "per", "name"]) | st.text(
+    max_size=4
+)
+JSONISH = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _paths(value: object, at: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Every place inside ``value`` (a rule's plain data) that a value sits at."""
+    inside: list[tuple[object, ...]] = []
+    if isinstance(value, dict):
+        inside = [p for key, item in value.items() for p in _paths(item, (*at, key))]
+    elif isinstance(value, list):
+        inside = [p for i, item in enumerate(value) for p in _paths(item, (*at, i))]
+    return [at, *inside] if at else inside
+
+
+def _with(value: Any, at: tuple[Any, ...], new: object) -> Any:
+    """``value`` with the one at ``at`` replaced by ``new`` (a copy; ``value`` is untouched)."""
+    if not at:
+        return new
+    head, *rest = at
+    if isinstance(value, dict):
+        return {**value, head: _with(value[head], tuple(rest), new)}
+    return [_with(item, tuple(rest), new) if i == head else item for i, item in enumerate(value)]
+
+
+_VALID = {**rule_to_data(parse_rules([EVERYTHING], **KNOWN)[0]), "holdoutPercent": 10}
+_PLACES = _paths(_VALID)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_PLACES), JSONISH), max_size=3), st.booleans())
+def test_any_value_anywhere_is_a_rule_error_or_a_working_rule(
+    changes: list[tuple[tuple[object, ...], object]], strict: bool
+) -> None:
+    raw: Any = _VALID
+    for at, new in changes:
+        with contextlib.suppress(KeyError, IndexError, TypeError):  # an earlier change replaced the place
+            raw = _with(raw, at, new)
+    if strict:
+        with contextlib.suppress(RuleError):
+            parse_rules([raw], **KNOWN)
+        return
+    problems: list[RuleError] = []
+    parsed = parse_rules([raw, rule("other")], **KNOWN, problems=problems)
+    assert all(isinstance(p, RuleError) for p in problems)
+    assert [r.name for r in parsed][-1:] == ["other"]  # one rule's problems never stop the next
+    # What is accepted works: stored as JSON, read back, compiled, evaluated both ways.
+    stored = json.loads(json.dumps([rule_to_data(r) for r in parsed]))
+    assert parse_rules(stored, **KNOWN) == parsed
+    rules = compile_rules(parsed, company_locations=LOCATIONS)
+    for f in (facts(), facts(customer=None, amount=None), facts(now=datetime(9999, 12, 31, 23, tzinfo=UTC))):
+        assert rules.evaluate(f).effects == rules.evaluate(f, explain=True).effects

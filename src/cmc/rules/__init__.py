@@ -26,6 +26,12 @@ Semantics chosen where the spec is silent (all documented again on the condition
 - ``birthdayWithinDays: N`` holds when the next birthday is 0..N days from the local date.
 - ``validFrom``/``validUntil`` as a date compare with the local date (both inclusive); as a datetime
   with an offset they compare with ``now``, without one with the location's local wall-clock time.
+
+Bounds, so that any document parses to rules or RuleErrors and what parses works (``parse``): a
+limit's ``per`` is at most 3650 days; conditions nest at most 32 deep (``when`` is 1; real rules use
+3 or 4); integers are within +-(2**53 - 1), what every JSON reader keeps exactly; a rule name is at
+most 200 characters, without "/", control characters, or being "." or "..", so the lift's URL
+(``.../rules/{name}/lift``) reaches it and a firing can store it.
 """
 
 from cmc.rules.data import rule_to_data

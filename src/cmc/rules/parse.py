@@ -3,12 +3,19 @@
 ``parse_rules`` raises the first problem; given a ``problems`` list it records every problem instead
 (each independent part of a rule, each item of an ``all``/``any`` list) and returns the rules that
 had none, so an API can answer every problem of a document at once.
+
+Whatever the data holds, a problem is a RuleError and nothing else: drafts come from merchants (and
+anyone holding a merchant token), and any other exception would be the API's 500. So the values
+quoted in messages are shortened, conditions nest at most ``MAX_DEPTH`` deep, and numbers are
+bounded before they reach ``timedelta`` or ``str``.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import reprlib
+import unicodedata
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -38,6 +45,18 @@ _RULE_FIELDS = (
 )  # fmt: skip
 MAX_HOLDOUT = 50
 """At most half of a rule's customers may be held out."""
+MAX_DURATION_DAYS = 3650
+"""A limit's window is at most ten years: longer is the same as "once ever" for any shop, and the
+limit is counted from ``now - per``, which must stay a date (``timedelta`` itself ends at 999,999,999
+days)."""
+MAX_DEPTH = 32
+"""Conditions nest at most this deep (``when`` itself is 1): real rules use 3 or 4, and parsing,
+compiling and evaluating each recurse once per level, far within Python's stack at 32."""
+MAX_INTEGER = 2**53 - 1
+"""Integers are kept within what every JSON reader holds exactly (RFC 7493, I-JSON): a document goes
+back to browsers and to other languages' clients."""
+MAX_NAME = 200
+"""A rule name is stored with each firing and short link (``rule``, a 200-character column)."""
 _CUSTOMER_FIELDS = (
     "new",
     "hasEmail",
@@ -49,6 +68,25 @@ _CUSTOMER_FIELDS = (
 )
 _MATCHER_FIELDS = ("productId", "productCategory", "manufacturer", "minQuantity")
 T = TypeVar("T")
+
+
+class _Shown(reprlib.Repr):
+    """Values as messages quote them: short, and for any value (a list nested 100,000 deep, an integer
+    of 5,000 digits, which ``repr`` refuses); the message goes back to whoever sent the value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxstring = 60
+        self.maxother = 60
+
+    def repr_int(self, x: int, level: int) -> str:
+        if abs(x) > MAX_INTEGER:  # repr() of more than 4,300 digits raises ValueError
+            return "a huge integer"
+        return super().repr_int(x, level)
+
+
+_shown = _Shown().repr
 
 
 def parse_rules(
@@ -124,6 +162,7 @@ class _Parser:
         self.name: str | None = None
         self.problems = problems
         self.failed = False
+        self.depth = 0  # of the condition being parsed: `when` is 1
 
     def fail(self, path: str, message: str) -> NoReturn:
         raise m.RuleError(message, rule=self.name, field=path)
@@ -148,7 +187,7 @@ class _Parser:
         """The rule, or None when any part of it is wrong (each wrong part recorded)."""
         p = self.path
         if isinstance(raw, Mapping) and isinstance(raw.get("name"), str) and raw["name"].strip():
-            self.name = raw["name"]
+            self.name = raw["name"][: MAX_NAME + 1]  # every message names it: not a megabyte of it
         found = self.gather(lambda: self.fields(raw, p))
         if found is None:
             return None
@@ -157,7 +196,7 @@ class _Parser:
         def part(key: str, parse: Callable[[object, str], T]) -> T | None:
             return self.gather(lambda: parse(spec[key], f"{p}.{key}")) if key in spec else None
 
-        name = part("name", self.text)
+        name = part("name", self.rule_name)
         valid_from = part("validFrom", self.moment)
         valid_until = part("validUntil", self.moment)
         if valid_from is not None and valid_until is not None and _after(valid_from, valid_until):
@@ -168,7 +207,8 @@ class _Parser:
         when = part("when", self.condition)
         limit = part("limit", self.limit)
         stop = self.gather(lambda: self.boolean(spec.get("stop", False), f"{p}.stop"))
-        if self.failed or name is None or then is None or priority is None or stop is None:
+        holdout = self.gather(lambda: self.percent(spec.get("holdoutPercent", 0), f"{p}.holdoutPercent"))
+        if self.failed or name is None or then is None or priority is None or stop is None or holdout is None:
             return None
         return m.Rule(
             name=name,
@@ -180,7 +220,7 @@ class _Parser:
             stop=stop,
             valid_from=valid_from,
             valid_until=valid_until,
-            holdout_percent=self.percent(spec.get("holdoutPercent", 0), f"{p}.holdoutPercent"),
+            holdout_percent=holdout,
         )
 
     def fields(self, raw: object, path: str) -> Mapping[str, object]:
@@ -215,6 +255,23 @@ class _Parser:
             self.fail(path, "must be a non-empty string")
         return raw
 
+    def rule_name(self, raw: object, path: str) -> str:
+        """A name the lift's URL (``.../rules/{name}/lift``) can carry and a firing can store."""
+        name = self.text(raw, path)
+        if len(name) > MAX_NAME:
+            self.fail(path, f"must be at most {MAX_NAME} characters")
+        # A router splits the path at a "/" even when it came as %2F, and clients resolve the dot
+        # segments "." and ".." away (browsers even their %2E forms): such a rule's lift is unreachable.
+        if "/" in name:
+            self.fail(path, 'must not contain "/"')
+        if name in (".", ".."):
+            self.fail(path, 'must not be "." or ".."')
+        # Cc: NUL (which PostgreSQL refuses in text), newlines, tabs, DEL, C1; Cs: a lone surrogate
+        # (JSON's "\ud800"), which no UTF-8 can store.
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+            self.fail(path, "must not contain control characters")
+        return name
+
     def texts(self, raw: object, path: str) -> tuple[str, ...]:
         """A string or a non-empty list of strings."""
         if isinstance(raw, str):
@@ -225,9 +282,11 @@ class _Parser:
 
     def integer(self, raw: object, path: str, *, minimum: int | None = None) -> int:
         if not isinstance(raw, int) or isinstance(raw, bool):
-            self.fail(path, f"must be an integer, not {raw!r}")
+            self.fail(path, f"must be an integer, not {_shown(raw)}")
         if minimum is not None and raw < minimum:
             self.fail(path, f"must be at least {minimum}")
+        if abs(raw) > MAX_INTEGER:
+            self.fail(path, f"must be between -{MAX_INTEGER} and {MAX_INTEGER}")
         return raw
 
     def percent(self, raw: object, path: str) -> int:
@@ -238,16 +297,17 @@ class _Parser:
 
     def boolean(self, raw: object, path: str) -> bool:
         if not isinstance(raw, bool):
-            self.fail(path, f"must be true or false, not {raw!r}")
+            self.fail(path, f"must be true or false, not {_shown(raw)}")
         return raw
 
     def decimal(self, raw: object, path: str) -> Decimal:
         if isinstance(raw, bool) or not isinstance(raw, int | float | Decimal | str):
-            self.fail(path, f"must be a number, not {raw!r}")
+            self.fail(path, f"must be a number, not {_shown(raw)}")
         try:
-            value = Decimal(str(raw).strip())
+            # An int directly: str() refuses one of more than 4,300 digits; Decimal keeps it exactly.
+            value = Decimal(raw) if isinstance(raw, int) else Decimal(str(raw).strip())
         except InvalidOperation:
-            self.fail(path, f"must be a number, not {raw!r}")
+            self.fail(path, f"must be a number, not {_shown(raw)}")
         if not value.is_finite():
             self.fail(path, "must be a finite number")
         return value
@@ -280,8 +340,12 @@ class _Parser:
     def duration(self, raw: object, path: str) -> timedelta:
         match = _DURATION.fullmatch(raw.strip()) if isinstance(raw, str) else None
         if match is None:
-            self.fail(path, f"must be a duration like 7d, 12h, 30m or 90s, not {raw!r}")
-        return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+            self.fail(path, f"must be a duration like 7d, 12h, 30m or 90s, not {_shown(raw)}")
+        digits, unit = match[1], match[2]
+        # Ten digits of any unit are more than ten years already; int() of thousands of them would fail.
+        if len(digits) > 10 or int(digits) * _UNITS[unit] > MAX_DURATION_DAYS * _UNITS["d"]:
+            self.fail(path, f"must be at most {MAX_DURATION_DAYS}d (ten years)")
+        return timedelta(seconds=int(digits) * _UNITS[unit])
 
     def moment(self, raw: object, path: str) -> date:
         if isinstance(raw, date):  # YAML gives date or datetime objects
@@ -290,14 +354,14 @@ class _Parser:
         try:
             return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
         except ValueError:
-            self.fail(path, f"must be an ISO date or datetime, not {raw!r}")
+            self.fail(path, f"must be an ISO date or datetime, not {_shown(raw)}")
 
     def clock(self, raw: object, path: str) -> time:
         if isinstance(raw, int) and not isinstance(raw, bool):
             self.fail(path, 'must be a quoted "HH:MM" (YAML reads unquoted 22:00 as the number 1320)')
         match = _HHMM.fullmatch(raw) if isinstance(raw, str) else None
         if match is None:
-            self.fail(path, f'must be a time "HH:MM", not {raw!r}')
+            self.fail(path, f'must be a time "HH:MM", not {_shown(raw)}')
         return time(int(match[1]), int(match[2]))
 
     def members(self, raw: object, path: str) -> tuple[str, ...]:
@@ -309,7 +373,9 @@ class _Parser:
         ids = self.texts(raw, path)
         for i, loc in enumerate(ids):
             if loc not in self.known.locations:
-                self.fail(f"{path}[{i}]" if isinstance(raw, list) else path, f"unknown location {loc!r}")
+                self.fail(
+                    f"{path}[{i}]" if isinstance(raw, list) else path, f"unknown location {_shown(loc)}"
+                )
         return ids
 
     # -- rule parts
@@ -330,7 +396,7 @@ class _Parser:
         notify = self.texts(spec["notify"], f"{path}.notify") if "notify" in spec else ()
         for i, message in enumerate(notify):
             if message not in self.known.message_templates:
-                self.fail(f"{path}.notify[{i}]", f"unknown message template {message!r}")
+                self.fail(f"{path}.notify[{i}]", f"unknown message template {_shown(message)}")
         if len(set(notify)) != len(notify):
             self.fail(f"{path}.notify", "lists a message template twice")
         return m.Actions(widget, template, notify)
@@ -339,7 +405,7 @@ class _Parser:
         spec = self.mapping(raw, path, ("perCustomer", "per", "anonymous"), required=("perCustomer", "per"))
         anonymous = spec.get("anonymous", "skip")
         if anonymous not in ("skip", "fire"):
-            self.fail(f"{path}.anonymous", f"must be skip or fire, not {anonymous!r}")
+            self.fail(f"{path}.anonymous", f"must be skip or fire, not {_shown(anonymous)}")
         return m.Limit(
             per_customer=self.integer(spec["perCustomer"], f"{path}.perCustomer", minimum=1),
             per=self.duration(spec["per"], f"{path}.per"),
@@ -347,6 +413,9 @@ class _Parser:
         )
 
     def condition(self, raw: object, path: str) -> m.Condition:
+        # Counted here, where all, any and not come back to: each level costs stack (see MAX_DEPTH).
+        if self.depth == MAX_DEPTH:
+            self.fail(path, f"nests deeper than {MAX_DEPTH} conditions (all, any, not)")
         if not isinstance(raw, Mapping) or len(raw) != 1:
             self.fail(
                 path, f"must be a mapping with exactly one of {', '.join(_CONDITIONS)} (combine with all)"
@@ -354,7 +423,11 @@ class _Parser:
         [(key, value)] = raw.items()
         if key not in _CONDITIONS:
             self.fail(f"{path}.{key}", f"unknown condition; expected one of {', '.join(_CONDITIONS)}")
-        return _CONDITIONS[key](self, value, f"{path}.{key}")
+        self.depth += 1
+        try:
+            return _CONDITIONS[key](self, value, f"{path}.{key}")
+        finally:
+            self.depth -= 1
 
     def all_of(self, raw: object, path: str) -> m.AllOf:
         return m.AllOf(self.conditions(raw, path))
@@ -450,7 +523,7 @@ class _Parser:
         for i, name in enumerate(names):
             day = _DAY_NAMES.get(name.strip().lower())
             if day is None:
-                self.fail(f"{path}.in[{i}]", f"unknown day {name!r}; use Mon..Sun or Monday..Sunday")
+                self.fail(f"{path}.in[{i}]", f"unknown day {_shown(name)}; use Mon..Sun or Monday..Sunday")
             days.append(day)
         return m.DayOfWeek(tuple(days))
 
