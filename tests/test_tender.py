@@ -181,7 +181,7 @@ async def test_unknown_terminal_location_or_company_is_404(api: Api) -> None:
     answer = await api.post(
         "/pos/pax/startInteraction", {"terminalId": "term5", "posLocationId": "loc5", "posCompanyId": "comp6"}
     )
-    problem(answer, 404)
+    assert "not a location of company 'comp6'" in problem(answer, 404)["detail"]  # loc5 is comp5's
     problem(await api.send(seed_transaction(sessionId="x", terminalId="nope")), 404)
 
 

@@ -62,7 +62,10 @@ def origin_of(url: str | None) -> str | None:
     """``scheme://host[:port]`` of a URL, lower-cased; None when it has none (or is ``null``)."""
     if not url or url == "null":
         return None
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # e.g. an unclosed IPv6 bracket: no origin of ours
+        return None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -87,6 +90,7 @@ def safe_next(target: str | None, *, base: str) -> str:
     Anything else (another site, ``//evil.example``, another company's console) is an open redirect.
     """
     inside = bool(target) and (target == base or str(target).startswith((base + "/", base + "?")))
-    if target and inside and not any(bad in target for bad in ("\\", "//", "..", "\r", "\n")):
+    controls = any(ord(c) < 32 or ord(c) == 127 for c in target or "")
+    if target and inside and not controls and not any(bad in target for bad in ("\\", "//", "..")):
         return target
     return base

@@ -19,8 +19,13 @@ def resolve_terminal(
 ) -> Location:
     """The registered location of ``terminal_id``, or 404."""
     location = directory.locations.get((pos.id, location_id))
-    if location is None or (company_id is not None and location.company_id != company_id):
+    if location is None:
         raise LocationNotFound(f"Location {location_id!r} is not registered for POS system {pos.id!r}.")
+    if company_id is not None and location.company_id != company_id:
+        # Both companies are this POS system's own: naming the mismatch tells it nothing new.
+        raise LocationNotFound(
+            f"Location {location_id!r} is not a location of company {company_id!r} of POS system {pos.id!r}."
+        )
     if terminal_id not in location.terminals:
         raise TerminalNotFound(
             f"Terminal Not Found: {terminal_id!r} is not registered at location {location_id!r}."

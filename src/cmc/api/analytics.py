@@ -19,6 +19,7 @@ from litestar import Response, get, post
 from cmc import analytics, lift
 from cmc.api import HttpRequest, spreadsheet
 from cmc.api.merchant import BASE, JSON, _answer, _Call, _call
+from cmc.api.params import in_years, whole_number
 from cmc.errors import NotFound, ValidationFailed
 from cmc.merchant import idempotency
 
@@ -73,20 +74,22 @@ def _time(request: HttpRequest, name: str) -> datetime | None:
     if text is None or not text.strip():
         return None
     try:
-        return datetime.fromisoformat(text.strip())
+        value = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValidationFailed(
             errors={name: ["must be an ISO 8601 time, like 2026-11-01T00:00:00Z"]}
         ) from None
+    return in_years(value, name)
 
 
 def _whole(request: HttpRequest, name: str, default: int) -> int:
     text = request.query_params.get(name)
     if text is None or not text.strip():
         return default
-    if not text.strip().isdigit() or len(text.strip()) > 9:
+    number = whole_number(text.strip())
+    if number is None:
         raise ValidationFailed(errors={name: ["must be a whole number"]})
-    return int(text)
+    return number
 
 
 def _text(request: HttpRequest, name: str) -> str | None:

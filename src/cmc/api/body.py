@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import msgspec
 
+from cmc import stored_text
 from cmc.api import HttpRequest
 from cmc.errors import MalformedJson, UnsupportedMediaType, ValidationFailed
 
@@ -32,6 +33,8 @@ def decode(raw: bytes, content_type: str | None, decoder: msgspec.json.Decoder[T
         raise UnsupportedMediaType("Send the body as application/json.")
     try:
         decoded = decoder.decode(raw)
+        # JSON can carry NUL only escaped, so bodies without the escape need no walk.
+        paths = stored_text.nul_paths(decoded) if b"\\u0000" in raw else []
     except msgspec.ValidationError as exc:
         raise ValidationFailed.from_msgspec(exc) from None
     except msgspec.DecodeError as exc:
@@ -40,25 +43,9 @@ def decode(raw: bytes, content_type: str | None, decoder: msgspec.json.Decoder[T
         raise MalformedJson("The body is not valid UTF-8.") from None
     except RecursionError:
         raise MalformedJson("The body nests too deeply.") from None
-    # JSON can carry NUL only escaped, so bodies without the escape need no walk.
-    if b"\\u0000" in raw and (paths := _nul_fields(decoded)):
-        raise ValidationFailed(errors={path: ["must not contain NUL (\\u0000)"] for path in paths})
+    if paths:
+        raise ValidationFailed(errors={path: [stored_text.NUL_PROBLEM] for path in paths})
     return decoded
-
-
-def _nul_fields(value: object, path: str = "") -> list[str]:
-    """The paths of text fields holding NUL."""
-    if isinstance(value, str):
-        return [path or "$"] if "\x00" in value else []
-    if isinstance(value, msgspec.Struct):
-        return [
-            found
-            for name in value.__struct_fields__
-            for found in _nul_fields(getattr(value, name), f"{path}.{name}" if path else name)
-        ]
-    if isinstance(value, list):
-        return [found for i, item in enumerate(value) for found in _nul_fields(item, f"{path}[{i}]")]
-    return []
 
 
 async def decode_json(request: HttpRequest, decoder: msgspec.json.Decoder[T]) -> T:

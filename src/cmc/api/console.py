@@ -23,13 +23,16 @@ from typing import Any, TypedDict, TypeVar
 from urllib.parse import quote
 
 from litestar import Response, Router, get, post
-from litestar.datastructures import CacheControlHeader
+from litestar.datastructures import CacheControlHeader, FormMultiDict
+from litestar.exceptions import HTTPException
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from cmc import analytics, auth, console_session, signouts
-from cmc.api import HttpRequest
+from cmc import analytics, auth, console_session, signouts, stored_text
+from cmc.api import HttpRequest, problems
 from cmc.api.html import console_page
+from cmc.api.merchant import version_number
+from cmc.api.params import whole_number
 from cmc.api.services import Services
 from cmc.errors import (
     ApiError,
@@ -40,7 +43,7 @@ from cmc.errors import (
     PreconditionFailed,
     TooManyRequests,
     Unauthorized,
-    VersionNotFound,
+    ValidationFailed,
 )
 from cmc.merchant import audit, idempotency, service, simulation, wire
 from cmc.outbox import optouts as optouts_store
@@ -168,7 +171,7 @@ async def _console(request: HttpRequest, right: Right, *, action: bool = False) 
         _check_origin(request, services)
         sent = request.headers.get(console_session.CSRF_HEADER)
         if sent is None:
-            sent = (await request.form()).get(console_session.CSRF_FIELD)
+            sent = (await _form(request)).get(console_session.CSRF_FIELD)
         if not console_session.csrf_matches(session, sent):
             raise Forbidden("This form has expired: reload the page and try again.")
     console = Console(request, principal, session)
@@ -176,6 +179,18 @@ async def _console(request: HttpRequest, right: Right, *, action: bool = False) 
     if not console.may(right):
         raise Forbidden(f"Your role ({console.role}) may not {right}: ask a publisher of your company.")
     return console
+
+
+async def _form(request: HttpRequest) -> FormMultiDict:
+    """The posted form; a NUL in any field is refused (``cmc.stored_text``), whatever reads it."""
+    form = await request.form()
+    nul = [name for name, value in form.multi_items() if stored_text.nul_paths([name, str(value)])]
+    if nul:
+        raise ValidationFailed(
+            f"{', '.join(nul)} {stored_text.NUL_PROBLEM}.",
+            errors={name: [stored_text.NUL_PROBLEM] for name in nul},
+        )
+    return form
 
 
 def _check_origin(request: HttpRequest, services: Services) -> None:
@@ -241,7 +256,7 @@ async def login(request: HttpRequest) -> Response[bytes]:
     _check_origin(request, services)
     params = request.path_params
     base = f"/console/{params['pos_system_id']}/{params['company_id']}"
-    form = await request.form()
+    form = await _form(request)
     email, password = str(form.get("email") or ""), str(form.get("password") or "")
     address = request.client.host if request.client else "unknown"
     try:
@@ -360,12 +375,6 @@ async def rules(request: HttpRequest) -> Response[bytes]:
 # --- versions, drafts, simulation, publishing ---------------------------------------------------
 
 
-def _number(text: str) -> int:
-    if not text.isdigit() or len(text) > 9:
-        raise VersionNotFound(f"This company has no marketing version {text!r}.")
-    return int(text)
-
-
 @get(BASE + "/versions")
 async def versions(request: HttpRequest) -> Response[bytes]:
     """Every version of the company's marketing, newest first."""
@@ -400,7 +409,7 @@ async def version(request: HttpRequest) -> Response[bytes]:
     """One version: its document, and what the role may do with it (simulate, publish)."""
     console = await _console(request, "read")
     published = request.query_params.get("published") == "1"
-    return await _version_page(console, _number(request.path_params["version"]), published=published)
+    return await _version_page(console, version_number(request.path_params["version"]), published=published)
 
 
 @get(BASE + "/draft")
@@ -408,7 +417,10 @@ async def draft_form(request: HttpRequest) -> Response[bytes]:
     """The draft editor: the live document (or ``?from=`` a version's) as JSON, to change."""
     console = await _console(request, "draft")
     start = request.query_params.get("from")
-    found = await (console.read(service.version, _number(start)) if start else console.read(service.active))
+    if start:
+        found = await console.read(service.version, version_number(start))
+    else:
+        found = await console.read(service.active)
     document = json.dumps(found.document, indent=2, ensure_ascii=False)
     return console.render(
         "draft.html", page="versions", document=document, note="", problems={}, source=found
@@ -419,13 +431,15 @@ async def draft_form(request: HttpRequest) -> Response[bytes]:
 async def create_draft(request: HttpRequest) -> Response[bytes]:
     """Save the editor's document as a new draft; every problem at once, by field path, when invalid."""
     console = await _console(request, "draft", action=True)
-    form = await request.form()
+    form = await _form(request)
     text, note = str(form.get("document") or ""), str(form.get("note") or "").strip() or None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as bad:
         problems = {"document": [f"not JSON: {bad.msg} at line {bad.lineno}, column {bad.colno}"]}
         return _draft_problems(console, text, note, problems)
+    except RecursionError:
+        return _draft_problems(console, text, note, {"document": ["nests too deeply"]})
     try:
         document = service.check_draft(raw, locations=console.locations())
     except BadRequest as invalid:
@@ -459,9 +473,10 @@ def _draft_problems(
 async def simulate(request: HttpRequest) -> Response[bytes]:
     """Replay the last N days' stored sales through this version and the live one; writes nothing."""
     console = await _console(request, "simulate", action=True)
-    number = _number(request.path_params["version"])
-    days_text = str((await request.form()).get("days") or "30")
-    days = int(days_text) if days_text.isdigit() and int(days_text) in SIMULATION_DAYS else 30
+    number = version_number(request.path_params["version"])
+    days_text = str((await _form(request)).get("days") or "30")
+    days = whole_number(days_text)
+    days = days if days in SIMULATION_DAYS else 30
     services, now = console.services, console.now
     result = await simulation.simulate_version(
         services.db, services.directory.current, console.pos_system_id, console.company_id, number,
@@ -474,10 +489,11 @@ async def simulate(request: HttpRequest) -> Response[bytes]:
 async def publish(request: HttpRequest) -> Response[bytes]:
     """Make this version live, if the live one is still the one the page showed (the API's If-Match)."""
     console = await _console(request, "activate", action=True)
-    number = _number(request.path_params["version"])
-    form = await request.form()
+    number = version_number(request.path_params["version"])
+    form = await _form(request)
     shown = str(form.get("if_match") or "")
-    expected = {int(shown)} if shown.isdigit() and len(shown) <= 9 else set()
+    live = whole_number(shown)
+    expected = set() if live is None else {live}
 
     def go_live(conn: Any) -> str:
         service.activate(
@@ -502,7 +518,7 @@ async def audit_trail(request: HttpRequest) -> Response[bytes]:
     """Who changed what, newest first, a page at a time."""
     console = await _console(request, "read")
     cursor = request.query_params.get("cursor")
-    after = int(cursor) if cursor and cursor.isdigit() and len(cursor) <= 18 else None
+    after = whole_number(cursor, digits=18)
     entries, following = await console.read(audit.page, after=after)
     return console.render("audit.html", page="audit", entries=entries, next=following)
 
@@ -566,7 +582,7 @@ async def retry(request: HttpRequest) -> Response[bytes]:
         console.services.db, **console.tenant, message_id=message_id, now=console.now
     )
     # Back to the log as it was filtered (the form's ``back``: its query string), saying what was done.
-    back = str((await request.form()).get("back") or "")
+    back = str((await _form(request)).get("back") or "")
     target = f"{console.base}/messages?{back}&retried={quote(message_id)}"
     return _redirect(console_session.safe_next(target, base=console.base))
 
@@ -658,5 +674,24 @@ STATIC = create_static_files_router(
 )
 """The console's script, style sheet and vendored libraries (``cmc.web.console_assets``)."""
 
-ROUTER = Router(path="/", route_handlers=[landing, *PAGES], exception_handlers={ApiError: _error_page})
+
+def _framework_error_page(request: HttpRequest, exc: HTTPException) -> Response[bytes]:
+    """A framework refusal (wrong method, body too large) in a console route: a page too."""
+    return _error_page(request, problems.from_http_exception(exc))
+
+
+def _unexpected_error_page(request: HttpRequest, exc: Exception) -> Response[bytes]:
+    """Store trouble (503) or a bug (500, logged as the APIs log it): a page too, not problem JSON."""
+    return _error_page(request, problems.as_api_error(exc, path=request.url.path))
+
+
+ROUTER = Router(
+    path="/",
+    route_handlers=[landing, *PAGES],
+    exception_handlers={
+        ApiError: _error_page,
+        HTTPException: _framework_error_page,
+        Exception: _unexpected_error_page,
+    },
+)
 ROUTES: list[ControllerRouterHandler] = [ROUTER, STATIC]

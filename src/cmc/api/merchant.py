@@ -16,6 +16,7 @@ from litestar import Response, get, post
 from cmc import auth
 from cmc.api import HttpRequest
 from cmc.api.body import decode_json
+from cmc.api.params import in_years, whole_number
 from cmc.api.services import Services
 from cmc.errors import BadRequest, PreconditionRequired, VersionNotFound
 from cmc.merchant import audit, idempotency, service, simulation, wire
@@ -94,10 +95,12 @@ def _detail(found: Version) -> wire.VersionAnswer:
     return wire.VersionAnswer(msgspec.convert(found, wire.VersionDetail, from_attributes=True))
 
 
-def _number(text: str) -> int:
-    if not text.isdigit() or len(text) > 9:
+def version_number(text: str) -> int:
+    """The version a path names; anything but a plain number is a version that does not exist."""
+    number = whole_number(text)
+    if number is None:
         raise VersionNotFound(f"This company has no marketing version {text!r}.")
-    return int(text)
+    return number
 
 
 def if_match(header: str | None) -> set[int] | None:
@@ -109,8 +112,8 @@ def if_match(header: str | None) -> set[int] | None:
     tags = set()
     for tag in header.split(","):
         text = tag.strip().removeprefix("W/").strip('"')
-        if text.isdigit() and len(text) <= 9:
-            tags.add(int(text))
+        if (number := whole_number(text)) is not None:
+            tags.add(number)
     return tags
 
 
@@ -154,7 +157,7 @@ async def create_version(request: HttpRequest) -> Response[bytes]:
 async def get_version(request: HttpRequest) -> Response[bytes]:
     """One version's document and status."""
     call = await _call(request, "read")
-    found = await call.read(service.version, _number(request.path_params["version"]))
+    found = await call.read(service.version, version_number(request.path_params["version"]))
     return Response(_encode(_detail(found)), media_type=JSON)
 
 
@@ -165,11 +168,11 @@ async def simulate_version(request: HttpRequest) -> Response[bytes]:
     raw = await request.body()
     body = await decode_json(request, _simulation) if raw.strip() else wire.SimulationRequest()
     now = call.services.clock()
-    end = body.to or now
-    start = body.from_ or end - simulation.DEFAULT_WINDOW
+    end = in_years(body.to, "to") or now
+    start = in_years(body.from_, "from") or end - simulation.DEFAULT_WINDOW
     if start >= end:
         raise BadRequest("from must be before to.", errors={"from": ["must be before to"]})
-    number = _number(request.path_params["version"])
+    number = version_number(request.path_params["version"])
     services = call.services
 
     async def compute() -> idempotency.Answer:
@@ -187,7 +190,7 @@ async def activate_version(request: HttpRequest) -> Response[bytes]:
     """Make this version live; ``If-Match`` names the active version (412 when stale, 428 when missing)."""
     call = await _call(request, "activate")
     expected = if_match(request.headers.get("if-match"))
-    number = _number(request.path_params["version"])
+    number = version_number(request.path_params["version"])
     now = call.services.clock()
 
     def perform(conn: idempotency.Transaction) -> idempotency.Answer:
@@ -206,9 +209,10 @@ async def audit_trail(request: HttpRequest) -> Response[bytes]:
     """The audit trail, newest first, a page at a time (``?cursor=`` from the previous page's ``next``)."""
     call = await _call(request, "read")
     cursor = request.query_params.get("cursor")
-    if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
+    after = whole_number(cursor, digits=18)
+    if cursor is not None and after is None:
         raise BadRequest("cursor must be a previous page's next.", errors={"cursor": ["unknown cursor"]})
-    entries, following = await call.read(audit.page, after=None if cursor is None else int(cursor))
+    entries, following = await call.read(audit.page, after=after)
     page = wire.AuditPage(
         entries,
         None if following is None else str(following),

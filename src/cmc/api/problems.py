@@ -82,15 +82,20 @@ def handle_api_error(request: HttpRequest, exc: ApiError) -> Response[bytes]:
     return problem_response(exc, instance=request.url.path)
 
 
-def handle_http_exception(request: HttpRequest, exc: HTTPException) -> Response[bytes]:
-    """Framework errors (unknown route, wrong method, body too large) in the same shape."""
+def from_http_exception(exc: HTTPException) -> ApiError:
+    """A framework error (unknown route, wrong method, body too large) as ours."""
     kind = _BY_STATUS.get(exc.status_code)
     if kind is None:
         kind = BadRequest if exc.status_code < 500 else ApiError
     error = kind()
     if exc.status_code not in _BY_STATUS:
         error.status = exc.status_code
-    return problem_response(error, instance=request.url.path)
+    return error
+
+
+def handle_http_exception(request: HttpRequest, exc: HTTPException) -> Response[bytes]:
+    """Framework errors in the same shape as ours."""
+    return problem_response(from_http_exception(exc), instance=request.url.path)
 
 
 def handle_unexpected(request: HttpRequest, exc: Exception) -> Response[bytes]:

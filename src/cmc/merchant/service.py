@@ -23,6 +23,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from cmc import stored_text
 from cmc.errors import PreconditionFailed, RegistryError, ValidationFailed, VersionNotFound, VersionUnfit
 from cmc.merchant import audit, changes, versions, wire
 from cmc.merchant.versions import Version
@@ -66,7 +67,14 @@ def check_draft(raw: object, *, locations: Collection[str]) -> Document:
     """The validated document of a draft, or ``ValidationFailed`` naming every problem at once."""
     if not isinstance(raw, Mapping):
         raise ValidationFailed(errors={"document": ["must be an object with the marketing sections"]})
-    document, problems = setup.validate(raw, locations=locations)
+    try:
+        # Every way in (API, console, CLI) comes through here: a NUL would reach PostgreSQL's JSON.
+        nul = stored_text.nul_paths(raw)
+        document, problems = setup.validate(raw, locations=locations)
+    except RecursionError:
+        raise ValidationFailed(errors={"document": ["nests too deeply"]}) from None
+    if nul:
+        raise ValidationFailed(errors={path: [stored_text.NUL_PROBLEM] for path in nul})
     if problems:
         raise ValidationFailed(
             f"The document has {len(problems)} problem{'s' if len(problems) > 1 else ''}.",

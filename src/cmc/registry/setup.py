@@ -174,13 +174,9 @@ def validate(
     templates = _items(raw.get("cfsTemplates"), CfsTemplate, _at(path, "cfsTemplates"), problems)
     messages = _items(raw.get("messageTemplates"), MessageTemplate, _at(path, "messageTemplates"), problems)
     for i, widget in widgets:
-        url = urlsplit(widget.landingUrl.replace("{code}", "code"))
-        if url.scheme not in {"http", "https"} or not url.netloc:
-            problems.append(
-                SetupError(
-                    "landingUrl must be an absolute http(s) URL", field=_at(path, f"widgets[{i}].landingUrl")
-                )
-            )
+        problem = _landing_problem(widget.landingUrl)
+        if problem:
+            problems.append(SetupError(problem, field=_at(path, f"widgets[{i}].landingUrl")))
     for i, template in templates:
         problems += _slide_problems(template, _at(path, f"cfsTemplates[{i}]"))
     for i, message in messages:
@@ -247,6 +243,21 @@ def _parse_rules(
     return rules.parse_rules(raw, locations=locations, path=path, **ids)  # type: ignore[arg-type]
 
 
+def _landing_problem(landing_url: str) -> str | None:
+    """What is wrong with a widget's landing URL, if anything."""
+    # The short link answers with it as its Location header: a space or control character there
+    # would split or break the header (and a browser needs them percent-encoded anyway).
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in landing_url):
+        return "landingUrl must not contain spaces or control characters (percent-encode them)"
+    try:
+        url = urlsplit(landing_url.replace("{code}", "code"))
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        url = None
+    if url is None or url.scheme not in {"http", "https"} or not url.netloc:
+        return "landingUrl must be an absolute http(s) URL"
+    return None
+
+
 def _at(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
@@ -302,8 +313,13 @@ IMAGE_URL = "must be an absolute http(s) URL or a data:image/... URL"
 
 
 def _is_image_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return url.startswith("data:image/") or (parts.scheme in {"http", "https"} and bool(parts.netloc))
+    if url.startswith("data:image/"):
+        return True
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.netloc)
 
 
 def _problem_of(exc: msgspec.ValidationError, path: str) -> SetupError:
