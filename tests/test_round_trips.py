@@ -362,3 +362,62 @@ async def test_two_queries_together_answer_as_they_would_apart(db: Database) -> 
 
     with pytest.raises(ValueError, match="disagree on 'company'"):
         await db.transact(disagreeing)
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["alone", "with the replay lookup"])
+async def test_the_identifiers_survive_a_wait_on_their_updated_profile(db: Database, together: bool) -> None:
+    """A sale that waits on its customer's profile while another sale updates it gets every identifier.
+
+    PostgreSQL re-reads a locked row that changed while it waited (EvalPlanQual) and re-checks the
+    query on it; over a flattened ``UNION ALL`` of the probes that re-check answered the first probe's
+    row for every probe, so a known identifier looked new, and its insert failed on the key.
+    """
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    values = {"email": "ada@example.com", "phone": "+15550100", "card": "C-1"}
+
+    def seed(conn: Any) -> None:
+        conn.execute(tables.profiles.insert().values(
+            id="p-1", pos_system_id="pax", company_id="comp5", visit_count=1, lifetime_spend=Decimal(1),
+            has_card=True, created_at=when, updated_at=when,
+        ))  # fmt: skip
+        conn.execute(tables.profile_identifiers.insert(), [
+            {"pos_system_id": "pax", "company_id": "comp5", "kind": kind, "value": value,
+             "profile_id": "p-1", "first_seen": when}
+            for kind, value in values.items()
+        ])  # fmt: skip
+
+    await db.write(seed)
+    claim = profiles.Claim(tuple(profiles.Identifier(kind, value) for kind, value in values.items()))
+    scope = profiles.Scope("pax", "comp5")
+    find = transactions.find(pos_system_id="pax", company_id="comp5", transaction_id="T-1", session_id="s-1")
+
+    async def lookup(tx: Tx) -> profiles.Found:
+        known = profiles.known(claim, scope, tx.dialect)
+        assert known is not None
+        rows = (
+            (await tx.together(find, known))[1] if together else await tx.all(known.statement, known.params)
+        )
+        return profiles.known_of(claim, rows)
+
+    dsn = libpq_dsn(db.url.render_as_string(hide_password=False))
+    # The holder's transaction sees one snapshot of pg_stat_activity: another connection watches.
+    holder, watcher = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    lock_waits = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    try:
+        waiting = await watcher.fetchval(lock_waits)
+        await holder.execute("BEGIN; SELECT id FROM profiles WHERE id = 'p-1' FOR UPDATE")
+        sale = asyncio.create_task(db.transact(lookup))
+        for _ in range(500):  # until the lookup waits on the profile's lock
+            if await watcher.fetchval(lock_waits) > waiting or sale.done():
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the lookup never waited on the profile's lock")
+        await holder.execute("UPDATE profiles SET visit_count = visit_count + 1 WHERE id = 'p-1'; COMMIT")
+        found = await asyncio.wait_for(sale, 10)
+    finally:
+        await holder.close()
+        await watcher.close()
+    assert {ident.kind: ident.value for ident in found} == values
+    assert {state.id for state in found.values()} == {"p-1"}
+    assert {state.visit_count for state in found.values()} == {2}  # the profile as it was committed

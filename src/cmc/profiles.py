@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 import phonenumbers
-from sqlalchemy import Connection, bindparam, insert, or_, select, union_all, update
+from sqlalchemy import Connection, bindparam, insert, literal_column, or_, select, union_all, update
 
 from cmc.ids import new_id
 from cmc.store import tables
@@ -142,7 +142,15 @@ def _known_query(count: int, dialect: str) -> Statement[tuple[Identifier, Profil
         )
         for n in range(count)
     ]
-    found = (probes[0] if count == 1 else union_all(*probes)).subquery("found")
+    if count == 1:
+        found = probes[0].subquery("found")
+    elif dialect == "postgresql":
+        # OFFSET 0 keeps the union a subquery of its own. Flattened into the join, a sale that
+        # waited on the profile while another sale updated it got the first probe's row for every
+        # probe when PostgreSQL re-checked the row (EvalPlanQual): a known identifier looked new.
+        found = union_all(*probes).offset(literal_column("0")).subquery("found")
+    else:
+        found = union_all(*probes).subquery("found")
     query = select(found.c.kind, found.c.value, *(_p.c[name] for name in _STATE)).join(
         _p, _p.c.id == found.c.profile_id
     )
