@@ -16,12 +16,12 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 
 import pg_databases
 from cmc import cfs_feed, firings, profiles, transactions
 from cmc.screens import Screen
-from cmc.store import driver, migrate, notifications, tables
+from cmc.store import driver, migrate, notifications, statements, tables
 from cmc.store.database import Database, libpq_dsn
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
@@ -421,3 +421,59 @@ async def test_the_identifiers_survive_a_wait_on_their_updated_profile(db: Datab
     assert {ident.kind: ident.value for ident in found} == values
     assert {state.id for state in found.values()} == {"p-1"}
     assert {state.visit_count for state in found.values()} == {2}  # the profile as it was committed
+
+
+async def test_together_keeps_each_parts_rows_and_types_with_three_parts(db: Database) -> None:
+    """None, one or several rows per part; a part's timestamps stay timestamps beside two parts of
+    NULLs there (a bare NULL would make the column text); names are no key for another statement."""
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def seed(conn: Any) -> None:
+        conn.execute(tables.profiles.insert(), [
+            {"id": f"p-{n}", "pos_system_id": "pax", "company_id": "comp5", "visit_count": n,
+             "lifetime_spend": Decimal(n), "has_card": False, "created_at": when, "updated_at": when}
+            for n in (1, 2)
+        ])  # fmt: skip
+
+    await db.write(seed)
+    p = tables.profiles
+    by_company = Statement(
+        select(p.c.id, p.c.created_at).where(p.c.company_id == bindparam("company")).order_by(p.c.id),
+        name="test[by_company]",
+    )
+    none = Statement(select(p.c.visit_count).where(p.c.id == bindparam("missing")), name="test[none]")
+    spend = Statement(select(p.c.lifetime_spend, p.c.id).where(p.c.id == "p-2"), name="test[spend]")
+    combined = statements.together([none, spend, by_company])
+
+    async def unit(tx: Tx) -> list[list[Any]]:
+        rows = await tx.all(combined.statement, {"company": "comp5", "missing": "p-9"})
+        return combined.split(rows)
+
+    nothing, spent, listed = await db.transact(unit)
+    assert nothing == []
+    assert spent == [(Decimal(2), "p-2")]
+    assert sorted(listed) == [("p-1", when), ("p-2", when)]
+    assert all(isinstance(at, datetime) for _, at in listed)
+    namesake = Statement(select(p.c.id), name="test[none]")
+    with pytest.raises(ValueError, match="same name"):
+        statements.together([namesake, spend, by_company])
+
+
+async def test_two_queries_that_disagree_are_refused_on_sqlite_too(tmp_path: Path) -> None:
+    database = Database.open(f"sqlite:///{tmp_path}/cmc.db")
+    try:
+        await asyncio.to_thread(migrate.upgrade, database)
+        find = transactions.find(
+            pos_system_id="pax", company_id="comp5", transaction_id="T-1", session_id="s"
+        )
+        other = transactions.find(
+            pos_system_id="pax", company_id="comp9", transaction_id="T-1", session_id="s"
+        )
+
+        async def disagreeing(tx: Tx) -> None:
+            await tx.together(find, other)
+
+        with pytest.raises(ValueError, match="disagree on 'company'"):
+            await database.transact(disagreeing)
+    finally:
+        await database.close()

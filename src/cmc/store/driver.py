@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from cmc.errors import Contention, DuplicateKey, StoreError, StoreUnavailable
+from cmc.store import failures
 from cmc.store.statements import Query, Statement, Write, carrying, together
 
 T = TypeVar("T")
@@ -123,13 +124,13 @@ class Tx(abc.ABC):
 
         Both read one snapshot there. A parameter both name must have one value in both.
         """
-        if self.dialect != "postgresql":
-            ones = await self.all(first.statement, first.params)
-            return ones, await self.all(second.statement, second.params)
         params = dict(first.params)
         for name, value in second.params.items():
             if params.setdefault(name, value) != value:
                 raise ValueError(f"{first.statement.name} and {second.statement.name} disagree on {name!r}")
+        if self.dialect != "postgresql":  # checked above all the same: a clash shows on either engine
+            ones = await self.all(first.statement, first.params)
+            return ones, await self.all(second.statement, second.params)
         combined = together([first.statement, second.statement])
         for part in combined.parts:
             if self._deferred:
@@ -291,16 +292,13 @@ PG_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalCl
 """What asyncpg raises for a failed statement. ``InternalClientError`` is a connection whose protocol
 was left mid-operation by a cut (``cannot switch to state ...``): as unusable as a closed one."""
 
-_CONTENTION = {"40001", "40P01", "55P03"}
-"""serialization_failure, deadlock_detected, lock_not_available."""
-
 
 def pg_error(exc: BaseException) -> StoreError:
     """The store's error for an asyncpg one (SQLSTATE only: the message may quote row values)."""
     code = getattr(exc, "sqlstate", None)
     if code == "23505":
         return DuplicateKey(code=code)
-    if code in _CONTENTION:
+    if code in failures.CONTENDED:
         return Contention(code=code)
     broken = asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.InternalClientError | OSError
     if isinstance(exc, broken) or (code or "").startswith(("08", "57P")):

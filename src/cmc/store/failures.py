@@ -10,9 +10,10 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from cmc.errors import Contention, StoreError, StoreUnavailable
 
-CONTENDED = frozenset({"40001", "40P01", "55P03"})
-"""SQLSTATEs of a transaction that lost to another one (serialization failure, deadlock, lock not
-available): as the driver path's ``Contention``, the same work may succeed at once if tried again."""
+CONTENDED = frozenset({"40001", "40P01", "55P03", "SQLITE_BUSY", "SQLITE_LOCKED"})
+"""A transaction that lost to another one (PostgreSQL's serialization failure, deadlock, lock not
+available; SQLite's busy or locked database): the same work may succeed if tried again. The driver
+path raises ``Contention`` for these; the Core path's SQLAlchemy errors carry the code."""
 
 
 def is_transient(exc: BaseException) -> bool:

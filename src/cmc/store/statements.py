@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast, overload
 
-from sqlalchemy import Select, Table, bindparam, insert, literal_column, null, select, type_coerce, union_all
+from sqlalchemy import Select, Table, bindparam, insert, literal_column, null, select, union_all
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement, ColumnElement
@@ -246,7 +247,22 @@ class Write:
         return {f"{name}{n}": value for n, row in enumerate(rows) for name, value in row.items()}
 
 
-_CARRYING: dict[tuple[str, tuple[str, ...]], Statement[Any]] = {}
+def _check_same(cached: Sequence[Statement[Any]], asked: Sequence[Statement[Any]]) -> None:
+    """The combinations are cached by their parts' names: two statements of one name (a
+    statement's SQLite and PostgreSQL forms share one; a statement made per call would fill the
+    cache) are refused loudly rather than handed each other's SQL."""
+    if any(a is not b for a, b in zip(cached, asked, strict=True)):
+        names = ", ".join(statement.name for statement in asked)
+        raise ValueError(f"another statement of the same name was combined before ({names}): name them apart")
+
+
+@dataclass(frozen=True)
+class _Carrying:
+    parts: tuple[Statement[Any], ...]
+    statement: Statement[Any]
+
+
+_CARRYING: dict[tuple[str, ...], _Carrying] = {}
 
 
 def carrying(statement: Statement[Any], writes: Sequence[Write]) -> Statement[Any]:
@@ -256,16 +272,18 @@ def carrying(statement: Statement[Any], writes: Sequence[Write]) -> Statement[An
     be ones nothing in ``statement`` reads. ``statement`` binds its values explicitly (no ``keys``:
     SQLAlchemy would apply those to the CTEs' writes too).
     """
-    key = (statement.name, tuple(write.statement.name for write in writes))
+    parts = (statement, *(write.statement for write in writes))
+    key = tuple(part.name for part in parts)
     found = _CARRYING.get(key)
     if found is None:
         if statement.keys is not None:
             raise ValueError(f"{statement.name} cannot carry writes: it binds its columns by keys")
         ctes = [write.statement.statement.cte(write.prefix.rstrip("_")) for write in writes]  # type: ignore[attr-defined]
         core = statement.statement.add_cte(*ctes)  # type: ignore[attr-defined]
-        name = f"{statement.name}[{'+'.join(key[1])}]"
-        found = _CARRYING[key] = Statement(core, name=name, only="postgresql")
-    return found
+        name = f"{statement.name}[{'+'.join(key[1:])}]"
+        found = _CARRYING[key] = _Carrying(parts, Statement(core, name=name, only="postgresql"))
+    _check_same(found.parts, parts)
+    return found.statement
 
 
 @dataclass(frozen=True)
@@ -285,7 +303,7 @@ class Together:
     spans: tuple[tuple[int, int], ...]
 
     def split(self, rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
-        """The combined rows as each part's result rows, part by part, in the order they came."""
+        """The combined rows as each part's result rows (in no promised order, as any union's)."""
         found: list[list[Any]] = [[] for _ in self.parts]
         for part, *values in rows:
             start, end = self.spans[part]
@@ -307,6 +325,7 @@ def together(parts: Sequence[Statement[Any]]) -> Together:
     key = tuple(part.name for part in parts)
     found = _TOGETHER.get(key)
     if found is not None:
+        _check_same(found.parts, parts)
         return found
     columns = []
     for part in parts:
@@ -320,13 +339,17 @@ def together(parts: Sequence[Statement[Any]]) -> Together:
     branches: list[Select[Any]] = []
     for number, part in enumerate(parts):
         rows = part.statement.subquery(f"part{number}")  # type: ignore[attr-defined]
+        own = list(rows.c)  # by position: two of a part's columns may share a name
+        # CAST, not a bare NULL: with three parts or more, PostgreSQL would type a column of NULLs
+        # in two branches as text before it met the third's type.
         padded = [
-            rows.c[column.key] if other == number else type_coerce(null(), column.type)
+            own[index] if other == number else sql_cast(null(), column.type)
             for other, part_columns in enumerate(columns)
-            for column in part_columns
+            for index, column in enumerate(part_columns)
         ]
         labelled = [value.label(f"c{n}") for n, value in enumerate(padded)]
         branches.append(select(literal_column(str(number)).label("part"), *labelled).select_from(rows))
-    statement = Statement(union_all(*branches), name=f"together[{'+'.join(key)}]", only="postgresql")
+    name = f"together[{'+'.join(key)}]"
+    statement = Statement(union_all(*branches), name=name, only="postgresql")
     found = _TOGETHER[key] = Together(statement, tuple(parts), tuple(spans))
     return found
