@@ -201,13 +201,16 @@ class Dispatcher:
         transient (``failures.is_transient``: a lost connection, contention).
 
         Safe to repeat: each recording updates only the rows still held under this pass's lease
-        (``lease_until`` is the claim token), so a retry can never settle another worker's message.
+        (``lease_until`` is the claim token), so a retry can never settle another worker's message;
+        and a retry of a recording that had committed finds it done (``again``): no second attempt
+        row, no false "lease lost".
         ``PostgresDatabase.write`` does not retry by itself, and one lost connection here would
         otherwise send the whole pass again when its lease runs out.
         """
         for attempt in range(1, RECORD_TRIES + 1):
             try:
-                return await self._db.write(fn, *args, **kwargs)
+                # Tried again, the write may have committed before its answer was lost (``again``).
+                return await self._db.write(fn, *args, again=attempt > 1, **kwargs)
             except Exception as exc:
                 if attempt == RECORD_TRIES or not failures.is_transient(exc):
                     raise

@@ -319,14 +319,22 @@ def mark_all_sent(
     *,
     now: datetime,
     provider_ids: dict[str, str] | None = None,
+    again: bool = False,
 ) -> list[bool]:
     """Record a pass's delivered messages in one transaction; for each, whether it was still ours.
 
     A message is ours while it holds the lease we claimed it with: ``sending``, or already
     ``delivered`` / ``failed`` by a report that outran this write (it keeps that state). A worker
     whose lease ran out and was taken over settles nothing. ``provider_ids``: the provider's id of
-    each message that has one (Twilio's ``sid``).
+    each message that has one (Twilio's ``sid``). ``again``: this very write may have committed
+    already, its answer lost with the connection (``_committed_before``).
     """
+    if again and _committed_before(conn, messages, now=now):
+        done = select(_m.c.id).where(
+            _m.c.id.in_([m.id for m in messages]), _m.c.sent_at == now, _m.c.lease_until.is_(None)
+        )
+        settled_before = set(conn.execute(done).scalars())
+        return [m.id in settled_before for m in messages]
     conn.execute(
         insert(_a), [{"message_id": m.id, "attempted_at": now, "ok": True, "error": None} for m in messages]
     )
@@ -361,12 +369,20 @@ def mark_failed(
     retry_at: datetime | None,
     final: str = "dead",
     reason: str | None = None,
+    again: bool = False,
 ) -> bool:
     """Record a failed attempt: back in the queue until ``retry_at``; without one, ``final``.
 
     ``final`` is ``dead``, ``bounced`` or ``suppressed``, and ``reason`` says why (an error code,
-    ``quiet-hours``).
+    ``quiet-hours``). ``again``: as ``mark_all_sent``'s.
     """
+    if again and _committed_before(conn, [message], now=now):
+        done = select(_m.c.id).where(
+            _m.c.id == message.id,
+            _m.c.lease_until.is_(None),
+            or_(_m.c.last_error == error, _m.c.status.in_(REPORTED)),
+        )
+        return conn.execute(done).first() is not None
     _record(conn, message.id, now=now, ok=False, error=error)
     if retry_at is None:
         settled = _settle(conn, message, status=final, reason=reason, last_error=error)
@@ -478,6 +494,19 @@ def _reported(conn: Connection, message: Claimed) -> bool:
         .values(lease_until=None)
     )
     return result.rowcount == 1
+
+
+def _committed_before(conn: Connection, messages: list[Claimed], *, now: datetime) -> bool:
+    """Whether a recording of ``messages`` at ``now`` committed already: its attempt rows are there.
+
+    A recording is one transaction, so its attempt rows and its settling commit together. Retried
+    after a lost connection, a recording that had committed must not add its attempts twice, nor
+    take its own settling for another worker's (``lease lost``).
+    """
+    found = select(_a.c.message_id).where(
+        _a.c.message_id.in_([m.id for m in messages]), _a.c.attempted_at == now.astimezone(UTC)
+    )
+    return conn.execute(found.limit(1)).first() is not None
 
 
 def _record(conn: Connection, message_id: str, *, now: datetime, ok: bool, error: str | None) -> None:
