@@ -10,11 +10,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from litestar import Litestar
+from litestar import Litestar, Response
 from litestar.exceptions import HTTPException
 
 from cmc import background, holdout, logs, screens, sessions, throttle
-from cmc.api import analytics, cfs, console, delivery, links, merchant, ops, optout, pos, token
+from cmc.api import (
+    HttpRequest,
+    analytics,
+    cfs,
+    console,
+    delivery,
+    links,
+    merchant,
+    ops,
+    optout,
+    params,
+    pos,
+    token,
+)
 from cmc.api.edge import Edge
 from cmc.api.hot import HotRoutes
 from cmc.api.metrics import Metrics
@@ -48,6 +61,13 @@ ROUTES = [
     *delivery.ROUTES,
     *console.ROUTES,
 ]
+
+
+def _http_exception(request: HttpRequest, exc: HTTPException) -> Response[bytes]:
+    """A framework error: a page on the console's paths (even one no route matched), else a problem."""
+    if console.is_console_path(request.url.path):
+        return console.framework_error_page(request, exc)
+    return handle_http_exception(request, exc)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> Edge:
@@ -129,10 +149,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
     app = Litestar(
         route_handlers=ROUTES,
+        before_request=params.refuse_nul,
         lifespan=[lifespan],
         exception_handlers={
             ApiError: handle_api_error,
-            HTTPException: handle_http_exception,
+            HTTPException: _http_exception,
             Exception: handle_unexpected,
         },
         request_max_body_size=settings.max_body_bytes,

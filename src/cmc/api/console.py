@@ -31,8 +31,7 @@ from litestar.types import ControllerRouterHandler
 from cmc import analytics, auth, console_session, signouts, stored_text
 from cmc.api import HttpRequest, problems
 from cmc.api.html import console_page
-from cmc.api.merchant import version_number
-from cmc.api.params import whole_number
+from cmc.api.params import version_number, whole_number
 from cmc.api.services import Services
 from cmc.errors import (
     ApiError,
@@ -169,9 +168,11 @@ async def _console(request: HttpRequest, right: Right, *, action: bool = False) 
     auth.require_company(principal, params["pos_system_id"], params["company_id"], "read")
     if action:
         _check_origin(request, services)
+        # Read (and checked, ``_form``) before the action does anything, token in a header or not.
+        form = await _form(request)
         sent = request.headers.get(console_session.CSRF_HEADER)
         if sent is None:
-            sent = (await _form(request)).get(console_session.CSRF_FIELD)
+            sent = form.get(console_session.CSRF_FIELD)
         if not console_session.csrf_matches(session, sent):
             raise Forbidden("This form has expired: reload the page and try again.")
     console = Console(request, principal, session)
@@ -184,11 +185,12 @@ async def _console(request: HttpRequest, right: Right, *, action: bool = False) 
 async def _form(request: HttpRequest) -> FormMultiDict:
     """The posted form; a NUL in any field is refused (``cmc.stored_text``), whatever reads it."""
     form = await request.form()
-    nul = [name for name, value in form.multi_items() if stored_text.nul_paths([name, str(value)])]
+    nul = [name for name, value in form.multi_items() if "\x00" in name or "\x00" in str(value)]
     if nul:
+        names = [name.replace("\x00", "") for name in nul]  # the page shows them: without the NUL
         raise ValidationFailed(
-            f"{', '.join(nul)} {stored_text.NUL_PROBLEM}.",
-            errors={name: [stored_text.NUL_PROBLEM] for name in nul},
+            f"{', '.join(names)} {stored_text.NUL_PROBLEM}.",
+            errors={name: [stored_text.NUL_PROBLEM] for name in names},
         )
     return form
 
@@ -578,11 +580,11 @@ async def retry(request: HttpRequest) -> Response[bytes]:
     """Queue a dead message again (editor and up, as the analytics API's retry)."""
     console = await _console(request, "retry", action=True)
     message_id = request.path_params["message_id"]
+    # Back to the log as it was filtered (the form's ``back``: its query string), saying what was done.
+    back = str((await _form(request)).get("back") or "")
     await analytics.retry_message(
         console.services.db, **console.tenant, message_id=message_id, now=console.now
     )
-    # Back to the log as it was filtered (the form's ``back``: its query string), saying what was done.
-    back = str((await _form(request)).get("back") or "")
     target = f"{console.base}/messages?{back}&retried={quote(message_id)}"
     return _redirect(console_session.safe_next(target, base=console.base))
 
@@ -675,8 +677,9 @@ STATIC = create_static_files_router(
 """The console's script, style sheet and vendored libraries (``cmc.web.console_assets``)."""
 
 
-def _framework_error_page(request: HttpRequest, exc: HTTPException) -> Response[bytes]:
-    """A framework refusal (wrong method, body too large) in a console route: a page too."""
+def framework_error_page(request: HttpRequest, exc: HTTPException) -> Response[bytes]:
+    """A framework refusal on a console path (no such page, wrong method, body too large): a page
+    too. Routing errors reach only the app's handlers: ``cmc.api.app`` sends console paths here."""
     return _error_page(request, problems.from_http_exception(exc))
 
 
@@ -685,12 +688,16 @@ def _unexpected_error_page(request: HttpRequest, exc: Exception) -> Response[byt
     return _error_page(request, problems.as_api_error(exc, path=request.url.path))
 
 
+def is_console_path(path: str) -> bool:
+    return path == "/console" or path.startswith("/console/")
+
+
 ROUTER = Router(
     path="/",
     route_handlers=[landing, *PAGES],
     exception_handlers={
         ApiError: _error_page,
-        HTTPException: _framework_error_page,
+        HTTPException: framework_error_page,
         Exception: _unexpected_error_page,
     },
 )

@@ -16,9 +16,9 @@ from litestar import Response, get, post
 from cmc import auth
 from cmc.api import HttpRequest
 from cmc.api.body import decode_json
-from cmc.api.params import in_years, whole_number
+from cmc.api.params import in_years, version_number, whole_number
 from cmc.api.services import Services
-from cmc.errors import BadRequest, PreconditionRequired, VersionNotFound
+from cmc.errors import BadRequest, PreconditionRequired
 from cmc.merchant import audit, idempotency, service, simulation, wire
 from cmc.merchant.versions import Version
 from cmc.roles import Right
@@ -93,14 +93,6 @@ def _etag(version: int) -> str:
 
 def _detail(found: Version) -> wire.VersionAnswer:
     return wire.VersionAnswer(msgspec.convert(found, wire.VersionDetail, from_attributes=True))
-
-
-def version_number(text: str) -> int:
-    """The version a path names; anything but a plain number is a version that does not exist."""
-    number = whole_number(text)
-    if number is None:
-        raise VersionNotFound(f"This company has no marketing version {text!r}.")
-    return number
 
 
 def if_match(header: str | None) -> set[int] | None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cmc.errors import ValidationFailed
+from cmc import stored_text
+from cmc.api import HttpRequest
+from cmc.errors import ValidationFailed, VersionNotFound
 
 YEARS = (1970, 2199)
 """The years a window's ``from`` or ``to`` may be in: windows are shifted by days and floored to
@@ -24,6 +26,30 @@ def whole_number(text: str | None, *, digits: int = 9) -> int | None:
     if text is None or len(text) > digits or not (text.isascii() and text.isdigit()):
         return None
     return int(text)
+
+
+def version_number(text: str) -> int:
+    """The version a path names; anything but a plain number is a version that does not exist."""
+    number = whole_number(text)
+    if number is None:
+        raise VersionNotFound(f"This company has no marketing version {text!r}.")
+    return number
+
+
+async def refuse_nul(request: HttpRequest) -> None:
+    """Every route's first check (the app's ``before_request``): NUL in the path or the query.
+
+    A path or query value reaches the store as text in many places (a customer search, a rule's
+    name, a message id); PostgreSQL refuses NUL in text, so it is the client's 400 here, once.
+    """
+    errors = {}
+    if "\x00" in request.scope["path"]:
+        errors["path"] = [stored_text.NUL_PROBLEM]
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            errors[name.replace("\x00", "")] = [stored_text.NUL_PROBLEM]
+    if errors:
+        raise ValidationFailed(f"{', '.join(errors)} {stored_text.NUL_PROBLEM}.", errors=errors)
 
 
 def in_years(value: datetime | None, name: str) -> datetime | None:
