@@ -73,13 +73,12 @@ def check_draft(raw: object, *, locations: Collection[str]) -> Document:
         document, problems = setup.validate(raw, locations=locations)
     except RecursionError:
         raise ValidationFailed(errors={"document": ["nests too deeply"]}) from None
-    if nul:
-        raise ValidationFailed(errors={path: [stored_text.NUL_PROBLEM] for path in nul})
-    if problems:
-        raise ValidationFailed(
-            f"The document has {len(problems)} problem{'s' if len(problems) > 1 else ''}.",
-            errors=problems_by_field(problems),
-        )
+    if problems or nul:
+        errors = problems_by_field(problems)
+        for path in nul:
+            errors.setdefault(path, []).append(stored_text.NUL_PROBLEM)
+        count = len(problems) + len(nul)
+        raise ValidationFailed(f"The document has {count} problem{'s' if count > 1 else ''}.", errors=errors)
     return document
 
 
