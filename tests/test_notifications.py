@@ -9,6 +9,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import text
 
+from blackhole import blackhole_for
 from cmc.store import notifications
 from cmc.store.database import Database, libpq_dsn
 
@@ -132,3 +133,46 @@ async def test_the_listener_reconnects_after_its_backend_is_terminated(
         await listener.stop()
         await db.close()
     assert len(connections.made) == 2
+
+
+async def test_the_listener_reconnects_when_its_connection_falls_silent(
+    database_url: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A half-open connection (no FIN, no RST: a network cut) is found by the heartbeat and replaced.
+
+    Without the heartbeat the listener would wait on it for ever, and every wake-up would be left
+    to the slow poll for the rest of the process's life.
+    """
+    if backend != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    monkeypatch.setattr(notifications, "RECONNECT_SECONDS", 0.05)
+    monkeypatch.setattr(notifications, "HEARTBEAT_SECONDS", 0.1)
+    monkeypatch.setattr(notifications, "HEARTBEAT_TIMEOUT_SECONDS", 0.3)
+    calls: list[str] = []
+    dsns: list[str] = []
+    async with blackhole_for(database_url) as proxy:
+
+        async def connect(_dsn: str) -> asyncpg.Connection:
+            # The first connection goes through the proxy; once it falls silent, the network heals
+            # by another route (the proxy's own later connections would be silent too).
+            dsn = libpq_dsn(database_url if dsns else proxy.url_for(database_url))
+            dsns.append(dsn)
+            return await asyncpg.connect(dsn)
+
+        listener = notifications.Listener(
+            libpq_dsn(database_url), {notifications.CFS_CHANNEL: lambda: calls.append("cfs")}, connect=connect
+        )
+        await listener.start()
+        db = Database.open(database_url)
+        try:
+            await wait_until(lambda: calls == ["cfs"])
+            await asyncio.sleep(0.3)  # heartbeats answered: still the first connection
+            assert len(dsns) == 1
+            proxy.silence()
+            await wait_until(lambda: calls == ["cfs", "cfs"])  # a new connection, and its catch-up
+            await db.write(notifications.notify, notifications.CFS_CHANNEL)
+            await wait_until(lambda: len(calls) == 3)
+        finally:
+            await listener.stop()
+            await db.close()
+    assert len(dsns) == 2

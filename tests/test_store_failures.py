@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, bindparam, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import pg_databases
-from cmc.store import failures
-from cmc.store.database import normalize_url
+from blackhole import blackhole_for
+from cmc.errors import StoreUnavailable
+from cmc.store import database, failures, statements
+from cmc.store.database import Database, normalize_url
+from cmc.store.driver import Tx
+from cmc.store.statements import Statement
 
 
 @pytest.fixture
@@ -61,3 +65,92 @@ async def test_a_bug_is_not_transient(engine: AsyncEngine) -> None:
 def test_a_lost_connection_is_transient() -> None:
     assert failures.is_transient(ConnectionResetError())
     assert not failures.is_transient(ValueError())
+
+
+# --- a connection that falls silent (half-open TCP) on the hot path ------------------------------
+
+_BACKEND_LOCKED = Statement(
+    select(func.pg_backend_pid(), func.pg_advisory_xact_lock(bindparam("key")).is_(None)),
+    name="test[backend locked]",
+    only="postgresql",
+)
+_TRY_LOCK = Statement(
+    select(func.pg_try_advisory_xact_lock(bindparam("key"))), name="test[try lock]", only="postgresql"
+)
+
+
+@pytest.fixture
+def silent_statements() -> Iterator[None]:
+    yield
+    # Made for these tests only: the contract and the query-plan tests walk statements.ALL.
+    statements.ALL[:] = [s for s in statements.ALL if s is not _BACKEND_LOCKED and s is not _TRY_LOCK]
+
+
+async def test_a_sale_on_a_silent_connection_fails_fast_and_frees_its_locks(
+    database_url: str, backend: str, monkeypatch: pytest.MonkeyPatch, silent_statements: None
+) -> None:
+    """A unit whose connection goes half-open mid-transaction is 503 within one statement timeout,
+    and the server ends the orphaned transaction, so the customer's locks are free for the retry.
+
+    Without the two timeouts the unit would wait for ever (holding a pool connection), and the
+    server would keep its transaction, and every lock it took, until its own TCP keepalive (two
+    hours by default): every later sale of that customer would wait behind it.
+    """
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's driver pool; SQLite has no network")
+    monkeypatch.setattr(database, "STATEMENT_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(database, "IDLE_IN_TRANSACTION_SECONDS", 1)
+    loop = asyncio.get_running_loop()
+    async with blackhole_for(database_url) as proxy:
+        cut = Database.open(proxy.url_for(database_url))
+        direct = Database.open(database_url)
+        try:
+
+            async def sale(tx: Tx) -> None:
+                await tx.first(_BACKEND_LOCKED, {"key": 7})  # BEGIN, then the customer's lock
+                proxy.silence()
+                await tx.first(_BACKEND_LOCKED, {"key": 8})  # never answered
+
+            started = loop.time()
+            with pytest.raises(StoreUnavailable):
+                await cut.transact(sale)
+            assert loop.time() - started < 3  # one statement timeout, not one per retry
+
+            async def retry(tx: Tx) -> bool:
+                row = await tx.first(_TRY_LOCK, {"key": 7})
+                return bool(row and row[0])
+
+            deadline = loop.time() + 10
+            while not await direct.transact(retry):  # the orphan holds it until the server ends it
+                assert loop.time() < deadline, "the orphaned transaction kept its lock"
+                await asyncio.sleep(0.1)
+        finally:
+            await direct.close()
+            await asyncio.wait_for(cut.close(), 5)  # its silent connection was dropped, not waited on
+
+
+async def test_a_console_write_on_a_silent_connection_fails_as_transient(
+    database_url: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every other path (SQLAlchemy's engine: console, merchant API, dispatcher) is bounded too, and
+    what it raises is transient (503 with Retry-After), not a bug."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's engine; SQLite has no network")
+    monkeypatch.setattr(database, "ENGINE_STATEMENT_TIMEOUT_SECONDS", 0.5)
+    loop = asyncio.get_running_loop()
+    async with blackhole_for(database_url) as proxy:
+        cut = Database.open(proxy.url_for(database_url))
+        try:
+
+            def publish(conn: Connection) -> None:
+                conn.execute(text("SELECT 1"))
+                proxy.silence()
+                conn.execute(text("SELECT 2"))
+
+            started = loop.time()
+            with pytest.raises(Exception) as raised:
+                await cut.write(publish)
+            assert loop.time() - started < 5  # the statement's timeout and the rollback's
+            assert failures.is_transient(raised.value), raised.value
+        finally:
+            await asyncio.wait_for(cut.close(), 5)

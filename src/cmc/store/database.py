@@ -55,7 +55,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
 from cmc.errors import ConfigError, Contention, StoreUnavailable
-from cmc.store import checkpoints
+from cmc.store import checkpoints, failures
 from cmc.store.driver import PG_FAILURES, PgTx, SqliteTx, Tx, pg_error, run_to_completion, sqlite_error
 from cmc.store.types import json_text
 
@@ -69,6 +69,22 @@ RETRY_BASE_SECONDS = 0.02
 RETRY_CAP_SECONDS = 0.5
 """Contention and lost connections: up to 6 tries, 20 ms doubling with full jitter, capped at 0.5 s
 (about 1.3 s in all at worst), then the caller gets the error."""
+CONNECT_TIMEOUT_SECONDS = 5.0
+STATEMENT_TIMEOUT_SECONDS = 5.0
+"""How long a hot-path statement (a tender's, a scan's) may wait for its answer, lock waits
+included, before its unit fails as unavailable (503, not retried here: the POS's client retries).
+A connection gone half-open (a network cut: no FIN, no RST) never answers, and without a bound
+would hold the request and its pool connection for ever. Well under cmc_client's 10 s request
+timeout, so the POS hears CMC's 503 rather than a timeout of its own."""
+ENGINE_STATEMENT_TIMEOUT_SECONDS = 120.0
+"""The same bound for everything else (console, merchant API, analytics, dispatcher, roll-up):
+none of their statements takes more than a second or two at a million sales."""
+IDLE_IN_TRANSACTION_SECONDS = 10
+"""The server ends a transaction of ours that has waited this long for its next statement, and so
+frees its locks. No unit does other I/O inside a transaction, so only a client that is gone (or
+cut off) idles that long; without it, a cut mid-sale would leave the customer's locks taken until
+the server's own TCP keepalive noticed (two hours by default), and every later sale of that
+customer would wait behind them."""
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_CACHE_KIB = 65_536
 
@@ -487,6 +503,11 @@ class PostgresDatabase(Database):
             pool_pre_ping=True,
             hide_parameters=True,
             json_serializer=json_text,
+            connect_args={
+                "timeout": CONNECT_TIMEOUT_SECONDS,
+                "command_timeout": ENGINE_STATEMENT_TIMEOUT_SECONDS,
+                "server_settings": _server_settings(),
+            },
         )
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
@@ -506,11 +527,11 @@ class PostgresDatabase(Database):
                         await tx.rollback()
                         raise
                     return result
-            except (Contention, StoreUnavailable):
-                if attempt == RETRY_ATTEMPTS:
+            except (Contention, StoreUnavailable) as exc:
+                if attempt == RETRY_ATTEMPTS or exc.code == failures.TIMED_OUT:
                     raise
             except PG_FAILURES as exc:  # opening a connection failed: refused, too many, starting up
-                if attempt == RETRY_ATTEMPTS:
+                if attempt == RETRY_ATTEMPTS or isinstance(exc, TimeoutError):  # or no answer at all
                     raise _unavailable(exc) from None
             await asyncio.sleep(self._backoff(attempt))
         raise AssertionError("the loop returns or raises")
@@ -526,11 +547,11 @@ class PostgresDatabase(Database):
                     if tx.deferred:
                         raise RuntimeError("a read-only unit deferred a write")
                     return result
-            except StoreUnavailable:
-                if attempt == RETRY_ATTEMPTS:
+            except StoreUnavailable as exc:
+                if attempt == RETRY_ATTEMPTS or exc.code == failures.TIMED_OUT:
                     raise
             except PG_FAILURES as exc:
-                if attempt == RETRY_ATTEMPTS:
+                if attempt == RETRY_ATTEMPTS or isinstance(exc, TimeoutError):
                     raise _unavailable(exc) from None
             await asyncio.sleep(self._backoff(attempt))
         raise AssertionError("the loop returns or raises")
@@ -547,6 +568,9 @@ class PostgresDatabase(Database):
                         min_size=1,
                         max_size=self._pool_size,
                         init=_setup_connection,
+                        timeout=CONNECT_TIMEOUT_SECONDS,
+                        command_timeout=STATEMENT_TIMEOUT_SECONDS,
+                        server_settings=_server_settings(),
                         # Units leave nothing behind (their transaction ended, advisory locks are
                         # transaction-scoped): skip the reset round trip on every release. (asyncpg
                         # still rolls back a transaction a cancelled unit left open, and warns.)
@@ -580,6 +604,11 @@ class PostgresDatabase(Database):
             await self._pool.close()
             self._pool = None
         await self._engine.dispose()
+
+
+def _server_settings() -> dict[str, str]:
+    # A function, not a constant: read at connect time, so a test can shorten the timeout.
+    return {"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_SECONDS * 1000)}
 
 
 async def _setup_connection(connection: asyncpg.Connection) -> None:

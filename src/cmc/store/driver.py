@@ -207,11 +207,12 @@ class PgTx(Tx):
         self._connection = connection
         self._must_begin = transaction
         self._begun = False
+        self._lost = False
 
     async def _begin(self, first: str = "") -> None:
         self._must_begin = False
         self._begun = True  # before it is sent: a BEGIN that failed midway is still rolled back
-        with _pg_errors():
+        with self._errors():
             await self._connection.execute(f"BEGIN; {first}" if first else "BEGIN")
 
     async def _open_with(self, sql: str) -> None:
@@ -224,13 +225,13 @@ class PgTx(Tx):
         """End the transaction: what it wrote is durable when this returns."""
         if self._begun:
             self._begun = False
-            with _pg_errors():
+            with self._errors():
                 await self._connection.execute("COMMIT")
 
     async def rollback(self) -> None:
         """Undo the transaction, if it began; a connection that cannot even roll back is closed,
         so the pool never hands out one left inside a transaction."""
-        if not self._begun:
+        if not self._begun or self._lost:
             return
         self._begun = False
         try:
@@ -238,10 +239,23 @@ class PgTx(Tx):
         except PG_FAILURES:
             self._connection.terminate()
 
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except PG_FAILURES as exc:
+            error = pg_error(exc)
+            # Cut, or silent (a timeout): nothing more can be asked of this connection, not even a
+            # ROLLBACK, which on a half-open one would wait a whole timeout again. (The database
+            # drops the connection: ``_dropped_when_broken``.)
+            if isinstance(error, StoreUnavailable):
+                self._lost = True
+            raise error from None
+
     async def _execute(self, sql: str, args: list[Any]) -> int:
         if self._must_begin:
             await self._begin()
-        with _pg_errors():
+        with self._errors():
             status: str = await self._connection.execute(sql, *args)
         # "INSERT 0 3", "UPDATE 2", "DELETE 0": the count is the last word.
         tail = status.rsplit(" ", 1)[-1]
@@ -250,13 +264,13 @@ class PgTx(Tx):
     async def _execute_many(self, sql: str, args: list[list[Any]]) -> None:
         if self._must_begin:
             await self._begin()
-        with _pg_errors():
+        with self._errors():
             await self._connection.executemany(sql, args)
 
     async def _fetch(self, sql: str, args: list[Any]) -> Sequence[Sequence[Any]]:
         if self._must_begin:
             await self._begin()
-        with _pg_errors():
+        with self._errors():
             rows: list[Sequence[Any]] = await self._connection.fetch(sql, *args)
             return rows
 
@@ -267,14 +281,6 @@ def _sqlite_errors() -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise sqlite_error(exc) from None
-
-
-@contextlib.contextmanager
-def _pg_errors() -> Iterator[None]:
-    try:
-        yield
-    except PG_FAILURES as exc:
-        raise pg_error(exc) from None
 
 
 def run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -300,6 +306,8 @@ def pg_error(exc: BaseException) -> StoreError:
         return DuplicateKey(code=code)
     if code in failures.CONTENDED:
         return Contention(code=code)
+    if isinstance(exc, TimeoutError):  # asyncpg's command_timeout (before OSError: it is one)
+        return StoreUnavailable(code=failures.TIMED_OUT)
     broken = asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.InternalClientError | OSError
     if isinstance(exc, broken) or (code or "").startswith(("08", "57P")):
         return StoreUnavailable(code=code or type(exc).__name__)

@@ -15,10 +15,14 @@ CONTENDED = frozenset({"40001", "40P01", "55P03", "SQLITE_BUSY", "SQLITE_LOCKED"
 available; SQLite's busy or locked database): the same work may succeed if tried again. The driver
 path raises ``Contention`` for these; the Core path's SQLAlchemy errors carry the code."""
 
+TIMED_OUT = "timeout"
+"""The code of a driver statement that got no answer within its timeout (``StoreUnavailable``): the
+connection may be half-open, so it is dropped, and the unit is not retried on the spot."""
+
 
 def is_transient(exc: BaseException) -> bool:
     """Contention or a lost connection: the same request may succeed if sent again (503)."""
-    if isinstance(exc, Contention | StoreUnavailable | ConnectionError):
+    if isinstance(exc, Contention | StoreUnavailable | ConnectionError | TimeoutError):
         return True
     return isinstance(exc, DBAPIError) and (exc.connection_invalidated or code(exc) in CONTENDED)
 

@@ -24,6 +24,12 @@ from cmc.store.statements import Statement
 CFS_CHANNEL = "cmc_cfs_events"
 REGISTRY_CHANNEL = "cmc_registry"
 RECONNECT_SECONDS = 2.0
+HEARTBEAT_SECONDS = 30.0
+"""How often an idle listener asks its connection a trivial query. A peer gone without a word (a
+network cut, a crashed host: a half-open TCP connection) sends no notification and no error, so
+without asking the listener would wait on it for ever, leaving every wake-up to the slow poll."""
+HEARTBEAT_TIMEOUT_SECONDS = 10.0
+CLOSE_TIMEOUT_SECONDS = 2.0
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +83,8 @@ class Listener:
                 await self._listen()
             except PG_FAILURES as exc:
                 # asyncpg's InterfaceError and InternalClientError too: a cut can leave the protocol
-                # mid-operation, and such a connection is as lost as a closed one.
+                # mid-operation, and such a connection is as lost as a closed one. (A heartbeat that
+                # timed out is here too: TimeoutError is an OSError.)
                 log.warning("notification listener lost its connection", error=type(exc).__name__)
             except Exception:
                 log.exception("notification listener failed")
@@ -94,10 +101,15 @@ class Listener:
             # A notification may have been missed while (re)connecting: catch up once.
             for callback in self._callbacks.values():
                 callback()
-            await lost.wait()
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), HEARTBEAT_SECONDS)
+                if not lost.is_set():
+                    await conn.execute("SELECT 1", timeout=HEARTBEAT_TIMEOUT_SECONDS)
         finally:
+            # Bounded: on a silent connection a graceful close would wait for an answer too.
             with contextlib.suppress(Exception):
-                await conn.close()
+                await conn.close(timeout=CLOSE_TIMEOUT_SECONDS)
 
 
 def _caller(callback: Callable[[], None]) -> Callable[..., None]:
