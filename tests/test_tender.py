@@ -447,6 +447,27 @@ async def test_explicit_nulls_read_as_absent(api: Api) -> None:
     assert (await api.send(again)).content == (await api.send(body)).content
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    ['" 12 "', '"\uff11\uff12"', '"1_2"', "1.2e1"],
+    ids=["spaces", "full-width", "underscore", "exponent"],
+)
+async def test_an_amount_spelled_otherwise_is_the_same_number_and_a_replay(api: Api, spelling: str) -> None:
+    """``Decimal`` reads these as 12 (docs/behaviour.md, lenient where harmless): stored as 12, so
+    the same sale sent with ``12`` is its replay, not a 409."""
+    body = seed_transaction(transactionAmount=12, sessionId=await api.session())
+    raw = json.dumps(body, ensure_ascii=False).replace(
+        '"transactionAmount": 12', f'"transactionAmount": {spelling}'
+    )
+    assert spelling in raw
+    headers = {"Authorization": f"Bearer {await api.token()}", "Content-Type": "application/json"}
+    first = await api.http.post("/pos/pax/transaction", content=raw.encode(), headers=headers)
+    assert first.status_code == 200, first.text
+    again = await api.send(dict(body, sessionId=await api.session()))
+    assert again.content == first.content
+    assert await count_rows(api, "transactions") == 1
+
+
 async def test_contacts_and_products_are_bounded(api: Api) -> None:
     from cmc_client.wire import MAX_CONTACTS, MAX_PRODUCTS
 
