@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import gc
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,8 +21,9 @@ from cmc.api.app import create_app
 from cmc.api.services import Services
 from cmc.clock import system_clock
 from cmc.config import Settings
-from cmc.store import migrate
+from cmc.store import migrate, statements
 from cmc.store.database import Database
+from cmc.store.statements import Statement
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = Path(__file__).with_name("registry.yaml")
@@ -322,3 +324,30 @@ async def count_rows(api: Api, table: str) -> int:
 
 __all__ = ["SEED_TRANSACTION", "Api", "Lifespan", "ManualClock", "apply_registry", "count_rows",
            "make_settings", "seed_transaction", "timedelta", "unique"]  # fmt: skip
+
+
+@pytest.fixture
+def made_statement() -> Iterator[Callable[..., Statement[Any]]]:
+    """``made_statement(clause, name=...)``: a driver statement for one test, gone from
+    ``statements.ALL`` after it (the contract and the query-plan tests walk that list)."""
+    made: list[Statement[Any]] = []
+
+    def make(clause: Any, *, name: str) -> Statement[Any]:
+        statement: Statement[Any] = Statement(clause, name=name, only="postgresql")
+        made.append(statement)
+        return statement
+
+    yield make
+    statements.ALL[:] = [s for s in statements.ALL if not any(s is m for m in made)]
+
+
+@pytest.fixture
+def garbage_collected() -> Iterator[None]:
+    """Collect garbage right after the test, at a quiet moment.
+
+    The network-cut tests abandon work midway (SQLAlchemy's greenlets among it). Collected later,
+    at an arbitrary moment, such leftovers can land inside CPython 3.11's AST constructor, which
+    then reports a spurious ``SystemError: AST constructor recursion depth mismatch``
+    (python/cpython#106905), and pytest, parsing a traceback or a module, crashes with it."""
+    yield
+    gc.collect()

@@ -13,6 +13,8 @@ from blackhole import blackhole_for
 from cmc.store import notifications
 from cmc.store.database import Database, libpq_dsn
 
+pytestmark = pytest.mark.usefixtures("garbage_collected")
+
 
 async def test_a_committed_notify_wakes_the_listener(database_url: str, backend: str) -> None:
     if backend != "postgresql":
@@ -147,7 +149,8 @@ async def test_the_listener_reconnects_when_its_connection_falls_silent(
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
     monkeypatch.setattr(notifications, "RECONNECT_SECONDS", 0.05)
     monkeypatch.setattr(notifications, "HEARTBEAT_SECONDS", 0.1)
-    monkeypatch.setattr(notifications, "HEARTBEAT_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(notifications, "HEARTBEAT_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(notifications, "CLOSE_TIMEOUT_SECONDS", 0.2)
     calls: list[str] = []
     dsns: list[str] = []
     async with blackhole_for(database_url) as proxy:
@@ -166,13 +169,13 @@ async def test_the_listener_reconnects_when_its_connection_falls_silent(
         db = Database.open(database_url)
         try:
             await wait_until(lambda: calls == ["cfs"])
-            await asyncio.sleep(0.3)  # heartbeats answered: still the first connection
+            await asyncio.sleep(0.5)  # heartbeats answered: still the first connection
             assert len(dsns) == 1
             proxy.silence()
             await wait_until(lambda: calls == ["cfs", "cfs"])  # a new connection, and its catch-up
             await db.write(notifications.notify, notifications.CFS_CHANNEL)
             await wait_until(lambda: len(calls) == 3)
         finally:
-            await listener.stop()
+            await asyncio.wait_for(listener.stop(), 10)
             await db.close()
     assert len(dsns) == 2

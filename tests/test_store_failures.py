@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, bindparam, func, select, text
@@ -13,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 import pg_databases
 from blackhole import blackhole_for
 from cmc.errors import StoreUnavailable
-from cmc.store import database, failures, statements
+from cmc.store import database, failures
 from cmc.store.database import Database, normalize_url
 from cmc.store.driver import Tx
 from cmc.store.statements import Statement
+
+pytestmark = pytest.mark.usefixtures("garbage_collected")
 
 
 @pytest.fixture
@@ -69,25 +72,12 @@ def test_a_lost_connection_is_transient() -> None:
 
 # --- a connection that falls silent (half-open TCP) on the hot path ------------------------------
 
-_BACKEND_LOCKED = Statement(
-    select(func.pg_backend_pid(), func.pg_advisory_xact_lock(bindparam("key")).is_(None)),
-    name="test[backend locked]",
-    only="postgresql",
-)
-_TRY_LOCK = Statement(
-    select(func.pg_try_advisory_xact_lock(bindparam("key"))), name="test[try lock]", only="postgresql"
-)
-
-
-@pytest.fixture
-def silent_statements() -> Iterator[None]:
-    yield
-    # Made for these tests only: the contract and the query-plan tests walk statements.ALL.
-    statements.ALL[:] = [s for s in statements.ALL if s is not _BACKEND_LOCKED and s is not _TRY_LOCK]
-
 
 async def test_a_sale_on_a_silent_connection_fails_fast_and_frees_its_locks(
-    database_url: str, backend: str, monkeypatch: pytest.MonkeyPatch, silent_statements: None
+    database_url: str,
+    backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+    made_statement: Callable[..., Statement[Any]],
 ) -> None:
     """A unit whose connection goes half-open mid-transaction is 503 within one statement timeout,
     and the server ends the orphaned transaction, so the customer's locks are free for the retry.
@@ -100,6 +90,11 @@ async def test_a_sale_on_a_silent_connection_fails_fast_and_frees_its_locks(
         pytest.skip("PostgreSQL's driver pool; SQLite has no network")
     monkeypatch.setattr(database, "STATEMENT_TIMEOUT_SECONDS", 0.5)
     monkeypatch.setattr(database, "IDLE_IN_TRANSACTION_SECONDS", 1)
+    locked = made_statement(
+        select(func.pg_backend_pid(), func.pg_advisory_xact_lock(bindparam("key")).is_(None)),
+        name="test[locked]",
+    )
+    try_lock = made_statement(select(func.pg_try_advisory_xact_lock(bindparam("key"))), name="test[try lock]")
     loop = asyncio.get_running_loop()
     async with blackhole_for(database_url) as proxy:
         cut = Database.open(proxy.url_for(database_url))
@@ -107,17 +102,17 @@ async def test_a_sale_on_a_silent_connection_fails_fast_and_frees_its_locks(
         try:
 
             async def sale(tx: Tx) -> None:
-                await tx.first(_BACKEND_LOCKED, {"key": 7})  # BEGIN, then the customer's lock
+                await tx.first(locked, {"key": 7})  # BEGIN, then the customer's lock
                 proxy.silence()
-                await tx.first(_BACKEND_LOCKED, {"key": 8})  # never answered
+                await tx.first(locked, {"key": 8})  # never answered
 
             started = loop.time()
             with pytest.raises(StoreUnavailable):
-                await cut.transact(sale)
+                await asyncio.wait_for(cut.transact(sale), 10)  # a hang fails, not blocks the run
             assert loop.time() - started < 3  # one statement timeout, not one per retry
 
             async def retry(tx: Tx) -> bool:
-                row = await tx.first(_TRY_LOCK, {"key": 7})
+                row = await tx.first(try_lock, {"key": 7})
                 return bool(row and row[0])
 
             deadline = loop.time() + 10
@@ -149,7 +144,7 @@ async def test_a_console_write_on_a_silent_connection_fails_as_transient(
 
             started = loop.time()
             with pytest.raises(Exception) as raised:
-                await cut.write(publish)
+                await asyncio.wait_for(cut.write(publish), 10)
             assert loop.time() - started < 5  # the statement's timeout and the rollback's
             assert failures.is_transient(raised.value), raised.value
         finally:

@@ -34,8 +34,11 @@ MAX_BACKOFF = timedelta(hours=1)
 RECORD_TRIES = 5
 RECORD_BACKOFF = timedelta(milliseconds=50)
 RECORD_BACKOFF_CAP = timedelta(seconds=1)
-"""Recording a pass's outcome: up to 5 tries, 50 ms doubling (jittered), about 0.75 s in all, well
-inside the lease; a lost connection is replaced at the next checkout, so one retry usually does."""
+"""Recording a pass's outcome: up to 5 tries, 50 ms doubling (jittered), about 0.75 s of waiting in
+all; a lost connection is replaced at the next checkout, so one retry usually does. On a connection
+gone silent each try can take a whole statement timeout (``ENGINE_STATEMENT_TIMEOUT_SECONDS``, 20 s):
+the tries must end inside the lease (2 minutes), or another dispatcher would claim the sent message
+again and send it twice (``tests/test_network_cuts.py`` holds the two together)."""
 JITTER = 0.2
 """Each retry delay is scaled by a random factor in [1 - JITTER, 1 + JITTER] so retries spread out."""
 

@@ -49,7 +49,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
@@ -71,20 +71,29 @@ RETRY_CAP_SECONDS = 0.5
 (about 1.3 s in all at worst), then the caller gets the error."""
 CONNECT_TIMEOUT_SECONDS = 5.0
 STATEMENT_TIMEOUT_SECONDS = 5.0
-"""How long a hot-path statement (a tender's, a scan's) may wait for its answer, lock waits
-included, before its unit fails as unavailable (503, not retried here: the POS's client retries).
+"""How long each round trip of a hot-path unit (a tender's, a scan's) may wait for its answer,
+lock waits included, before the unit fails as unavailable (503, not retried here: the POS's client
+retries).
 A connection gone half-open (a network cut: no FIN, no RST) never answers, and without a bound
-would hold the request and its pool connection for ever. Well under cmc_client's 10 s request
-timeout, so the POS hears CMC's 503 rather than a timeout of its own."""
-ENGINE_STATEMENT_TIMEOUT_SECONDS = 120.0
+would hold the request and its pool connection for ever. Under cmc_client's 10 s request timeout,
+so the POS hears CMC's 503 when a connection falls silent (a server that is slow but alive can take
+longer over a tender's four round trips, and the client's own timeout then speaks first)."""
+ENGINE_STATEMENT_TIMEOUT_SECONDS = 20.0
 """The same bound for everything else (console, merchant API, analytics, dispatcher, roll-up):
-none of their statements takes more than a second or two at a million sales."""
-IDLE_IN_TRANSACTION_SECONDS = 10
+none of their statements takes more than a second or two at a million sales. It also bounds the
+outbox's recording of a pass: its tries (``dispatch.RECORD_TRIES``) must end inside the lease,
+or another dispatcher would send the message again (a test holds the two together)."""
+IDLE_IN_TRANSACTION_SECONDS = 4
 """The server ends a transaction of ours that has waited this long for its next statement, and so
 frees its locks. No unit does other I/O inside a transaction, so only a client that is gone (or
 cut off) idles that long; without it, a cut mid-sale would leave the customer's locks taken until
 the server's own TCP keepalive noticed (two hours by default), and every later sale of that
-customer would wait behind them."""
+customer would wait behind them. Below the statement timeout: by the time the POS hears the
+503, the cut-off sale's locks are free for its retry."""
+CLIENT_CHECK_MS = 1000
+CLOSE_TIMEOUT_SECONDS = 0.5
+"""Closing a connection (at shutdown, or a pooled one SQLAlchemy retires): one gone silent is
+dropped after this rather than waited on for a statement timeout."""
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_CACHE_KIB = 65_536
 
@@ -500,7 +509,12 @@ class PostgresDatabase(Database):
             url,
             pool_size=5,
             max_overflow=5,
-            pool_pre_ping=True,
+            # No pre-ping: on a silent connection it waits a whole statement timeout and then hands
+            # the dead connection back, so after a network flap each pooled connection would fail
+            # a request of its own. Without it the first statement that finds a dead connection
+            # fails (503), and that marks the whole pool stale (``_timed_out_is_a_disconnect``; a
+            # closed connection, after a server restart, is a disconnect to SQLAlchemy already).
+            pool_pre_ping=False,
             hide_parameters=True,
             json_serializer=json_text,
             connect_args={
@@ -509,6 +523,8 @@ class PostgresDatabase(Database):
                 "server_settings": _server_settings(),
             },
         )
+        event.listen(self._engine.sync_engine, "handle_error", _timed_out_is_a_disconnect)
+        event.listen(self._engine.sync_engine.pool, "close", _closing)
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._rng = random.Random()
@@ -528,7 +544,10 @@ class PostgresDatabase(Database):
                         raise
                     return result
             except (Contention, StoreUnavailable) as exc:
-                if attempt == RETRY_ATTEMPTS or exc.code == failures.TIMED_OUT:
+                if exc.code == failures.TIMED_OUT:
+                    await self._expire_idle()
+                    raise
+                if attempt == RETRY_ATTEMPTS:
                     raise
             except PG_FAILURES as exc:  # opening a connection failed: refused, too many, starting up
                 if attempt == RETRY_ATTEMPTS or isinstance(exc, TimeoutError):  # or no answer at all
@@ -548,13 +567,23 @@ class PostgresDatabase(Database):
                         raise RuntimeError("a read-only unit deferred a write")
                     return result
             except StoreUnavailable as exc:
-                if attempt == RETRY_ATTEMPTS or exc.code == failures.TIMED_OUT:
+                if exc.code == failures.TIMED_OUT:
+                    await self._expire_idle()
+                    raise
+                if attempt == RETRY_ATTEMPTS:
                     raise
             except PG_FAILURES as exc:
                 if attempt == RETRY_ATTEMPTS or isinstance(exc, TimeoutError):
                     raise _unavailable(exc) from None
             await asyncio.sleep(self._backoff(attempt))
         raise AssertionError("the loop returns or raises")
+
+    async def _expire_idle(self) -> None:
+        """After a statement got no answer, replace the pool's other connections as they are next
+        handed out: opened over the same route, they are most likely as silent, and each would cost
+        a tender a whole timeout to find out. (The old ones are closed in the background.)"""
+        if self._pool is not None:
+            await self._pool.expire_connections()
 
     def _backoff(self, attempt: int) -> float:
         return self._rng.uniform(0, min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1)))
@@ -588,8 +617,14 @@ class PostgresDatabase(Database):
 
     def run_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         async def once() -> T:
+            # The CLI's (migrations too): bounded connecting, no statement timeout (an index build
+            # on a large table may take minutes).
             engine = create_async_engine(
-                self.url, poolclass=NullPool, hide_parameters=True, json_serializer=json_text
+                self.url,
+                poolclass=NullPool,
+                hide_parameters=True,
+                json_serializer=json_text,
+                connect_args={"timeout": CONNECT_TIMEOUT_SECONDS, "server_settings": _server_settings()},
             )
             try:
                 async with engine.begin() as conn:
@@ -600,15 +635,52 @@ class PostgresDatabase(Database):
         return asyncio.run(once())
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-        await self._engine.dispose()
+        # Bounded: a graceful close waits for each connection's answer, which a silent one never
+        # sends, and an orchestrator's grace period is shorter than the statement timeouts.
+        pool, self._pool = self._pool, None
+        try:
+            if pool is not None:
+                try:
+                    await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT_SECONDS)
+                except (TimeoutError, *PG_FAILURES):
+                    pool.terminate()
+        finally:
+            # Not cancelled from outside: SQLAlchemy closes inside greenlets, and one abandoned
+            # mid-switch corrupts the interpreter's recursion count when it is collected. Each
+            # connection's close is bounded instead (``_closing``).
+            await self._engine.dispose()
+
+
+def _timed_out_is_a_disconnect(context: ExceptionContext) -> None:
+    """A connection whose statement timed out is lost (half-open, most likely), and so are its
+    pool's idle siblings, opened over the same route.
+    Marked so, the connection is dropped without a ROLLBACK (which would wait a whole timeout
+    again), and the pool replaces every connection older than now as it is next checked out."""
+    if isinstance(context.original_exception, TimeoutError):
+        # SQLAlchemy takes a timeout for a cancellation: it drops that connection, but not the rest.
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = True
+
+
+def _closing(dbapi_connection: Any, _record: Any) -> None:
+    """Close a pooled connection within ``CLOSE_TIMEOUT_SECONDS`` before SQLAlchemy closes it: a
+    graceful close waits for the server's answer, for a whole statement timeout on a silent
+    connection (asyncpg then drops it, and SQLAlchemy's own close finds it closed)."""
+    with contextlib.suppress(Exception):
+        dbapi_connection.run_async(lambda conn: conn.close(timeout=CLOSE_TIMEOUT_SECONDS))
 
 
 def _server_settings() -> dict[str, str]:
-    # A function, not a constant: read at connect time, so a test can shorten the timeout.
-    return {"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_SECONDS * 1000)}
+    """What CMC's connections ask of the server (PostgreSQL 14 or later).
+
+    ``client_connection_check_interval``: a statement still waiting (on a lock, say) when CMC gave
+    up on it and dropped its connection is ended by the server within a second, not left queued
+    with the locks it already took; asyncpg's own cancel request dies with the connection."""
+    # A function, not a constant: read when a pool is made, so a test can shorten the timeout.
+    return {
+        "idle_in_transaction_session_timeout": str(round(IDLE_IN_TRANSACTION_SECONDS * 1000)),
+        "client_connection_check_interval": str(CLIENT_CHECK_MS),
+    }
 
 
 async def _setup_connection(connection: asyncpg.Connection) -> None:
@@ -641,7 +713,10 @@ async def _dropped_when_broken(connection: asyncpg.Connection) -> AsyncIterator[
     try:
         yield
     except StoreUnavailable:
-        connection.terminate()
+        # A connection the server closed was already handed back by asyncpg, whose proxy then
+        # refuses even ``terminate``: that must not hide the error it is here for.
+        with contextlib.suppress(asyncpg.InterfaceError):
+            connection.terminate()
         raise
 
 

@@ -30,6 +30,7 @@ network cut, a crashed host: a half-open TCP connection) sends no notification a
 without asking the listener would wait on it for ever, leaving every wake-up to the slow poll."""
 HEARTBEAT_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 2.0
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 log = structlog.get_logger(__name__)
 
@@ -60,11 +61,11 @@ class Listener:
         dsn: str,
         callbacks: Mapping[str, Callable[[], None]],
         *,
-        connect: Callable[[str], Awaitable[asyncpg.Connection]] = asyncpg.connect,
+        connect: Callable[[str], Awaitable[asyncpg.Connection]] | None = None,
     ) -> None:
         self._dsn = dsn
         self._callbacks = dict(callbacks)
-        self._connect = connect
+        self._connect = connect or _connect
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -110,6 +111,14 @@ class Listener:
             # Bounded: on a silent connection a graceful close would wait for an answer too.
             with contextlib.suppress(Exception):
                 await conn.close(timeout=CLOSE_TIMEOUT_SECONDS)
+
+
+async def _connect(dsn: str) -> asyncpg.Connection:
+    # Bounded too: LISTEN itself is a statement, and a cut before its answer would hang the
+    # listener before its heartbeat ever starts.
+    return await asyncpg.connect(
+        dsn, timeout=CONNECT_TIMEOUT_SECONDS, command_timeout=HEARTBEAT_TIMEOUT_SECONDS
+    )
 
 
 def _caller(callback: Callable[[], None]) -> Callable[..., None]:
