@@ -645,9 +645,8 @@ class PostgresDatabase(Database):
                 except (TimeoutError, *PG_FAILURES):
                     pool.terminate()
         finally:
-            # Not cancelled from outside: SQLAlchemy closes inside greenlets, and one abandoned
-            # mid-switch corrupts the interpreter's recursion count when it is collected. Each
-            # connection's close is bounded instead (``_closing``).
+            # Not cancelled from outside: SQLAlchemy closes inside greenlets, which are better not
+            # abandoned midway. Each connection's close is bounded instead (``_closing``).
             await self._engine.dispose()
 
 
