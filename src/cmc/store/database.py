@@ -653,6 +653,7 @@ class PostgresDatabase(Database):
 def _timed_out_is_a_disconnect(context: ExceptionContext) -> None:
     """A connection whose statement timed out is lost (half-open, most likely), and so are its
     pool's idle siblings, opened over the same route.
+
     Marked so, the connection is dropped without a ROLLBACK (which would wait a whole timeout
     again), and the pool replaces every connection older than now as it is next checked out."""
     if isinstance(context.original_exception, TimeoutError):

@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import Connection, bindparam, func, literal, select, text
 
 from cmc import background
+from cmc.store.database import CONNECT_TIMEOUT_SECONDS
 from cmc.store.driver import PG_FAILURES, Tx
 from cmc.store.statements import Statement
 
@@ -30,7 +31,6 @@ network cut, a crashed host: a half-open TCP connection) sends no notification a
 without asking the listener would wait on it for ever, leaving every wake-up to the slow poll."""
 HEARTBEAT_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 2.0
-CONNECT_TIMEOUT_SECONDS = 5.0
 
 log = structlog.get_logger(__name__)
 
